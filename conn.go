@@ -1,0 +1,223 @@
+package firetower
+
+import (
+	"fmt"
+	"net/http"
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"github.com/gobwas/ws"
+
+	"github.com/firetower-go/firetower/internal/protocol"
+	"github.com/firetower-go/firetower/internal/wsproto"
+	"github.com/firetower-go/firetower/transport"
+)
+
+// Conn is one client connection.
+type Conn struct {
+	t     *Tower
+	tc    *transport.Conn
+	codec protocol.Codec
+	proto string // subprotocol echoed in the upgrade
+
+	id  string
+	req *http.Request // only during OnConnect
+
+	mu     sync.Mutex // guards userID and topics
+	userID string
+	topics []string
+
+	open atomic.Bool // upgraded and not yet gone
+	gone atomic.Bool
+
+	// inbox: requests waiting for a worker; at most one worker drains it.
+	imu        sync.Mutex
+	inbox      []item
+	head       int
+	scheduled  bool
+	queued     int // messages in inbox
+	timeouts   int // read-timeout items in inbox
+	slowQueued bool
+}
+
+type itemKind uint8
+
+const (
+	itemConnect itemKind = iota
+	itemMessage
+	itemReadTimeout
+	itemSlow
+	itemClosed
+)
+
+type item struct {
+	kind itemKind
+	buf  []byte
+}
+
+// ID is the connection's id, unique in the cluster.
+func (c *Conn) ID() string { return c.id }
+
+// SetID replaces the connection's id; only in OnConnect.
+func (c *Conn) SetID(id string) { c.id = id }
+
+// UserID is the user id set by SetUserID ("" if none).
+func (c *Conn) UserID() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.userID
+}
+
+// SetUserID sets the user id (usually in OnConnect).
+func (c *Conn) SetUserID(id string) {
+	c.mu.Lock()
+	c.userID = id
+	c.mu.Unlock()
+}
+
+// Request is the upgrade request; only in OnConnect (nil afterwards).
+func (c *Conn) Request() *http.Request { return c.req }
+
+// Protocol is the connection's codec: "json" or "msgpack".
+func (c *Conn) Protocol() string {
+	if c.codec == protocol.Msgpack {
+		return "msgpack"
+	}
+	return "json"
+}
+
+// RemoteAddr is the client's address.
+func (c *Conn) RemoteAddr() string {
+	if a := c.tc.RemoteAddr(); a != nil {
+		return a.String()
+	}
+	return ""
+}
+
+// Topics returns the topics the connection is subscribed to.
+func (c *Conn) Topics() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.topics)
+}
+
+func (c *Conn) subscribed(topic string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Contains(c.topics, topic)
+}
+
+// Send sends data to this client alone, as one message: a text frame on a
+// JSON connection, a binary frame on a msgpack one. The bytes are sent as
+// they are.
+func (c *Conn) Send(data []byte) error {
+	if c.gone.Load() {
+		return ErrClosed
+	}
+	op := ws.OpText
+	if c.codec == protocol.Msgpack {
+		op = ws.OpBinary
+	}
+	f := c.t.srv.NewMessageFrame(op, data)
+	c.tc.Send(f)
+	f.Release()
+	return nil
+}
+
+// Close closes the connection with a close code (1000, or 3000-4999 for
+// applications) and a reason, after what is already queued for it.
+func (c *Conn) Close(code int, reason string) error {
+	if !wsproto.ValidCloseCode(code) || code == 1005 {
+		return fmt.Errorf("%w: invalid close code %d", ErrBadOption, code)
+	}
+	if c.gone.Load() {
+		return ErrClosed
+	}
+	c.tc.Close(code, reason)
+	return nil
+}
+
+// reply sends an answer built by fn in the connection's codec.
+func (c *Conn) reply(build func(r protocol.Reply, dst []byte) []byte) {
+	if c.gone.Load() {
+		return
+	}
+	var buf [256]byte
+	p := build(protocol.Reply{Codec: c.codec}, buf[:0])
+	op := ws.OpText
+	if c.codec == protocol.Msgpack {
+		op = ws.OpBinary
+	}
+	f := c.t.srv.NewMessageFrame(op, p)
+	c.tc.Send(f)
+	f.Release()
+}
+
+func (c *Conn) sendError(id []byte, e *Error) {
+	c.t.stats.errors.Add(1)
+	c.reply(func(r protocol.Reply, dst []byte) []byte { return r.Error(dst, id, e.Code, e.Message) })
+}
+
+// post queues an item for the workers. Called on the event loop.
+func (c *Conn) post(it item) {
+	t := c.t
+	c.imu.Lock()
+	switch it.kind {
+	case itemMessage:
+		if c.queued >= t.cfg.inboundQueue {
+			t.stats.readDropped.Add(1)
+			if c.timeouts >= t.cfg.inboundQueue {
+				// even the timeout queue is full: the message is counted
+				// and dropped without a hook call.
+				c.imu.Unlock()
+				t.srv.PutBuffer(it.buf)
+				return
+			}
+			it.kind = itemReadTimeout
+			c.timeouts++
+		} else {
+			c.queued++
+		}
+	case itemSlow:
+		if c.slowQueued {
+			c.imu.Unlock()
+			return
+		}
+		c.slowQueued = true
+	}
+	if c.head > 0 && c.head == len(c.inbox) {
+		clear(c.inbox)
+		c.inbox, c.head = c.inbox[:0], 0
+	}
+	c.inbox = append(c.inbox, it)
+	kick := !c.scheduled
+	c.scheduled = true
+	c.imu.Unlock()
+	if kick {
+		t.work.push(c)
+	}
+}
+
+// next pops the next item; ok is false (and the connection unscheduled)
+// when the inbox is empty.
+func (c *Conn) next() (it item, ok bool) {
+	c.imu.Lock()
+	defer c.imu.Unlock()
+	if c.head == len(c.inbox) {
+		c.scheduled = false
+		return it, false
+	}
+	it = c.inbox[c.head]
+	c.inbox[c.head] = item{}
+	c.head++
+	switch it.kind {
+	case itemMessage:
+		c.queued--
+	case itemReadTimeout:
+		c.timeouts--
+	case itemSlow:
+		c.slowQueued = false
+	}
+	return it, true
+}

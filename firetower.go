@@ -1,0 +1,705 @@
+// Package firetower is a websocket push and pub/sub server for Go: clients
+// subscribe to topics and publish to them, business logic plugs in as chains
+// of middleware on hooks, and Towers on several nodes form a cluster through
+// a Manager.
+//
+// A Tower serves websockets on gnet event loops. A publish is encoded and
+// framed once, the same bytes go to every subscriber, and the frames queued
+// for a connection within one event-loop turn leave in one write. Hooks run
+// on a bounded pool of workers, in order per connection, so they may block.
+//
+//	t, err := firetower.New(
+//		firetower.WithAddr(":9999"),
+//		firetower.OnBeforeSubscribe(func(next firetower.Handler) firetower.Handler {
+//			return func(c *firetower.Context) error {
+//				if c.Conn().UserID() == "" {
+//					return firetower.ErrForbidden
+//				}
+//				return next(c)
+//			}
+//		}),
+//	)
+//	if err != nil { ... }
+//	err = t.Serve(ctx)
+//
+// The client protocol is described in PROTOCOL.md.
+package firetower
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/gobwas/ws"
+
+	"github.com/firetower-go/firetower/internal/protocol"
+	"github.com/firetower-go/firetower/internal/wsproto"
+	"github.com/firetower-go/firetower/transport"
+)
+
+// Tower is a firetower server node.
+type Tower struct {
+	cfg    config
+	log    *slog.Logger
+	srv    *transport.Server
+	index  *index
+	work   workers
+	chains chains
+	mgr    Manager
+	link   Link
+	bootID string
+	nextID atomic.Uint64
+	stats  counters
+
+	ctx    context.Context // cancelled at Shutdown: hooks' context
+	cancel context.CancelFunc
+
+	state    atomic.Int32  // 0 new, 1 started, 2 shut down
+	done     chan struct{} // closed when Shutdown finishes
+	stopOnce sync.Once
+	stopErr  error
+
+	liveMu   sync.Mutex
+	live     int           // connections whose disconnect has not been processed
+	liveZero chan struct{} // closed when live reaches 0 during shutdown
+}
+
+type counters struct {
+	connections, subscriptions            atomic.Int64
+	messagesIn, publishes, deliveries     atomic.Uint64
+	readDropped, slowDropped, errors      atomic.Uint64
+	remotePublishFailed, remoteDeliveries atomic.Uint64
+}
+
+// Stats is a snapshot of a Tower's counters. Every message that is dropped
+// is counted in one of the *Dropped fields.
+type Stats struct {
+	Connections   int64  // open websocket connections
+	Subscriptions int64  // local (connection, topic) pairs
+	Topics        int64  // topics with local subscribers
+	MessagesIn    uint64 // client messages received
+	Publishes     uint64 // publishes delivered locally (client, server or other nodes)
+	Deliveries    uint64 // frames queued for subscribers
+	Errors        uint64 // error messages sent to clients
+	// ReadDropped counts client messages dropped because the client's
+	// inbound queue was full (OnReadTimeout).
+	ReadDropped uint64
+	// SlowDropped counts messages not sent to slow consumers (SlowDrop).
+	SlowDropped uint64
+	// SlowClosed counts connections closed as slow consumers (SlowClose).
+	SlowClosed uint64
+	// RemotePublishFailed counts publishes the Manager refused.
+	RemotePublishFailed uint64
+	// RemoteDeliveries counts publishes received from other nodes.
+	RemoteDeliveries uint64
+	Transport        transport.Stats
+}
+
+// New builds a Tower from options. It validates them and returns an error
+// for a bad one; it never panics. Hook chains are built here, once.
+func New(opts ...Option) (*Tower, error) {
+	cfg := defaultConfig()
+	for _, o := range opts {
+		if o == nil {
+			return nil, fmt.Errorf("%w: nil option", ErrBadOption)
+		}
+		if err := o(&cfg); err != nil {
+			return nil, err
+		}
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	t := &Tower{
+		cfg:    cfg,
+		log:    cfg.logger,
+		index:  newIndex(),
+		mgr:    cfg.manager,
+		bootID: strconv.FormatInt(time.Now().UnixNano()%(1<<40), 36),
+		done:   make(chan struct{}),
+	}
+	if t.log == nil {
+		t.log = slog.New(slog.DiscardHandler)
+	}
+	if t.mgr == nil {
+		t.mgr = NewLocalManager()
+	}
+	t.chains = buildChains(&cfg, t.readFinal)
+	var served wsproto.PathMatcher
+	if !cfg.anyPath {
+		p := cfg.path
+		served = func(path string) bool { return path == p }
+	}
+	sp := transport.SlowClose
+	if cfg.slowPolicy == SlowDrop {
+		sp = transport.SlowDrop
+	}
+	t.srv = transport.New(transport.Config{
+		Addr:             cfg.addr,
+		Served:           served,
+		EventLoops:       cfg.eventLoops,
+		MaxMessageSize:   cfg.maxMessage,
+		HandshakeTimeout: cfg.handshakeTimeout,
+		IdleTimeout:      cfg.idleTimeout,
+		PingInterval:     cfg.pingInterval,
+		OutboundLimit:    cfg.outboundLimit,
+		SlowPolicy:       sp,
+		Logger:           t.log,
+	}, wsHandler{t})
+	return t, nil
+}
+
+// Start joins the Manager, binds the listener and returns; serving goes on
+// in the background until Shutdown.
+func (t *Tower) Start(ctx context.Context) error {
+	if !t.state.CompareAndSwap(0, 1) {
+		return ErrStarted
+	}
+	t.ctx, t.cancel = context.WithCancel(context.Background())
+	t.work.start(t.cfg.workers, t.drain)
+	link, err := t.mgr.Join(ctx, towerNode{t})
+	if err != nil {
+		t.cancel()
+		t.work.stop()
+		t.state.Store(2)
+		close(t.done)
+		return fmt.Errorf("firetower: joining the manager: %w", err)
+	}
+	t.link = link
+	if err := t.srv.Start(ctx); err != nil {
+		_ = link.Close()
+		t.cancel()
+		t.work.stop()
+		t.state.Store(2)
+		close(t.done)
+		return fmt.Errorf("firetower: starting the websocket server: %w", err)
+	}
+	t.log.Info("firetower started", "addr", t.srv.Addr(), "node", t.cfg.nodeID)
+	return nil
+}
+
+// Addr is the websocket address actually bound, "host:port" ("" before Start).
+func (t *Tower) Addr() string {
+	if t.state.Load() == 0 {
+		return ""
+	}
+	return t.srv.Addr()
+}
+
+// Serve starts the Tower and blocks until ctx is done (then shuts down,
+// allowing 10 seconds) or Shutdown is called.
+func (t *Tower) Serve(ctx context.Context) error {
+	if err := t.Start(ctx); err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return t.Shutdown(sctx)
+	case <-t.done:
+		return t.stopErr
+	}
+}
+
+// Shutdown stops accepting, closes every client with 1001, waits for
+// in-flight hooks (their context is cancelled) and stops every goroutine the
+// Tower started. It returns when that is done or ctx ends.
+func (t *Tower) Shutdown(ctx context.Context) error {
+	switch t.state.Load() {
+	case 0:
+		return ErrNotStarted
+	}
+	t.stopOnce.Do(func() {
+		err := t.srv.Shutdown(ctx)
+		t.cancel()
+		if e := t.waitLive(ctx); e != nil && err == nil {
+			err = e
+		}
+		t.work.stop()
+		if e := t.link.Close(); e != nil && err == nil {
+			err = e
+		}
+		t.stopErr = err
+		t.state.Store(2)
+		close(t.done)
+	})
+	select {
+	case <-t.done:
+		return t.stopErr
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (t *Tower) liveAdd() {
+	t.liveMu.Lock()
+	t.live++
+	t.liveMu.Unlock()
+}
+
+func (t *Tower) liveDone() {
+	t.liveMu.Lock()
+	t.live--
+	if t.live == 0 && t.liveZero != nil {
+		close(t.liveZero)
+		t.liveZero = nil
+	}
+	t.liveMu.Unlock()
+}
+
+func (t *Tower) waitLive(ctx context.Context) error {
+	t.liveMu.Lock()
+	if t.live == 0 {
+		t.liveMu.Unlock()
+		return nil
+	}
+	if t.liveZero == nil {
+		t.liveZero = make(chan struct{})
+	}
+	ch := t.liveZero
+	t.liveMu.Unlock()
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("firetower: disconnect hooks still running: %w", ctx.Err())
+	}
+}
+
+// Publish sends data to every subscriber of topic in the cluster. data that
+// is valid JSON is delivered as it is; other bytes are delivered as a JSON
+// string (and as they are to legacy clients).
+func (t *Tower) Publish(ctx context.Context, topic string, data []byte) error {
+	if t.state.Load() != 1 {
+		return ErrClosed
+	}
+	if err := protocol.ValidateTopic(topic); err != nil {
+		return &Error{Code: CodeInvalidTopic, Message: err.Error()}
+	}
+	j := data
+	if !json.Valid(data) {
+		j = protocol.AppendJSONString(nil, string(data))
+	}
+	return t.publish(ctx, topic, j, data)
+}
+
+// ConnectNum is the number of subscribers of topic in the whole cluster.
+func (t *Tower) ConnectNum(ctx context.Context, topic string) (int64, error) {
+	if t.state.Load() != 1 {
+		return 0, ErrClosed
+	}
+	return t.link.Count(ctx, topic)
+}
+
+// Stats returns the Tower's counters.
+func (t *Tower) Stats() Stats {
+	return Stats{
+		Connections:         t.stats.connections.Load(),
+		Subscriptions:       t.index.subs.Load(),
+		Topics:              t.index.topics.Load(),
+		MessagesIn:          t.stats.messagesIn.Load(),
+		Publishes:           t.stats.publishes.Load(),
+		Deliveries:          t.stats.deliveries.Load(),
+		Errors:              t.stats.errors.Load(),
+		ReadDropped:         t.stats.readDropped.Load(),
+		SlowDropped:         t.stats.slowDropped.Load(),
+		SlowClosed:          t.srv.Stats().SlowClosed,
+		RemotePublishFailed: t.stats.remotePublishFailed.Load(),
+		RemoteDeliveries:    t.stats.remoteDeliveries.Load(),
+		Transport:           t.srv.Stats(),
+	}
+}
+
+// NodeID is this node's id.
+func (t *Tower) NodeID() uint16 { return t.cfg.nodeID }
+
+// publish delivers locally, then to the other nodes.
+func (t *Tower) publish(ctx context.Context, topic string, j, raw []byte) error {
+	t.deliverLocal(topic, j, raw)
+	if err := t.link.Publish(ctx, topic, j); err != nil {
+		t.stats.remotePublishFailed.Add(1)
+		return &Error{Code: CodeUnavailable, Message: "the cluster could not take the message: " + err.Error()}
+	}
+	return nil
+}
+
+// deliverLocal frames the publish once per codec in use and hands the same
+// frame to every event loop with subscribers.
+func (t *Tower) deliverLocal(topic string, j, raw []byte) {
+	subs := t.index.get(topic)
+	if subs == nil || subs.count == 0 {
+		return
+	}
+	t.stats.publishes.Add(1)
+	var frames [2]*transport.Frame
+	if subs.codecs[protocol.JSON] > 0 {
+		if t.cfg.legacy {
+			op := ws.OpText
+			if !utf8.Valid(raw) {
+				op = ws.OpBinary
+			}
+			frames[protocol.JSON] = t.srv.NewMessageFrame(op, raw)
+		} else {
+			n := len(`{"type":"publish","topic":,"data":}`) + len(subs.quoted) + len(j)
+			f := t.srv.NewFrame(wsproto.HeaderSize(n) + n)
+			f.B = wsproto.AppendHeader(f.B, ws.OpText, n)
+			f.B = append(f.B, `{"type":"publish","topic":`...)
+			f.B = append(f.B, subs.quoted...)
+			f.B = append(f.B, `,"data":`...)
+			f.B = append(f.B, j...)
+			f.B = append(f.B, '}')
+			frames[protocol.JSON] = f
+		}
+	}
+	if subs.codecs[protocol.Msgpack] > 0 {
+		p, err := protocol.AppendDeliveryMsgpack(nil, topic, j)
+		if err != nil {
+			t.log.Error("firetower: cannot encode a delivery as msgpack", "topic", topic, "err", err)
+		} else {
+			frames[protocol.Msgpack] = t.srv.NewMessageFrame(ws.OpBinary, p)
+		}
+	}
+	var n uint64
+	for li := range subs.byLoop {
+		for codec, conns := range subs.byLoop[li] {
+			if len(conns) > 0 && frames[codec] != nil {
+				t.srv.Broadcast(li, frames[codec], conns)
+				n += uint64(len(conns))
+			}
+		}
+	}
+	t.stats.deliveries.Add(n)
+	for _, f := range frames {
+		if f != nil {
+			f.Release()
+		}
+	}
+}
+
+// readFinal ends the OnRead chain: it publishes the message.
+func (t *Tower) readFinal(c *Context) error {
+	m := c.Message()
+	if m == nil {
+		return nil
+	}
+	return t.publish(c.Context(), m.Topic, m.Data, m.Data)
+}
+
+func (t *Tower) newID() string {
+	n := t.nextID.Add(1)
+	b := make([]byte, 0, 24)
+	b = strconv.AppendUint(b, uint64(t.cfg.nodeID), 10)
+	b = append(b, '-')
+	b = append(b, t.bootID...)
+	b = append(b, '-')
+	b = strconv.AppendUint(b, n, 36)
+	return string(b)
+}
+
+// towerNode is the Tower as its Manager sees it.
+type towerNode struct{ t *Tower }
+
+func (n towerNode) NodeID() uint16 { return n.t.cfg.nodeID }
+
+func (n towerNode) Deliver(topic string, data []byte) {
+	n.t.stats.remoteDeliveries.Add(1)
+	n.t.deliverLocal(topic, data, data)
+}
+
+func (n towerNode) Interest() map[string]int64 { return n.t.index.counts() }
+
+// wsHandler receives the transport's events, on event loops.
+type wsHandler struct{ t *Tower }
+
+func (h wsHandler) Handshake(tc *transport.Conn, hs *wsproto.Handshake) transport.Decision {
+	t := h.t
+	c := &Conn{t: t, tc: tc, id: t.newID()}
+	for _, p := range hs.Protocols {
+		if p == protocol.SubprotocolJSON || p == protocol.SubprotocolMsgpack {
+			c.proto = p
+			if p == protocol.SubprotocolMsgpack {
+				c.codec = protocol.Msgpack
+			}
+			break
+		}
+	}
+	tc.Value = c
+	t.liveAdd()
+	if !t.chains.has(HookConnect) {
+		t.opened(c)
+		return transport.Decision{Protocol: c.proto}
+	}
+	c.req = hs.Request
+	c.post(item{kind: itemConnect})
+	return transport.Decision{Pending: true}
+}
+
+func (h wsHandler) Message(tc *transport.Conn, op ws.OpCode, payload []byte) int {
+	c := tc.Value.(*Conn)
+	if (op == ws.OpBinary) != (c.codec == protocol.Msgpack) {
+		h.t.srv.PutBuffer(payload)
+		return wsproto.CloseUnsupportedData
+	}
+	h.t.stats.messagesIn.Add(1)
+	c.post(item{kind: itemMessage, buf: payload})
+	return 0
+}
+
+func (h wsHandler) Dropped(tc *transport.Conn, _ int) {
+	c := tc.Value.(*Conn)
+	h.t.stats.slowDropped.Add(1)
+	if h.t.chains.has(HookSlowConsumer) {
+		c.post(item{kind: itemSlow})
+	}
+}
+
+func (h wsHandler) Closed(tc *transport.Conn, _ int, _ error) {
+	c := tc.Value.(*Conn)
+	c.gone.Store(true)
+	c.post(item{kind: itemClosed})
+}
+
+func (t *Tower) opened(c *Conn) {
+	c.open.Store(true)
+	t.stats.connections.Add(1)
+}
+
+// drain runs up to max items of c's inbox; it reports whether more are left.
+func (t *Tower) drain(c *Conn, max int) bool {
+	for range max {
+		it, ok := c.next()
+		if !ok {
+			return false
+		}
+		t.process(c, it)
+	}
+	return true
+}
+
+func (t *Tower) process(c *Conn, it item) {
+	switch it.kind {
+	case itemConnect:
+		t.connect(c)
+	case itemMessage:
+		t.request(c, it.buf)
+		t.srv.PutBuffer(it.buf)
+	case itemReadTimeout:
+		t.readTimeout(c, it.buf)
+		t.srv.PutBuffer(it.buf)
+	case itemSlow:
+		_ = t.run(HookSlowConsumer, &Context{conn: c})
+	case itemClosed:
+		t.disconnect(c)
+	}
+}
+
+func (t *Tower) connect(c *Conn) {
+	err := t.run(HookConnect, &Context{conn: c})
+	c.req = nil
+	if err != nil {
+		status := http.StatusForbidden
+		if errors.Is(err, ErrUnauthorized) {
+			status = http.StatusUnauthorized
+		}
+		c.tc.Reject(status, asError(err, CodeForbidden).Message)
+		return
+	}
+	t.opened(c)
+	c.tc.Accept(c.proto)
+}
+
+func (t *Tower) disconnect(c *Conn) {
+	if c.open.Swap(false) {
+		t.stats.connections.Add(-1)
+	}
+	c.mu.Lock()
+	topics := c.topics
+	c.topics = nil
+	c.mu.Unlock()
+	for _, topic := range topics {
+		t.unsubscribeOne(c, topic)
+	}
+	for _, topic := range topics {
+		_ = t.run(HookUnsubscribe, &Context{conn: c, topics: []string{topic}})
+	}
+	_ = t.run(HookDisconnect, &Context{conn: c})
+	t.liveDone()
+}
+
+func (t *Tower) decode(c *Conn, p []byte) (*protocol.Request, *protocol.RequestError) {
+	if c.codec == protocol.Msgpack {
+		return protocol.DecodeMsgpack(p)
+	}
+	return protocol.DecodeJSON(p)
+}
+
+func (t *Tower) request(c *Conn, p []byte) {
+	req, rerr := t.decode(c, p)
+	if rerr != nil {
+		c.sendError(rerr.ID, &Error{Code: rerr.Code, Message: rerr.Message})
+		return
+	}
+	switch req.Type {
+	case protocol.TypeSubscribe:
+		t.subscribe(c, req)
+	case protocol.TypeUnsubscribe:
+		t.unsubscribe(c, req)
+	case protocol.TypePublish:
+		t.clientPublish(c, req)
+	case protocol.TypePing:
+		c.reply(func(r protocol.Reply, dst []byte) []byte { return r.Pong(dst, req.ID) })
+	default:
+		c.sendError(req.ID, &Error{Code: CodeUnknownType, Message: fmt.Sprintf("unknown message type %q", req.RawType)})
+	}
+}
+
+func validTopics(topics []string) *Error {
+	if len(topics) == 0 {
+		return &Error{Code: CodeInvalidTopic, Message: "no topic given"}
+	}
+	for _, tp := range topics {
+		if err := protocol.ValidateTopic(tp); err != nil {
+			return &Error{Code: CodeInvalidTopic, Message: err.Error()}
+		}
+	}
+	return nil
+}
+
+func (t *Tower) subscribe(c *Conn, req *protocol.Request) {
+	if e := validTopics(req.Topics); e != nil {
+		c.sendError(req.ID, e)
+		return
+	}
+	cx := &Context{conn: c, topics: req.Topics}
+	if err := t.run(HookBeforeSubscribe, cx); err != nil {
+		c.sendError(req.ID, asError(err, CodeForbidden))
+		return
+	}
+	topics := cx.topics
+	if e := validTopics(topics); e != nil {
+		c.sendError(req.ID, e)
+		return
+	}
+	c.mu.Lock()
+	var added []string
+	for _, tp := range topics {
+		if !containsString(c.topics, tp) && !containsString(added, tp) {
+			added = append(added, tp)
+		}
+	}
+	if len(c.topics)+len(added) > t.cfg.maxTopics {
+		c.mu.Unlock()
+		c.sendError(req.ID, &Error{Code: CodeTooManyTopics, Message: fmt.Sprintf("a connection may subscribe to at most %d topics", t.cfg.maxTopics)})
+		return
+	}
+	c.topics = append(c.topics, added...)
+	c.mu.Unlock()
+	for _, tp := range added {
+		t.index.update(tp, c.tc, c.codec, true, func(n int64) { t.link.SetInterest(tp, n) })
+	}
+	if req.ID != nil {
+		c.reply(func(r protocol.Reply, dst []byte) []byte { return r.Ack(dst, req.ID, topics, true) })
+	}
+	if len(added) > 0 {
+		_ = t.run(HookSubscribe, &Context{conn: c, topics: added})
+	}
+}
+
+func containsString(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func (t *Tower) unsubscribeOne(c *Conn, topic string) {
+	t.index.update(topic, c.tc, c.codec, false, func(n int64) { t.link.SetInterest(topic, n) })
+}
+
+func (t *Tower) unsubscribe(c *Conn, req *protocol.Request) {
+	if e := validTopics(req.Topics); e != nil {
+		c.sendError(req.ID, e)
+		return
+	}
+	c.mu.Lock()
+	var removed []string
+	kept := c.topics[:0]
+	for _, tp := range c.topics {
+		if containsString(req.Topics, tp) {
+			removed = append(removed, tp)
+		} else {
+			kept = append(kept, tp)
+		}
+	}
+	clear(c.topics[len(kept):])
+	c.topics = kept
+	c.mu.Unlock()
+	for _, tp := range removed {
+		t.unsubscribeOne(c, tp)
+	}
+	if req.ID != nil {
+		c.reply(func(r protocol.Reply, dst []byte) []byte { return r.Ack(dst, req.ID, req.Topics, true) })
+	}
+	if len(removed) > 0 {
+		_ = t.run(HookUnsubscribe, &Context{conn: c, topics: removed})
+	}
+}
+
+func (t *Tower) clientPublish(c *Conn, req *protocol.Request) {
+	if e := validTopics(req.Topics); e != nil {
+		c.sendError(req.ID, e)
+		return
+	}
+	switch t.cfg.publishPolicy {
+	case PublishNone:
+		c.sendError(req.ID, &Error{Code: CodeForbidden, Message: "clients may not publish on this server"})
+		return
+	case PublishSubscribed:
+		for _, tp := range req.Topics {
+			if !c.subscribed(tp) {
+				c.sendError(req.ID, &Error{Code: CodeForbidden, Message: "publish to a topic you are not subscribed to: " + tp})
+				return
+			}
+		}
+	}
+	for _, tp := range req.Topics {
+		cx := &Context{conn: c, msg: &Message{Topic: tp, Data: req.Data}}
+		if err := t.run(HookRead, cx); err != nil {
+			c.sendError(req.ID, asError(err, CodeForbidden))
+			return
+		}
+	}
+	if req.ID != nil {
+		c.reply(func(r protocol.Reply, dst []byte) []byte { return r.Ack(dst, req.ID, nil, false) })
+	}
+}
+
+func (t *Tower) readTimeout(c *Conn, p []byte) {
+	req, rerr := t.decode(c, p)
+	var id []byte
+	cx := &Context{conn: c}
+	if rerr == nil {
+		id = req.ID
+		topic := ""
+		if len(req.Topics) > 0 {
+			topic = req.Topics[0]
+		}
+		cx.msg = &Message{Topic: topic, Data: req.Data}
+	} else {
+		id = rerr.ID
+		cx.msg = &Message{Data: append([]byte(nil), p...)}
+	}
+	_ = t.run(HookReadTimeout, cx)
+	c.sendError(id, &Error{Code: CodeRateLimited, Message: "message dropped: the server could not keep up with this connection's messages"})
+}

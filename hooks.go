@@ -1,0 +1,131 @@
+package firetower
+
+import "context"
+
+// Handler handles one hook call.
+type Handler func(c *Context) error
+
+// Middleware wraps a Handler. In a chain the first middleware listed is the
+// outermost: it runs first and sees the result of everything after it.
+type Middleware func(next Handler) Handler
+
+// Hook names a point where a Tower runs a chain of middleware.
+type Hook string
+
+// The hooks.
+const (
+	HookConnect         Hook = "connect"
+	HookBeforeSubscribe Hook = "before_subscribe"
+	HookSubscribe       Hook = "subscribe"
+	HookUnsubscribe     Hook = "unsubscribe"
+	HookRead            Hook = "read"
+	HookReadTimeout     Hook = "read_timeout"
+	HookDisconnect      Hook = "disconnect"
+	HookSlowConsumer    Hook = "slow_consumer"
+)
+
+const numHooks = 8
+
+func (h Hook) index() int {
+	switch h {
+	case HookConnect:
+		return 0
+	case HookBeforeSubscribe:
+		return 1
+	case HookSubscribe:
+		return 2
+	case HookUnsubscribe:
+		return 3
+	case HookRead:
+		return 4
+	case HookReadTimeout:
+		return 5
+	case HookDisconnect:
+		return 6
+	}
+	return 7
+}
+
+var hookOrder = [numHooks]Hook{HookConnect, HookBeforeSubscribe, HookSubscribe, HookUnsubscribe, HookRead, HookReadTimeout, HookDisconnect, HookSlowConsumer}
+
+// Message is a publication seen by a hook.
+type Message struct {
+	Topic string
+	// Data is the payload as JSON, exactly as the client sent it.
+	Data []byte
+}
+
+// Context is the argument of one hook call. It is not safe to keep after
+// the call returns.
+type Context struct {
+	ctx    context.Context
+	tower  *Tower
+	conn   *Conn
+	hook   Hook
+	topics []string
+	msg    *Message
+}
+
+// Context is the call's context; it is cancelled when the Tower shuts down.
+func (c *Context) Context() context.Context { return c.ctx }
+
+// Tower is the Tower running the hook.
+func (c *Context) Tower() *Tower { return c.tower }
+
+// Conn is the client connection the hook runs for.
+func (c *Context) Conn() *Conn { return c.conn }
+
+// Hook is the hook being run.
+func (c *Context) Hook() Hook { return c.hook }
+
+// Topics are the topics of a subscribe or unsubscribe.
+func (c *Context) Topics() []string { return c.topics }
+
+// SetTopics replaces the topics of a subscribe (in OnBeforeSubscribe).
+func (c *Context) SetTopics(topics []string) { c.topics = topics }
+
+// Message is the publication of OnRead, OnReadTimeout and OnSlowConsumer.
+func (c *Context) Message() *Message { return c.msg }
+
+// chains are the hook chains, built once by New.
+type chains [numHooks]Handler
+
+func buildChains(cfg *config, read Handler) chains {
+	var ch chains
+	for i, h := range hookOrder {
+		final := func(*Context) error { return nil }
+		if h == HookRead {
+			final = read
+		}
+		if len(cfg.hooks[i]) == 0 && len(cfg.use) == 0 {
+			if h == HookRead {
+				ch[i] = read
+			}
+			continue // nil: nothing to run
+		}
+		next := Handler(final)
+		for j := len(cfg.hooks[i]) - 1; j >= 0; j-- {
+			next = cfg.hooks[i][j](next)
+		}
+		for j := len(cfg.use) - 1; j >= 0; j-- {
+			next = cfg.use[j](next)
+		}
+		ch[i] = next
+	}
+	return ch
+}
+
+func (ch *chains) has(h Hook) bool { return ch[h.index()] != nil }
+
+func (t *Tower) run(h Hook, c *Context) error {
+	fn := t.chains[h.index()]
+	if fn == nil {
+		return nil
+	}
+	c.hook = h
+	c.tower = t
+	if c.ctx == nil {
+		c.ctx = t.ctx
+	}
+	return fn(c)
+}

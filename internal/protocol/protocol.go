@@ -1,0 +1,284 @@
+// Package protocol decodes client requests and encodes server messages of the
+// firetower client protocol, version 1, in its two codecs: JSON in text
+// frames and msgpack in binary frames. It knows nothing about connections.
+package protocol
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// Codec is the encoding a connection negotiated.
+type Codec uint8
+
+const (
+	JSON Codec = iota
+	Msgpack
+)
+
+// Subprotocol names (Sec-WebSocket-Protocol).
+const (
+	SubprotocolJSON    = "firetower.v1.json"
+	SubprotocolMsgpack = "firetower.v1.msgpack"
+)
+
+// Request types.
+const (
+	TypeUnknown = iota
+	TypePublish
+	TypeSubscribe
+	TypeUnsubscribe
+	TypePing
+)
+
+// Error codes of the protocol.
+const (
+	CodeBadRequest      = "bad_request"
+	CodeUnknownType     = "unknown_type"
+	CodeInvalidTopic    = "invalid_topic"
+	CodeForbidden       = "forbidden"
+	CodeTooManyTopics   = "too_many_topics"
+	CodeRateLimited     = "rate_limited"
+	CodeMessageTooLarge = "message_too_large"
+	CodeUnavailable     = "unavailable"
+	CodeInternal        = "internal"
+)
+
+// MaxTopicLen is the longest topic in bytes.
+const MaxTopicLen = 256
+
+// Request is a decoded client message.
+type Request struct {
+	Type int
+	// RawType is the type as sent, for error messages.
+	RawType string
+	// Topics is the union of "topic" (split at commas) and "topics", in order,
+	// without duplicates. Topics are not validated here.
+	Topics []string
+	// Data is the publish payload as JSON, byte for byte as a JSON client sent
+	// it ("null" when absent).
+	Data []byte
+	// ID is the request id encoded in the request's codec (raw JSON, or a
+	// msgpack value), nil when absent.
+	ID []byte
+}
+
+// RequestError is a request that cannot be decoded; the ID is kept when it
+// could be read so the error can carry it.
+type RequestError struct {
+	Code    string
+	Message string
+	ID      []byte
+}
+
+func (e *RequestError) Error() string { return e.Code + ": " + e.Message }
+
+type jsonRequest struct {
+	Type   json.RawMessage `json:"type"`
+	Topic  json.RawMessage `json:"topic"`
+	Topics []string        `json:"topics"`
+	Data   json.RawMessage `json:"data"`
+	ID     json.RawMessage `json:"id"`
+}
+
+var nullJSON = []byte("null")
+
+// DecodeJSON decodes a JSON request.
+func DecodeJSON(p []byte) (*Request, *RequestError) {
+	var jr jsonRequest
+	if err := json.Unmarshal(p, &jr); err != nil {
+		return nil, &RequestError{Code: CodeBadRequest, Message: "invalid JSON request: " + trimErr(err)}
+	}
+	r := &Request{Data: jr.Data}
+	if len(jr.ID) > 0 && !bytes.Equal(jr.ID, nullJSON) {
+		if c := jr.ID[0]; c == '{' || c == '[' || c == 't' || c == 'f' {
+			return nil, &RequestError{Code: CodeBadRequest, Message: "id must be a string or a number"}
+		}
+		r.ID = jr.ID
+	}
+	if len(r.Data) == 0 {
+		r.Data = nullJSON
+	}
+	var typ any
+	if len(jr.Type) > 0 {
+		if err := json.Unmarshal(jr.Type, &typ); err != nil {
+			return nil, &RequestError{Code: CodeBadRequest, Message: "invalid type", ID: r.ID}
+		}
+	}
+	r.Type, r.RawType = parseType(typ)
+	var topic string
+	if len(jr.Topic) > 0 && !bytes.Equal(jr.Topic, nullJSON) {
+		if err := json.Unmarshal(jr.Topic, &topic); err != nil {
+			return nil, &RequestError{Code: CodeBadRequest, Message: "topic must be a string", ID: r.ID}
+		}
+	}
+	r.Topics = unionTopics(topic, jr.Topics)
+	return r, nil
+}
+
+type msgpackRequest struct {
+	Type   any                `msgpack:"type"`
+	Topic  string             `msgpack:"topic"`
+	Topics []string           `msgpack:"topics"`
+	Data   msgpack.RawMessage `msgpack:"data"`
+	ID     msgpack.RawMessage `msgpack:"id"`
+}
+
+// DecodeMsgpack decodes a msgpack request; its data is converted to JSON.
+func DecodeMsgpack(p []byte) (*Request, *RequestError) {
+	var mr msgpackRequest
+	if err := msgpack.Unmarshal(p, &mr); err != nil {
+		return nil, &RequestError{Code: CodeBadRequest, Message: "invalid msgpack request: " + trimErr(err)}
+	}
+	r := &Request{}
+	if len(mr.ID) > 0 && !(len(mr.ID) == 1 && mr.ID[0] == 0xc0) {
+		var id any
+		if err := msgpack.Unmarshal(mr.ID, &id); err != nil {
+			return nil, &RequestError{Code: CodeBadRequest, Message: "invalid id"}
+		}
+		switch id.(type) {
+		case string, int8, int16, int32, int64, uint8, uint16, uint32, uint64, float32, float64:
+			r.ID = mr.ID
+		default:
+			return nil, &RequestError{Code: CodeBadRequest, Message: "id must be a string or a number"}
+		}
+	}
+	r.Type, r.RawType = parseType(mr.Type)
+	r.Topics = unionTopics(mr.Topic, mr.Topics)
+	r.Data = nullJSON
+	if len(mr.Data) > 0 {
+		var v any
+		if err := msgpack.Unmarshal(mr.Data, &v); err != nil {
+			return nil, &RequestError{Code: CodeBadRequest, Message: "invalid data", ID: r.ID}
+		}
+		j, err := json.Marshal(jsonable(v))
+		if err != nil {
+			return nil, &RequestError{Code: CodeBadRequest, Message: "data cannot be represented as JSON", ID: r.ID}
+		}
+		r.Data = j
+	}
+	return r, nil
+}
+
+// jsonable turns maps with non-string keys (which msgpack allows) into maps
+// keyed by their printed key, so any msgpack value can be carried as JSON.
+func jsonable(v any) any {
+	switch x := v.(type) {
+	case map[any]any:
+		m := make(map[string]any, len(x))
+		for k, e := range x {
+			m[fmt.Sprint(k)] = jsonable(e)
+		}
+		return m
+	case map[string]any:
+		for k, e := range x {
+			x[k] = jsonable(e)
+		}
+		return x
+	case []any:
+		for i, e := range x {
+			x[i] = jsonable(e)
+		}
+		return x
+	}
+	return v
+}
+
+func trimErr(err error) string {
+	s := err.Error()
+	if len(s) > 120 {
+		s = s[:120]
+	}
+	return s
+}
+
+func parseType(v any) (int, string) {
+	switch x := v.(type) {
+	case string:
+		switch x {
+		case "publish":
+			return TypePublish, x
+		case "subscribe":
+			return TypeSubscribe, x
+		case "unsubscribe", "unSubscribe":
+			return TypeUnsubscribe, x
+		case "ping":
+			return TypePing, x
+		}
+		return TypeUnknown, x
+	case float64:
+		return numType(x), strconv.FormatFloat(x, 'g', -1, 64)
+	case int8, int16, int32, int64, uint8, uint16, uint32, uint64:
+		f, _ := strconv.ParseFloat(fmt.Sprint(x), 64)
+		return numType(f), fmt.Sprint(x)
+	case nil:
+		return TypeUnknown, ""
+	}
+	return TypeUnknown, fmt.Sprint(v)
+}
+
+func numType(f float64) int {
+	switch f {
+	case 1:
+		return TypePublish
+	case 2:
+		return TypeSubscribe
+	case 3:
+		return TypeUnsubscribe
+	}
+	return TypeUnknown
+}
+
+func unionTopics(topic string, topics []string) []string {
+	var out []string
+	add := func(t string) {
+		for _, o := range out {
+			if o == t {
+				return
+			}
+		}
+		out = append(out, t)
+	}
+	if topic != "" {
+		for _, t := range strings.Split(topic, ",") {
+			add(t)
+		}
+	}
+	for _, t := range topics {
+		add(t)
+	}
+	return out
+}
+
+// ErrInvalidTopic describes why a topic is refused.
+var errTopicEmpty = errors.New("topic is empty")
+
+// ValidateTopic checks a topic: 1..256 bytes of printable UTF-8, no comma, no
+// white space.
+func ValidateTopic(t string) error {
+	if t == "" {
+		return errTopicEmpty
+	}
+	if len(t) > MaxTopicLen {
+		return fmt.Errorf("topic longer than %d bytes", MaxTopicLen)
+	}
+	for i, r := range t {
+		if r == utf8.RuneError {
+			if _, size := utf8.DecodeRuneInString(t[i:]); size <= 1 {
+				return errors.New("topic is not valid UTF-8")
+			}
+		}
+		if r == ',' || unicode.IsSpace(r) || !unicode.IsPrint(r) {
+			return fmt.Errorf("topic contains %q", r)
+		}
+	}
+	return nil
+}

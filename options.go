@@ -1,0 +1,284 @@
+package firetower
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Option configures a Tower. Options are applied in order by New, which
+// validates the result once and returns an error for a bad value.
+type Option func(*config) error
+
+// PublishPolicy says which topics a client may publish to.
+type PublishPolicy uint8
+
+const (
+	// PublishSubscribed lets a client publish only to topics it is
+	// subscribed to (the default).
+	PublishSubscribed PublishPolicy = iota
+	// PublishAny lets a client publish to any valid topic.
+	PublishAny
+	// PublishNone refuses every client publish; only the server publishes.
+	PublishNone
+)
+
+// SlowConsumerPolicy is what happens when a client's outbound buffer passes
+// the limit set by WithOutboundLimit.
+type SlowConsumerPolicy uint8
+
+const (
+	// SlowClose closes the connection with close code CloseSlowConsumer
+	// (4000). The default.
+	SlowClose SlowConsumerPolicy = iota
+	// SlowDrop drops messages for the connection until its buffer drains,
+	// counts each drop and runs the OnSlowConsumer chain.
+	SlowDrop
+)
+
+// CloseSlowConsumer is the close code sent to a client closed by SlowClose.
+const CloseSlowConsumer = 4000
+
+type config struct {
+	addr             string
+	path             string
+	anyPath          bool
+	nodeID           uint16
+	manager          Manager
+	legacy           bool
+	logger           *slog.Logger
+	maxMessage       int
+	pingInterval     time.Duration
+	idleTimeout      time.Duration
+	handshakeTimeout time.Duration
+	publishPolicy    PublishPolicy
+	outboundLimit    int
+	slowPolicy       SlowConsumerPolicy
+	inboundQueue     int
+	workers          int
+	maxTopics        int
+	eventLoops       int
+
+	use   []Middleware
+	hooks [numHooks][]Middleware
+}
+
+func defaultConfig() config {
+	return config{
+		addr:             "0.0.0.0:9999",
+		path:             "/ws",
+		nodeID:           1,
+		maxMessage:       64 << 10,
+		pingInterval:     25 * time.Second,
+		idleTimeout:      60 * time.Second,
+		handshakeTimeout: 10 * time.Second,
+		outboundLimit:    4 << 20,
+		inboundQueue:     64,
+		workers:          64,
+		maxTopics:        1024,
+	}
+}
+
+func (c *config) validate() error {
+	var errs []error
+	if c.addr == "" {
+		errs = append(errs, errors.New("address is empty"))
+	}
+	if !c.anyPath && (c.path == "" || c.path[0] != '/') {
+		errs = append(errs, fmt.Errorf("path %q must start with /", c.path))
+	}
+	if c.idleTimeout <= c.pingInterval {
+		errs = append(errs, fmt.Errorf("idle timeout %v must be longer than the ping interval %v", c.idleTimeout, c.pingInterval))
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%w: %w", ErrBadOption, errors.Join(errs...))
+	}
+	return nil
+}
+
+func positive[T int | time.Duration](name string, v T, set func()) error {
+	if v <= 0 {
+		return fmt.Errorf("%w: %s must be positive, got %v", ErrBadOption, name, v)
+	}
+	set()
+	return nil
+}
+
+// WithAddr sets the websocket listen address, "host:port". Default
+// "0.0.0.0:9999"; port 0 picks a free port (see Tower.Addr).
+func WithAddr(addr string) Option {
+	return func(c *config) error { c.addr = addr; return nil }
+}
+
+// WithPath sets the upgrade path. Default "/ws".
+func WithPath(p string) Option {
+	return func(c *config) error { c.path = p; return nil }
+}
+
+// WithAnyPath upgrades requests on every path when on. Default off.
+func WithAnyPath(on bool) Option {
+	return func(c *config) error { c.anyPath = on; return nil }
+}
+
+// WithNodeID sets this node's id, unique in a cluster. Default 1.
+func WithNodeID(id uint16) Option {
+	return func(c *config) error { c.nodeID = id; return nil }
+}
+
+// WithManager sets the cluster backend. Default: a LocalManager of this
+// Tower's own (one process, no setup).
+func WithManager(m Manager) Option {
+	return func(c *config) error {
+		if m == nil {
+			return fmt.Errorf("%w: nil Manager", ErrBadOption)
+		}
+		c.manager = m
+		return nil
+	}
+}
+
+// WithLegacyDelivery sends deliveries to JSON clients as the raw data bytes,
+// with no envelope, as firetower v0.4 servers did. Default off.
+func WithLegacyDelivery(on bool) Option {
+	return func(c *config) error { c.legacy = on; return nil }
+}
+
+// WithLogger sets the logger. Default: discard.
+func WithLogger(l *slog.Logger) Option {
+	return func(c *config) error { c.logger = l; return nil }
+}
+
+// WithMaxMessageSize sets the largest client message in bytes; a larger one
+// closes the connection with 1009. Default 64 KiB.
+func WithMaxMessageSize(n int) Option {
+	return func(c *config) error { return positive("max message size", n, func() { c.maxMessage = n }) }
+}
+
+// WithPingInterval sets how often an otherwise quiet connection is pinged.
+// Default 25s.
+func WithPingInterval(d time.Duration) Option {
+	return func(c *config) error { return positive("ping interval", d, func() { c.pingInterval = d }) }
+}
+
+// WithIdleTimeout closes (1001) a connection that sent no frame of any kind
+// for d. Default 60s; it must be longer than the ping interval.
+func WithIdleTimeout(d time.Duration) Option {
+	return func(c *config) error { return positive("idle timeout", d, func() { c.idleTimeout = d }) }
+}
+
+// WithHandshakeTimeout closes a connection whose upgrade is not complete
+// within d. Default 10s.
+func WithHandshakeTimeout(d time.Duration) Option {
+	return func(c *config) error { return positive("handshake timeout", d, func() { c.handshakeTimeout = d }) }
+}
+
+// WithPublishPolicy sets which topics clients may publish to. Default
+// PublishSubscribed.
+func WithPublishPolicy(p PublishPolicy) Option {
+	return func(c *config) error {
+		if p > PublishNone {
+			return fmt.Errorf("%w: unknown publish policy %d", ErrBadOption, p)
+		}
+		c.publishPolicy = p
+		return nil
+	}
+}
+
+// WithOutboundLimit sets how many bytes may wait to be written to one
+// client before the slow-consumer policy applies. Default 4 MiB.
+func WithOutboundLimit(n int) Option {
+	return func(c *config) error { return positive("outbound limit", n, func() { c.outboundLimit = n }) }
+}
+
+// WithSlowConsumerPolicy sets the slow-consumer policy. Default SlowClose.
+func WithSlowConsumerPolicy(p SlowConsumerPolicy) Option {
+	return func(c *config) error {
+		if p > SlowDrop {
+			return fmt.Errorf("%w: unknown slow consumer policy %d", ErrBadOption, p)
+		}
+		c.slowPolicy = p
+		return nil
+	}
+}
+
+// WithInboundQueue sets how many messages of one client may wait for the
+// hook workers. Past it, OnReadTimeout runs, the message is dropped and the
+// client gets an error with code rate_limited. Default 64.
+func WithInboundQueue(n int) Option {
+	return func(c *config) error { return positive("inbound queue", n, func() { c.inboundQueue = n }) }
+}
+
+// WithWorkers sets the number of goroutines that run hooks and client
+// requests. Hooks may block; a blocked hook holds one worker. Default 64.
+func WithWorkers(n int) Option {
+	return func(c *config) error { return positive("workers", n, func() { c.workers = n }) }
+}
+
+// WithMaxTopics sets how many topics one connection may subscribe to.
+// Default 1024.
+func WithMaxTopics(n int) Option {
+	return func(c *config) error { return positive("max topics", n, func() { c.maxTopics = n }) }
+}
+
+// WithEventLoops sets the number of event loops. Default GOMAXPROCS.
+func WithEventLoops(n int) Option {
+	return func(c *config) error { return positive("event loops", n, func() { c.eventLoops = n }) }
+}
+
+func hookOption(h Hook, mws []Middleware) Option {
+	return func(c *config) error {
+		for _, m := range mws {
+			if m == nil {
+				return fmt.Errorf("%w: nil middleware for %s", ErrBadOption, h)
+			}
+		}
+		c.hooks[h.index()] = append(c.hooks[h.index()], mws...)
+		return nil
+	}
+}
+
+// OnConnect runs during the upgrade, before the client is accepted; an error
+// refuses it with HTTP 401 (ErrUnauthorized) or 403 (any other error). It may
+// set the connection's id and user id.
+func OnConnect(mws ...Middleware) Option { return hookOption(HookConnect, mws) }
+
+// OnBeforeSubscribe runs before a subscription; an error refuses it (the
+// client gets error "forbidden", or the *Error's code). It may rewrite the
+// topics with Context.SetTopics.
+func OnBeforeSubscribe(mws ...Middleware) Option { return hookOption(HookBeforeSubscribe, mws) }
+
+// OnSubscribe runs after a subscription is in effect cluster-wide.
+func OnSubscribe(mws ...Middleware) Option { return hookOption(HookSubscribe, mws) }
+
+// OnUnsubscribe runs after an unsubscribe, and for every topic still
+// subscribed when a client disconnects.
+func OnUnsubscribe(mws ...Middleware) Option { return hookOption(HookUnsubscribe, mws) }
+
+// OnRead runs for every client publish; the end of the chain publishes
+// c.Message(). An error stops the publish and reaches the client.
+func OnRead(mws ...Middleware) Option { return hookOption(HookRead, mws) }
+
+// OnReadTimeout runs when a client's messages arrive faster than its hooks
+// run and its inbound queue is full; c.Message() is the dropped message.
+func OnReadTimeout(mws ...Middleware) Option { return hookOption(HookReadTimeout, mws) }
+
+// OnDisconnect runs once a client is gone, after OnUnsubscribe for its topics.
+func OnDisconnect(mws ...Middleware) Option { return hookOption(HookDisconnect, mws) }
+
+// OnSlowConsumer runs when messages to a client were dropped under SlowDrop
+// (once per run of drops; c.Message() is the first message dropped).
+func OnSlowConsumer(mws ...Middleware) Option { return hookOption(HookSlowConsumer, mws) }
+
+// Use adds middleware around every hook, outside the hook's own chain.
+func Use(mws ...Middleware) Option {
+	return func(c *config) error {
+		for _, m := range mws {
+			if m == nil {
+				return fmt.Errorf("%w: nil middleware in Use", ErrBadOption)
+			}
+		}
+		c.use = append(c.use, mws...)
+		return nil
+	}
+}

@@ -1,0 +1,352 @@
+package transport
+
+import (
+	"net"
+	"unicode/utf8"
+
+	"github.com/gobwas/ws"
+	"github.com/panjf2000/gnet/v2"
+
+	"github.com/firetower-go/firetower/internal/wsproto"
+)
+
+type connState uint8
+
+const (
+	stHandshake connState = iota // reading the upgrade request
+	stUpgrading                  // upgrade request handed to the Handler, no answer yet
+	stOpen                       // websocket open
+	stClosing                    // close frame sent, waiting for the peer's
+	stClosed
+)
+
+// maxIovecs bounds the frames coalesced into one writev.
+const maxIovecs = 1024
+
+// Conn is one client connection. Its fields are owned by its event loop;
+// only the methods documented "any goroutine" may be called elsewhere.
+type Conn struct {
+	l  *loop
+	gc gnet.Conn
+
+	// Value is the Handler's own data for this connection; set it in
+	// Handshake, before anyone else can see the connection.
+	Value any
+
+	idx       int
+	state     connState
+	fragOp    ws.OpCode
+	dropping  bool
+	closeCode int
+	opened    int64
+	lastRead  int64
+	lastPing  int64
+	closeAt   int64
+	outBytes  int
+	out       [][]byte
+	frag      []byte
+	remote    net.Addr
+	key       string // Sec-WebSocket-Key while an upgrade is pending
+}
+
+// Loop is the index of the connection's event loop (for Server.Broadcast).
+func (c *Conn) Loop() int { return c.l.idx }
+
+// RemoteAddr is the peer's address; valid from Handshake on, any goroutine.
+func (c *Conn) RemoteAddr() net.Addr { return c.remote }
+
+// Send queues f for this connection. Any goroutine. The caller keeps its own
+// reference to f and releases it as usual.
+func (c *Conn) Send(f *Frame) {
+	f.retain()
+	c.l.enqueue(op{kind: opSend, f: f, c: c})
+}
+
+// Close sends a close frame with code and reason after what is already
+// queued, then closes the connection. Any goroutine.
+func (c *Conn) Close(code int, reason string) {
+	c.l.enqueue(op{kind: opClose, c: c, code: code, reason: reason})
+}
+
+// Accept completes an upgrade left Pending. Any goroutine.
+func (c *Conn) Accept(protocol string) {
+	c.l.enqueue(op{kind: opAccept, c: c, reason: protocol})
+}
+
+// Reject refuses an upgrade left Pending with an HTTP status. Any goroutine.
+func (c *Conn) Reject(status int, reason string) {
+	c.l.enqueue(op{kind: opReject, c: c, code: status, reason: reason})
+}
+
+func (c *Conn) server() *Server { return c.l.s }
+
+// queue adds f to the connection's batch for this loop turn.
+func (c *Conn) queue(f *Frame) {
+	if c.state != stOpen {
+		return
+	}
+	s := c.server()
+	n := len(f.B)
+	if s.cfg.SlowPolicy == SlowDrop && c.gc.OutboundBuffered()+c.outBytes+n > s.cfg.OutboundLimit {
+		s.c.dropped.Add(1)
+		s.h.Dropped(c, n)
+		return
+	}
+	if len(c.out) == 0 {
+		c.l.dirty = append(c.l.dirty, c)
+	}
+	c.out = append(c.out, f.B)
+	c.outBytes += n
+	if len(c.out) >= maxIovecs {
+		c.flush()
+	}
+}
+
+// flush writes the queued frames with one call.
+func (c *Conn) flush() {
+	if len(c.out) == 0 {
+		return
+	}
+	out, n := c.out, c.outBytes
+	c.outBytes = 0
+	if c.state != stOpen {
+		clear(out)
+		c.out = out[:0]
+		return
+	}
+	s := c.server()
+	s.c.writes.Add(1)
+	s.c.bytesOut.Add(uint64(n))
+	if len(out) == 1 {
+		_, _ = c.gc.Write(out[0])
+	} else {
+		_, _ = c.gc.Writev(out)
+	}
+	clear(out)
+	if c.state == stClosed { // the write failed and gnet closed it
+		return
+	}
+	c.out = out[:0]
+	if s.cfg.SlowPolicy == SlowClose && c.gc.OutboundBuffered() > s.cfg.OutboundLimit {
+		s.c.slowClosed.Add(1)
+		c.closeNow(CloseSlowConsumer, "slow consumer")
+	}
+}
+
+// writeControl writes a control frame at once (ahead of nothing queued:
+// pongs and pings carry no ordering with data).
+func (c *Conn) writeControl(b []byte) {
+	if c.state == stOpen || c.state == stClosing {
+		_, _ = c.gc.Write(b)
+	}
+}
+
+// closeNow flushes, sends a close frame and closes the TCP connection (not
+// from OnTraffic: there the caller returns gnet.Close instead).
+func (c *Conn) closeNow(code int, reason string) {
+	c.sendClose(code, reason)
+	c.closeTCP()
+}
+
+// sendClose flushes what is queued and writes a close frame.
+func (c *Conn) sendClose(code int, reason string) {
+	if c.state != stOpen {
+		return
+	}
+	c.flush()
+	if c.state != stOpen {
+		return
+	}
+	var buf [128]byte
+	c.closeCode = code
+	_, _ = c.gc.Write(wsproto.AppendClose(buf[:0], code, reason))
+	if c.state == stOpen {
+		c.state = stClosing
+		c.closeAt = c.server().cfg.Clock().UnixNano()
+	}
+}
+
+func (c *Conn) closeTCP() {
+	if c.state != stClosed {
+		_ = c.l.el.Close(c.gc)
+	}
+}
+
+func (c *Conn) readHandshake() gnet.Action {
+	s := c.server()
+	buf, _ := c.gc.Peek(-1)
+	end := wsproto.HeaderEnd(buf)
+	if end < 0 {
+		if len(buf) > s.cfg.MaxHeaderBytes {
+			c.reject(431, "request header too large")
+			return gnet.Close
+		}
+		return gnet.None
+	}
+	if end > s.cfg.MaxHeaderBytes {
+		c.reject(431, "request header too large")
+		return gnet.Close
+	}
+	hs, herr := wsproto.ParseHandshake(buf[:end], s.cfg.Served)
+	_, _ = c.gc.Discard(end)
+	if herr != nil {
+		c.reject(herr.Status, herr.Reason)
+		return gnet.Close
+	}
+	if s.closing.Load() {
+		c.reject(503, "server shutting down")
+		return gnet.Close
+	}
+	c.remote = c.gc.RemoteAddr()
+	c.key = hs.Key
+	c.state = stUpgrading
+	d := s.h.Handshake(c, hs)
+	switch {
+	case d.Pending:
+		return gnet.None
+	case d.Status != 0:
+		c.reject(d.Status, d.Reason)
+		return gnet.Close
+	}
+	c.accept(d.Protocol)
+	return c.readFrames()
+}
+
+func (c *Conn) reject(status int, reason string) {
+	c.server().c.rejected.Add(1)
+	var buf [512]byte
+	_, _ = c.gc.Write(wsproto.AppendReject(buf[:0], status, reason))
+}
+
+func (c *Conn) accept(protocol string) {
+	s := c.server()
+	var buf [256]byte
+	_, _ = c.gc.Write(wsproto.AppendAccept(buf[:0], c.key, protocol))
+	c.key = ""
+	if c.state == stClosed {
+		return
+	}
+	now := s.cfg.Clock().UnixNano()
+	c.state = stOpen
+	c.lastRead, c.lastPing = now, now
+	s.c.upgraded.Add(1)
+}
+
+// readFrames parses every complete frame in the inbound buffer.
+func (c *Conn) readFrames() gnet.Action {
+	s := c.server()
+	buf, _ := c.gc.Peek(-1)
+	off := 0
+	act := gnet.None
+	for off < len(buf) && act == gnet.None {
+		h, hn, perr := wsproto.ParseHeader(buf[off:])
+		if perr != nil {
+			act = c.fail(perr.Code, perr.Reason)
+			break
+		}
+		if hn == 0 {
+			break
+		}
+		if h.Op.IsData() || h.Op == ws.OpContinuation {
+			if h.Length > int64(s.cfg.MaxMessageSize) || int64(len(c.frag))+h.Length > int64(s.cfg.MaxMessageSize) {
+				act = c.fail(wsproto.CloseTooBig, "message too big")
+				break
+			}
+		}
+		total := hn + int(h.Length)
+		if len(buf)-off < total {
+			break
+		}
+		payload := buf[off+hn : off+total]
+		off += total
+		s.c.framesIn.Add(1)
+		act = c.frame(h, payload)
+	}
+	if c.state != stClosed {
+		_, _ = c.gc.Discard(off)
+	}
+	return act
+}
+
+// fail sends a close frame for a protocol error; the caller closes TCP.
+func (c *Conn) fail(code int, reason string) gnet.Action {
+	c.server().c.protErr.Add(1)
+	c.sendClose(code, reason)
+	return gnet.Close
+}
+
+func (c *Conn) frame(h wsproto.Header, p []byte) gnet.Action {
+	s := c.server()
+	switch h.Op {
+	case ws.OpPing:
+		var buf [127]byte
+		pong := wsproto.AppendHeader(buf[:0], ws.OpPong, len(p))
+		start := len(pong)
+		pong = append(pong, p...)
+		wsproto.Unmask(pong[start:], h.Mask, 0)
+		c.writeControl(pong)
+		return gnet.None
+	case ws.OpPong:
+		return gnet.None
+	case ws.OpClose:
+		var buf [125]byte
+		body := append(buf[:0], p...)
+		wsproto.Unmask(body, h.Mask, 0)
+		code, perr := wsproto.ParseClose(body)
+		if perr != nil {
+			return c.fail(perr.Code, perr.Reason)
+		}
+		if c.state == stOpen {
+			if code == wsproto.CloseNoStatus {
+				code = 0
+			}
+			c.sendClose(code, "")
+			c.closeCode = code
+		}
+		return gnet.Close
+	case ws.OpText, ws.OpBinary:
+		if c.frag != nil {
+			return c.fail(wsproto.CloseProtocolError, "new message before the fragmented one ended")
+		}
+		if c.state != stOpen {
+			return gnet.None
+		}
+		if h.Fin {
+			msg := s.bufs.GetLen(len(p))
+			copy(msg, p)
+			wsproto.Unmask(msg, h.Mask, 0)
+			return c.message(h.Op, msg)
+		}
+		c.frag = append(s.bufs.Get(0, max(len(p), 512)), p...)
+		wsproto.Unmask(c.frag, h.Mask, 0)
+		c.fragOp = h.Op
+		return gnet.None
+	case ws.OpContinuation:
+		if c.frag == nil {
+			return c.fail(wsproto.CloseProtocolError, "continuation frame without a message to continue")
+		}
+		start := len(c.frag)
+		c.frag = append(c.frag, p...)
+		wsproto.Unmask(c.frag[start:], h.Mask, 0)
+		if !h.Fin {
+			return gnet.None
+		}
+		msg := c.frag
+		c.frag = nil
+		return c.message(c.fragOp, msg)
+	}
+	return c.fail(wsproto.CloseProtocolError, "unexpected opcode")
+}
+
+func (c *Conn) message(op ws.OpCode, msg []byte) gnet.Action {
+	s := c.server()
+	if op == ws.OpText && !utf8.Valid(msg) {
+		s.bufs.Put(msg)
+		return c.fail(wsproto.CloseInvalidPayload, "text message is not valid UTF-8")
+	}
+	s.c.messagesIn.Add(1)
+	if code := s.h.Message(c, op, msg); code != 0 {
+		return c.fail(code, "")
+	}
+	return gnet.None
+}

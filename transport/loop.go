@@ -1,0 +1,203 @@
+package transport
+
+import (
+	"context"
+	"sync"
+
+	"github.com/panjf2000/gnet/v2"
+)
+
+type opKind uint8
+
+const (
+	opFrames   opKind = iota // f to conns
+	opSend                   // f to c
+	opClose                  // close c with code/reason
+	opAccept                 // complete c's pending upgrade with protocol (reason)
+	opReject                 // refuse c's pending upgrade with status code
+	opScan                   // timeouts and pings
+	opShutdown               // close everything with 1001
+)
+
+type op struct {
+	kind   opKind
+	code   int
+	f      *Frame
+	c      *Conn
+	conns  []*Conn
+	reason string
+}
+
+// loop is firetower's state for one gnet event loop. Fields under mu are
+// shared with other goroutines; the rest is touched only on the loop.
+type loop struct {
+	s    *Server
+	idx  int
+	el   gnet.EventLoop
+	task gnet.Runnable
+
+	mu         sync.Mutex
+	q          []op
+	spare      []op
+	scheduled  bool
+	scanQueued bool
+	stopped    bool
+
+	conns []*Conn // every TCP connection on this loop; Conn.idx is its index
+	dirty []*Conn // connections with frames in out
+	sweep []*Conn // scratch for closes decided during a scan
+}
+
+// enqueue hands o to the loop; any goroutine.
+func (l *loop) enqueue(o op) {
+	l.mu.Lock()
+	if l.stopped {
+		l.mu.Unlock()
+		if o.f != nil {
+			o.f.Release()
+		}
+		return
+	}
+	l.q = append(l.q, o)
+	kick := !l.scheduled
+	l.scheduled = true
+	l.mu.Unlock()
+	if kick {
+		if err := l.el.Execute(context.Background(), l.task); err != nil {
+			l.drop()
+		}
+	}
+}
+
+// drop discards everything queued and refuses further work (engine stopped).
+func (l *loop) drop() {
+	l.mu.Lock()
+	l.stopped = true
+	q := l.q
+	l.q = nil
+	l.mu.Unlock()
+	for _, o := range q {
+		if o.f != nil {
+			o.f.Release()
+		}
+	}
+}
+
+// run applies everything queued, then writes each touched connection once.
+func (l *loop) run(context.Context) error {
+	l.mu.Lock()
+	q := l.q
+	l.q = l.spare
+	l.spare = nil
+	l.scheduled = false
+	l.mu.Unlock()
+
+	for i := range q {
+		l.apply(&q[i])
+	}
+	l.flush()
+	for i := range q {
+		if q[i].f != nil {
+			q[i].f.Release()
+		}
+		q[i] = op{}
+	}
+	l.mu.Lock()
+	l.spare = q[:0]
+	l.mu.Unlock()
+	return nil
+}
+
+func (l *loop) apply(o *op) {
+	switch o.kind {
+	case opFrames:
+		for _, c := range o.conns {
+			c.queue(o.f)
+		}
+	case opSend:
+		o.c.queue(o.f)
+	case opClose:
+		if o.c.state == stOpen {
+			o.c.closeNow(o.code, o.reason)
+		}
+	case opAccept:
+		if o.c.state == stUpgrading {
+			o.c.accept(o.reason)
+			if o.c.state == stOpen && o.c.gc.InboundBuffered() > 0 {
+				if o.c.readFrames() == gnet.Close {
+					o.c.closeTCP()
+				}
+			}
+		}
+	case opReject:
+		if o.c.state == stUpgrading {
+			o.c.reject(o.code, o.reason)
+			o.c.closeTCP()
+		}
+	case opScan:
+		l.mu.Lock()
+		l.scanQueued = false
+		l.mu.Unlock()
+		l.scan()
+	case opShutdown:
+		l.flush()
+		l.sweep = append(l.sweep[:0], l.conns...)
+		for _, c := range l.sweep {
+			if c.state == stOpen {
+				c.closeNow(1001, "server shutting down")
+			} else {
+				c.closeTCP()
+			}
+		}
+		clear(l.sweep)
+		l.sweep = l.sweep[:0]
+	}
+}
+
+// flush writes every dirty connection's queued frames in one call each.
+func (l *loop) flush() {
+	for i, c := range l.dirty {
+		c.flush()
+		l.dirty[i] = nil
+	}
+	l.dirty = l.dirty[:0]
+}
+
+// scan closes connections past their deadlines and pings idle ones.
+func (l *loop) scan() {
+	s := l.s
+	now := s.cfg.Clock().UnixNano()
+	hs, idle, ping, cw := int64(s.cfg.HandshakeTimeout), int64(s.cfg.IdleTimeout), int64(s.cfg.PingInterval), int64(s.cfg.CloseTimeout)
+	l.sweep = l.sweep[:0]
+	for _, c := range l.conns {
+		switch c.state {
+		case stHandshake, stUpgrading:
+			if now-c.opened > hs {
+				l.sweep = append(l.sweep, c)
+			}
+		case stOpen:
+			switch {
+			case now-c.lastRead > idle:
+				l.sweep = append(l.sweep, c)
+			case now-c.lastPing >= ping && now-c.lastRead >= ping:
+				c.lastPing = now
+				c.writeControl(s.pingFrame)
+			}
+		case stClosing:
+			if now-c.closeAt > cw {
+				l.sweep = append(l.sweep, c)
+			}
+		}
+	}
+	for _, c := range l.sweep {
+		switch c.state {
+		case stOpen:
+			s.c.idleClosed.Add(1)
+			c.closeNow(1001, "idle timeout")
+		default:
+			c.closeTCP()
+		}
+	}
+	clear(l.sweep)
+	l.sweep = l.sweep[:0]
+}

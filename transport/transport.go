@@ -1,0 +1,458 @@
+// Package transport is firetower's websocket server on gnet event loops.
+//
+// It parses the HTTP upgrade and websocket frames incrementally from gnet's
+// inbound buffer (nothing ever blocks a loop), answers control frames, runs
+// keepalive and timeouts from the engine's one ticker, and delivers outbound
+// frames in batches: every frame queued for a loop is applied in one loop
+// task, and each connection gets one write per task, however many frames it
+// was sent.
+//
+// Concurrency: Server and Conn methods documented as "any goroutine" may be
+// called from anywhere; the Handler's methods are called on event loops and
+// must not block.
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gobwas/pool/pbytes"
+	"github.com/gobwas/ws"
+	"github.com/panjf2000/gnet/v2"
+
+	"github.com/firetower-go/firetower/internal/wsproto"
+)
+
+// SlowPolicy is what happens to a connection whose outbound buffer is full.
+type SlowPolicy uint8
+
+const (
+	// SlowClose closes the connection with CloseSlowConsumer.
+	SlowClose SlowPolicy = iota
+	// SlowDrop drops frames for the connection until its buffer drains.
+	SlowDrop
+)
+
+// CloseSlowConsumer is the close code sent to a connection closed by SlowClose.
+const CloseSlowConsumer = 4000
+
+// Config configures a Server. Zero values get the defaults noted.
+type Config struct {
+	Addr             string              // "host:port"
+	Served           wsproto.PathMatcher // nil: every path
+	EventLoops       int                 // default: GOMAXPROCS (gnet's multicore)
+	MaxMessageSize   int                 // default 64 KiB
+	MaxHeaderBytes   int                 // default 8 KiB
+	HandshakeTimeout time.Duration       // default 10s
+	IdleTimeout      time.Duration       // default 60s
+	PingInterval     time.Duration       // default 25s
+	CloseTimeout     time.Duration       // wait for the peer's close reply; default 3s
+	OutboundLimit    int                 // bytes buffered per connection; default 4 MiB
+	SlowPolicy       SlowPolicy          // default SlowClose
+	Logger           *slog.Logger        // default: discard
+	Clock            func() time.Time    // default time.Now (tests may inject)
+	PendingLimit     int                 // inbound bytes held while an upgrade is pending; default MaxHeaderBytes+MaxMessageSize
+	_                [0]func()           // not comparable
+}
+
+// Decision is a Handler's answer to an upgrade request.
+type Decision struct {
+	// Pending defers the decision: call Conn.Accept or Conn.Reject later,
+	// from any goroutine.
+	Pending bool
+	// Status refuses the upgrade with this HTTP status when non-zero.
+	Status int
+	Reason string
+	// Protocol is the subprotocol to echo ("" for none).
+	Protocol string
+}
+
+// Handler receives a Server's events. Its methods run on event loops and
+// must not block.
+type Handler interface {
+	// Handshake is called with each valid upgrade request.
+	Handshake(c *Conn, hs *wsproto.Handshake) Decision
+	// Message is called with each whole message (text messages are valid
+	// UTF-8). payload belongs to the handler, which returns it with
+	// Server.PutBuffer when done. A non-zero result closes the connection
+	// with that code.
+	Message(c *Conn, op ws.OpCode, payload []byte) (closeCode int)
+	// Dropped is called for each frame dropped under SlowDrop.
+	Dropped(c *Conn, size int)
+	// Closed is called once for every connection that reached Handshake,
+	// after it is gone. code is the close code sent or received (0 if none).
+	Closed(c *Conn, code int, err error)
+}
+
+// Stats are a Server's counters.
+type Stats struct {
+	Accepted      uint64 // TCP connections accepted
+	Upgraded      uint64 // websocket upgrades completed
+	Rejected      uint64 // upgrades refused
+	Open          int64  // TCP connections open now
+	FramesIn      uint64
+	MessagesIn    uint64
+	BytesOut      uint64 // bytes handed to the socket layer
+	Writes        uint64 // write calls (coalesced frames count once)
+	Dropped       uint64 // frames dropped under SlowDrop
+	SlowClosed    uint64 // connections closed under SlowClose
+	IdleClosed    uint64
+	ProtocolClose uint64 // connections closed for a protocol error
+}
+
+type counters struct {
+	accepted, upgraded, rejected             atomic.Uint64
+	open                                     atomic.Int64
+	framesIn, messagesIn, bytesOut, writes   atomic.Uint64
+	dropped, slowClosed, idleClosed, protErr atomic.Uint64
+}
+
+// Server is a websocket server on a gnet engine.
+type Server struct {
+	gnet.BuiltinEventEngine
+
+	cfg    Config
+	h      Handler
+	log    *slog.Logger
+	bufs   *pbytes.Pool
+	frames sync.Pool
+
+	loopsMu sync.Mutex // guards byEL and the growth of loops
+	loops   atomic.Pointer[[]*loop]
+	byEL    map[gnet.EventLoop]*loop
+
+	eng      gnet.Engine
+	addr     string
+	booted   chan struct{}
+	runDone  chan struct{}
+	runErr   error
+	closing  atomic.Bool
+	drained  chan struct{}
+	drainOne sync.Once
+	tick     time.Duration
+	c        counters
+
+	pingFrame []byte
+}
+
+// New makes a Server; call Start to bind it.
+func New(cfg Config, h Handler) *Server {
+	if cfg.MaxMessageSize <= 0 {
+		cfg.MaxMessageSize = 64 << 10
+	}
+	if cfg.MaxHeaderBytes <= 0 {
+		cfg.MaxHeaderBytes = 8 << 10
+	}
+	if cfg.HandshakeTimeout <= 0 {
+		cfg.HandshakeTimeout = 10 * time.Second
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = 60 * time.Second
+	}
+	if cfg.PingInterval <= 0 {
+		cfg.PingInterval = 25 * time.Second
+	}
+	if cfg.CloseTimeout <= 0 {
+		cfg.CloseTimeout = 3 * time.Second
+	}
+	if cfg.OutboundLimit <= 0 {
+		cfg.OutboundLimit = 4 << 20
+	}
+	if cfg.PendingLimit <= 0 {
+		cfg.PendingLimit = cfg.MaxHeaderBytes + cfg.MaxMessageSize
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	lg := cfg.Logger
+	if lg == nil {
+		lg = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{
+		cfg:     cfg,
+		h:       h,
+		log:     lg,
+		bufs:    pbytes.New(128, 1<<22),
+		byEL:    make(map[gnet.EventLoop]*loop),
+		booted:  make(chan struct{}),
+		runDone: make(chan struct{}),
+		drained: make(chan struct{}),
+	}
+	s.frames.New = func() any { return &Frame{s: s} }
+	s.pingFrame = wsproto.AppendFrame(nil, ws.OpPing, nil)
+	m := min(cfg.PingInterval, cfg.IdleTimeout, cfg.HandshakeTimeout, cfg.CloseTimeout)
+	s.tick = min(max(m/4, 5*time.Millisecond), time.Second)
+	return s
+}
+
+// Start binds the listener and starts the event loops. It returns once the
+// server accepts connections, or with the bind error.
+func (s *Server) Start(ctx context.Context) error {
+	opts := []gnet.Option{
+		gnet.WithTicker(true),
+		gnet.WithLogger(gnetLogger{s.log}),
+		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
+		gnet.WithReuseAddr(true),
+	}
+	if s.cfg.EventLoops > 0 {
+		opts = append(opts, gnet.WithNumEventLoop(s.cfg.EventLoops))
+	} else {
+		opts = append(opts, gnet.WithMulticore(true))
+	}
+	go func() {
+		defer close(s.runDone)
+		s.runErr = gnet.Run(s, "tcp://"+s.cfg.Addr, opts...)
+	}()
+	select {
+	case <-s.booted:
+		return nil
+	case <-s.runDone:
+		if s.runErr == nil {
+			s.runErr = errors.New("transport: engine stopped before it started")
+		}
+		return s.runErr
+	case <-ctx.Done():
+		go func() { <-s.booted; _ = s.eng.Stop(context.Background()) }()
+		return ctx.Err()
+	}
+}
+
+// Addr is the bound "host:port".
+func (s *Server) Addr() string { return s.addr }
+
+// OnBoot implements gnet.EventHandler.
+func (s *Server) OnBoot(eng gnet.Engine) gnet.Action {
+	s.eng = eng
+	s.addr = s.cfg.Addr
+	if fd, err := eng.Dup(); err == nil {
+		f := os.NewFile(uintptr(fd), "listener")
+		if ln, err := net.FileListener(f); err == nil {
+			s.addr = ln.Addr().String()
+			_ = ln.Close()
+		}
+		_ = f.Close()
+	}
+	close(s.booted)
+	return gnet.None
+}
+
+// Shutdown stops accepting, sends every websocket client a close frame with
+// code 1001, waits until the connections are gone (or ctx ends), and stops
+// the engine and its goroutines.
+func (s *Server) Shutdown(ctx context.Context) error {
+	select {
+	case <-s.booted:
+	default:
+		return nil
+	}
+	s.closing.Store(true)
+	loops := s.loopList()
+	for _, l := range loops {
+		l.enqueue(op{kind: opShutdown})
+	}
+	if s.c.open.Load() == 0 {
+		s.drainOne.Do(func() { close(s.drained) })
+	}
+	var err error
+	select {
+	case <-s.drained:
+	case <-ctx.Done():
+		err = fmt.Errorf("transport: connections still open at shutdown: %w", ctx.Err())
+	}
+	stopCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if e := s.eng.Stop(stopCtx); e != nil && err == nil {
+		err = e
+	}
+	<-s.runDone
+	for _, l := range loops {
+		l.drop()
+	}
+	return err
+}
+
+// Stats returns the server's counters.
+func (s *Server) Stats() Stats {
+	return Stats{
+		Accepted: s.c.accepted.Load(), Upgraded: s.c.upgraded.Load(), Rejected: s.c.rejected.Load(),
+		Open: s.c.open.Load(), FramesIn: s.c.framesIn.Load(), MessagesIn: s.c.messagesIn.Load(),
+		BytesOut: s.c.bytesOut.Load(), Writes: s.c.writes.Load(), Dropped: s.c.dropped.Load(),
+		SlowClosed: s.c.slowClosed.Load(), IdleClosed: s.c.idleClosed.Load(), ProtocolClose: s.c.protErr.Load(),
+	}
+}
+
+// NumLoops is the number of event loops that have had a connection; loop
+// indexes (Conn.Loop) are below it.
+func (s *Server) NumLoops() int { return len(s.loopList()) }
+
+func (s *Server) loopList() []*loop {
+	if p := s.loops.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// GetBuffer returns a pooled buffer of length n.
+func (s *Server) GetBuffer(n int) []byte { return s.bufs.GetLen(n) }
+
+// PutBuffer returns a buffer from GetBuffer or Handler.Message to the pool.
+func (s *Server) PutBuffer(b []byte) { s.bufs.Put(b) }
+
+// Frame is an encoded websocket frame shared by every connection it is sent
+// to. It is reference counted: the creator holds one reference and gives it
+// up with Release once it has handed the frame to Broadcast or Conn.Send.
+type Frame struct {
+	B    []byte
+	refs atomic.Int32
+	s    *Server
+}
+
+// NewFrame returns a frame with an empty buffer of capacity size, holding one reference.
+func (s *Server) NewFrame(size int) *Frame {
+	f := s.frames.Get().(*Frame)
+	f.B = s.bufs.Get(0, size)
+	f.refs.Store(1)
+	return f
+}
+
+// NewMessageFrame frames payload as one final message frame of opcode op.
+func (s *Server) NewMessageFrame(op ws.OpCode, payload []byte) *Frame {
+	f := s.NewFrame(wsproto.HeaderSize(len(payload)) + len(payload))
+	f.B = wsproto.AppendFrame(f.B, op, payload)
+	return f
+}
+
+func (f *Frame) retain() { f.refs.Add(1) }
+
+// Release gives up one reference.
+func (f *Frame) Release() {
+	if n := f.refs.Add(-1); n == 0 {
+		f.s.bufs.Put(f.B)
+		f.B = nil
+		f.s.frames.Put(f)
+	} else if n < 0 {
+		panic("transport: frame released too often")
+	}
+}
+
+// Broadcast queues f for every connection in conns, which must all be on
+// event loop index loopIdx (see Conn.Loop). Any goroutine. conns must not be
+// modified afterwards (firetower passes copy-on-write snapshots).
+func (s *Server) Broadcast(loopIdx int, f *Frame, conns []*Conn) {
+	l := s.loopList()[loopIdx]
+	f.retain()
+	l.enqueue(op{kind: opFrames, f: f, conns: conns})
+}
+
+func (s *Server) loopFor(el gnet.EventLoop) *loop {
+	s.loopsMu.Lock()
+	defer s.loopsMu.Unlock()
+	l := s.byEL[el]
+	if l == nil {
+		old := s.loopList()
+		l = &loop{s: s, idx: len(old), el: el}
+		l.task = gnet.RunnableFunc(l.run)
+		next := append(append(make([]*loop, 0, len(old)+1), old...), l)
+		s.loops.Store(&next)
+		s.byEL[el] = l
+	}
+	return l
+}
+
+// OnOpen implements gnet.EventHandler.
+func (s *Server) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
+	if s.closing.Load() {
+		return nil, gnet.Close
+	}
+	l := s.loopFor(gc.EventLoop())
+	now := s.cfg.Clock().UnixNano()
+	c := &Conn{l: l, gc: gc, idx: len(l.conns), opened: now, lastRead: now}
+	l.conns = append(l.conns, c)
+	gc.SetContext(c)
+	s.c.accepted.Add(1)
+	s.c.open.Add(1)
+	return nil, gnet.None
+}
+
+// OnClose implements gnet.EventHandler.
+func (s *Server) OnClose(gc gnet.Conn, err error) gnet.Action {
+	c, _ := gc.Context().(*Conn)
+	if c == nil {
+		return gnet.None
+	}
+	gc.SetContext(nil)
+	l := c.l
+	last := len(l.conns) - 1
+	if c.idx <= last && l.conns[c.idx] == c {
+		l.conns[c.idx] = l.conns[last]
+		l.conns[c.idx].idx = c.idx
+		l.conns[last] = nil
+		l.conns = l.conns[:last]
+	}
+	wasWS := c.state >= stUpgrading
+	c.state = stClosed
+	c.out = nil
+	if c.frag != nil {
+		s.bufs.Put(c.frag)
+		c.frag = nil
+	}
+	if wasWS {
+		s.h.Closed(c, c.closeCode, err)
+	}
+	if s.c.open.Add(-1) == 0 && s.closing.Load() {
+		s.drainOne.Do(func() { close(s.drained) })
+	}
+	return gnet.None
+}
+
+// OnTick implements gnet.EventHandler: it asks every loop to scan its
+// connections for timeouts and due pings.
+func (s *Server) OnTick() (time.Duration, gnet.Action) {
+	for _, l := range s.loopList() {
+		l.mu.Lock()
+		due := !l.scanQueued
+		l.scanQueued = true
+		l.mu.Unlock()
+		if due {
+			l.enqueue(op{kind: opScan})
+		}
+	}
+	return s.tick, gnet.None
+}
+
+// OnTraffic implements gnet.EventHandler.
+func (s *Server) OnTraffic(gc gnet.Conn) gnet.Action {
+	c, _ := gc.Context().(*Conn)
+	if c == nil {
+		return gnet.Close
+	}
+	c.lastRead = s.cfg.Clock().UnixNano()
+	switch c.state {
+	case stHandshake:
+		return c.readHandshake()
+	case stUpgrading:
+		if gc.InboundBuffered() > s.cfg.PendingLimit {
+			return gnet.Close
+		}
+		return gnet.None
+	case stOpen, stClosing:
+		return c.readFrames()
+	}
+	_, _ = gc.Discard(-1)
+	return gnet.None
+}
+
+type gnetLogger struct{ l *slog.Logger }
+
+func (g gnetLogger) Debugf(f string, a ...any) { g.l.Debug(fmt.Sprintf(f, a...), "component", "gnet") }
+func (g gnetLogger) Infof(f string, a ...any)  { g.l.Info(fmt.Sprintf(f, a...), "component", "gnet") }
+func (g gnetLogger) Warnf(f string, a ...any)  { g.l.Warn(fmt.Sprintf(f, a...), "component", "gnet") }
+func (g gnetLogger) Errorf(f string, a ...any) { g.l.Error(fmt.Sprintf(f, a...), "component", "gnet") }
+func (g gnetLogger) Fatalf(f string, a ...any) { g.l.Error(fmt.Sprintf(f, a...), "component", "gnet") }
