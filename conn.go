@@ -33,8 +33,7 @@ type Conn struct {
 
 	// inbox: requests waiting for a worker; at most one worker drains it.
 	imu        sync.Mutex
-	inbox      []item
-	head       int
+	inbox      fifo[item]
 	scheduled  bool
 	queued     int // messages in inbox
 	timeouts   int // read-timeout items in inbox
@@ -186,11 +185,7 @@ func (c *Conn) post(it item) {
 		}
 		c.slowQueued = true
 	}
-	if c.head > 0 && c.head == len(c.inbox) {
-		clear(c.inbox)
-		c.inbox, c.head = c.inbox[:0], 0
-	}
-	c.inbox = append(c.inbox, it)
+	c.inbox.push(it)
 	kick := !c.scheduled
 	c.scheduled = true
 	c.imu.Unlock()
@@ -204,13 +199,11 @@ func (c *Conn) post(it item) {
 func (c *Conn) next() (it item, ok bool) {
 	c.imu.Lock()
 	defer c.imu.Unlock()
-	if c.head == len(c.inbox) {
+	it, ok = c.inbox.pop()
+	if !ok {
 		c.scheduled = false
 		return it, false
 	}
-	it = c.inbox[c.head]
-	c.inbox[c.head] = item{}
-	c.head++
 	switch it.kind {
 	case itemMessage:
 		c.queued--

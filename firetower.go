@@ -297,6 +297,9 @@ func (t *Tower) ConnectNum(ctx context.Context, topic string) (int64, error) {
 	if t.state.Load() != 1 {
 		return 0, ErrClosed
 	}
+	if err := protocol.ValidateTopic(topic); err != nil {
+		return 0, &Error{Code: CodeInvalidTopic, Message: err.Error()}
+	}
 	return t.link.Count(ctx, topic)
 }
 

@@ -8,8 +8,7 @@ import "sync"
 type workers struct {
 	mu     sync.Mutex
 	cond   sync.Cond
-	q      []*Conn
-	head   int
+	q      fifo[*Conn]
 	closed bool
 	wg     sync.WaitGroup
 }
@@ -40,11 +39,7 @@ func (w *workers) start(n int, drain func(c *Conn, max int) bool) {
 
 func (w *workers) push(c *Conn) {
 	w.mu.Lock()
-	if w.head > 0 && w.head == len(w.q) {
-		clear(w.q)
-		w.q, w.head = w.q[:0], 0
-	}
-	w.q = append(w.q, c)
+	w.q.push(c)
 	w.mu.Unlock()
 	w.cond.Signal()
 }
@@ -52,16 +47,15 @@ func (w *workers) push(c *Conn) {
 func (w *workers) pop() *Conn {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for w.head == len(w.q) {
+	for {
+		if c, ok := w.q.pop(); ok {
+			return c
+		}
 		if w.closed {
 			return nil
 		}
 		w.cond.Wait()
 	}
-	c := w.q[w.head]
-	w.q[w.head] = nil
-	w.head++
-	return c
 }
 
 // stop lets the workers finish what is queued and waits for them.
