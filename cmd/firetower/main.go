@@ -1,0 +1,158 @@
+// Command firetower runs a firetower server: websockets on one address, and
+// on another the chat demo, health check and push API.
+//
+//	firetower                     # same as: firetower serve
+//	firetower serve --ws-addr 127.0.0.1:9999 --http-addr 127.0.0.1:9998
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/firetower-go/firetower"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	cmd := "serve"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "serve":
+		return serve(ctx, args, stdout, stderr)
+	case "manager":
+		fmt.Fprintln(stderr, "firetower manager: the topic-manager node is not built yet")
+		return 2
+	case "help", "-h", "--help":
+		usage(stdout)
+		return 0
+	}
+	fmt.Fprintf(stderr, "firetower: unknown command %q\n", cmd)
+	usage(stderr)
+	return 2
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `usage:
+  firetower [serve] [--ws-addr 127.0.0.1:9999] [--http-addr 127.0.0.1:9998] [--node-id 1] [--legacy-delivery]
+  firetower manager [--addr 127.0.0.1:6666] [--http-addr 127.0.0.1:6660]
+`)
+}
+
+func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	wsAddr := fs.String("ws-addr", "127.0.0.1:9999", "websocket listen address")
+	httpAddr := fs.String("http-addr", "127.0.0.1:9998", "HTTP listen address (demo, health, API)")
+	nodeID := fs.Uint("node-id", 1, "node id, unique in a cluster")
+	managers := fs.String("manager", "", "topic-manager addresses, host:port[,host:port...]")
+	natsURLs := fs.String("nats", "", "NATS URLs, nats://host:port[,...]")
+	legacy := fs.Bool("legacy-delivery", false, "deliver raw data bytes with no envelope (firetower v0.4 clients)")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *managers != "" || *natsURLs != "" {
+		fmt.Fprintln(stderr, "firetower serve: --manager and --nats are not built yet; run without them for the embedded manager")
+		return 2
+	}
+	if *nodeID > 65535 {
+		fmt.Fprintln(stderr, "firetower serve: --node-id must be at most 65535")
+		return 2
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(*logLevel)); err != nil {
+		fmt.Fprintln(stderr, "firetower serve: bad --log-level:", err)
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
+
+	t, err := firetower.New(
+		firetower.WithAddr(*wsAddr),
+		firetower.WithNodeID(uint16(*nodeID)),
+		firetower.WithLegacyDelivery(*legacy),
+		firetower.WithLogger(log),
+		firetower.OnSubscribe(presence),
+		firetower.OnUnsubscribe(presence),
+	)
+	if err != nil {
+		fmt.Fprintln(stderr, "firetower serve:", err)
+		return 2
+	}
+	ln, err := net.Listen("tcp", *httpAddr)
+	if err != nil {
+		fmt.Fprintln(stderr, "firetower serve:", err)
+		return 1
+	}
+	if err := t.Start(ctx); err != nil {
+		ln.Close()
+		fmt.Fprintln(stderr, "firetower serve:", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "websocket listening on ws://%s/ws\n", t.Addr())
+	fmt.Fprintf(stdout, "http listening on http://%s\n", ln.Addr())
+
+	hs := &http.Server{Handler: newHTTPHandler(t), ReadHeaderTimeout: 10 * time.Second}
+	httpDone := make(chan error, 1)
+	go func() { httpDone <- hs.Serve(ln) }()
+
+	code := 0
+	select {
+	case <-ctx.Done():
+	case err := <-httpDone:
+		log.Error("http server stopped", "err", err)
+		code = 1
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		log.Error("http shutdown", "err", err)
+		code = 1
+	}
+	if code == 0 {
+		if err := <-httpDone; err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("http server", "err", err)
+		}
+	}
+	if err := t.Shutdown(sctx); err != nil {
+		log.Error("websocket shutdown", "err", err)
+		code = 1
+	}
+	return code
+}
+
+// presence publishes a chat room's online count into the room after every
+// subscribe and unsubscribe on a topic under /chat/.
+func presence(next firetower.Handler) firetower.Handler {
+	return func(c *firetower.Context) error {
+		err := next(c)
+		for _, topic := range c.Topics() {
+			if !strings.HasPrefix(topic, "/chat/") {
+				continue
+			}
+			n, cerr := c.Tower().ConnectNum(c.Context(), topic)
+			if cerr != nil {
+				continue
+			}
+			_ = c.Tower().Publish(c.Context(), topic, fmt.Appendf(nil, `{"kind":"online","count":%d}`, n))
+		}
+		return err
+	}
+}
