@@ -77,6 +77,7 @@ type counters struct {
 	messagesIn, publishes, deliveries     atomic.Uint64
 	readDropped, slowDropped, errors      atomic.Uint64
 	remotePublishFailed, remoteDeliveries atomic.Uint64
+	hookPanics                            atomic.Uint64
 }
 
 // Stats is a snapshot of a Tower's counters. Every message that is dropped
@@ -100,7 +101,9 @@ type Stats struct {
 	RemotePublishFailed uint64
 	// RemoteDeliveries counts publishes received from other nodes.
 	RemoteDeliveries uint64
-	Transport        transport.Stats
+	// HookPanics counts hook calls that panicked (the client got "internal").
+	HookPanics uint64
+	Transport  transport.Stats
 }
 
 // New builds a Tower from options. It validates them and returns an error
@@ -318,6 +321,7 @@ func (t *Tower) Stats() Stats {
 		SlowClosed:          t.srv.Stats().SlowClosed,
 		RemotePublishFailed: t.stats.remotePublishFailed.Load(),
 		RemoteDeliveries:    t.stats.remoteDeliveries.Load(),
+		HookPanics:          t.stats.hookPanics.Load(),
 		Transport:           t.srv.Stats(),
 	}
 }

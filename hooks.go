@@ -1,6 +1,10 @@
 package firetower
 
-import "context"
+import (
+	"context"
+	"fmt"
+	"runtime/debug"
+)
 
 // Handler handles one hook call.
 type Handler func(c *Context) error
@@ -117,7 +121,9 @@ func buildChains(cfg *config, read Handler) chains {
 
 func (ch *chains) has(h Hook) bool { return ch[h.index()] != nil }
 
-func (t *Tower) run(h Hook, c *Context) error {
+// run runs hook h's chain. A panic in hook code does not take the server
+// down: it is logged, counted, and becomes an internal error.
+func (t *Tower) run(h Hook, c *Context) (err error) {
 	fn := t.chains[h.index()]
 	if fn == nil {
 		return nil
@@ -127,5 +133,12 @@ func (t *Tower) run(h Hook, c *Context) error {
 	if c.ctx == nil {
 		c.ctx = t.ctx
 	}
+	defer func() {
+		if r := recover(); r != nil {
+			t.stats.hookPanics.Add(1)
+			t.log.Error("firetower: hook panicked", "hook", string(h), "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+			err = &Error{Code: CodeInternal, Message: "internal error"}
+		}
+	}()
 	return fn(c)
 }
