@@ -38,6 +38,7 @@ type Conn struct {
 	queued     int // messages in inbox
 	timeouts   int // read-timeout items in inbox
 	slowQueued bool
+	flooding   bool // closed for flooding: further messages are dropped
 }
 
 type itemKind uint8
@@ -47,6 +48,7 @@ const (
 	itemMessage
 	itemReadTimeout
 	itemSlow
+	itemFlood
 	itemClosed
 )
 
@@ -158,20 +160,32 @@ func (c *Conn) sendError(id []byte, e *Error) {
 	c.reply(func(r protocol.Reply, dst []byte) []byte { return r.Error(dst, id, e.Code, e.Message) })
 }
 
-// post queues an item for the workers. Called on the event loop.
+// post queues an item for the workers; called on the event loop.
+//
+// A client whose inbound queue is full gets its messages answered with
+// rate_limited (OnReadTimeout) while that second queue has room. A client
+// that overflows even that is closed with 1008: the close is queued behind
+// everything already accepted, so every earlier request still gets its
+// answer first, and what it sends meanwhile is dropped and counted.
 func (c *Conn) post(it item) {
 	t := c.t
 	c.imu.Lock()
 	switch it.kind {
 	case itemMessage:
+		if c.flooding {
+			c.imu.Unlock()
+			t.stats.readDropped.Add(1)
+			t.srv.PutBuffer(it.buf)
+			return
+		}
 		if c.queued >= t.cfg.inboundQueue {
 			t.stats.readDropped.Add(1)
 			if c.timeouts >= t.cfg.inboundQueue {
-				// even the timeout queue is full: the message is counted
-				// and dropped without a hook call.
-				c.imu.Unlock()
+				c.flooding = true
 				t.srv.PutBuffer(it.buf)
-				return
+				t.stats.floodClosed.Add(1)
+				it = item{kind: itemFlood}
+				break
 			}
 			it.kind = itemReadTimeout
 			c.timeouts++

@@ -77,7 +77,7 @@ type counters struct {
 	messagesIn, publishes, deliveries     atomic.Uint64
 	readDropped, slowDropped, errors      atomic.Uint64
 	remotePublishFailed, remoteDeliveries atomic.Uint64
-	hookPanics                            atomic.Uint64
+	hookPanics, floodClosed               atomic.Uint64
 }
 
 // Stats is a snapshot of a Tower's counters. Every message that is dropped
@@ -101,6 +101,11 @@ type Stats struct {
 	RemotePublishFailed uint64
 	// RemoteDeliveries counts publishes received from other nodes.
 	RemoteDeliveries uint64
+	// FloodClosed counts connections closed with 1008 because they kept
+	// sending after their inbound queue and their queue of rate_limited
+	// answers were both full (every message dropped from then on is in
+	// ReadDropped too).
+	FloodClosed uint64
 	// HookPanics counts hook calls that panicked (the client got "internal").
 	HookPanics uint64
 	Transport  transport.Stats
@@ -322,6 +327,7 @@ func (t *Tower) Stats() Stats {
 		RemotePublishFailed: t.stats.remotePublishFailed.Load(),
 		RemoteDeliveries:    t.stats.remoteDeliveries.Load(),
 		HookPanics:          t.stats.hookPanics.Load(),
+		FloodClosed:         t.stats.floodClosed.Load(),
 		Transport:           t.srv.Stats(),
 	}
 }
@@ -504,6 +510,8 @@ func (t *Tower) process(c *Conn, it item) {
 		t.srv.PutBuffer(it.buf)
 	case itemSlow:
 		_ = t.run(HookSlowConsumer, &Context{conn: c})
+	case itemFlood:
+		c.tc.Close(wsproto.ClosePolicyViolation, "too many messages waiting: slow down")
 	case itemClosed:
 		t.disconnect(c)
 	}
@@ -514,8 +522,11 @@ func (t *Tower) connect(c *Conn) {
 	c.req = nil
 	if err != nil {
 		status := http.StatusForbidden
-		if errors.Is(err, ErrUnauthorized) {
+		switch {
+		case errors.Is(err, ErrUnauthorized):
 			status = http.StatusUnauthorized
+		case errors.Is(err, &Error{Code: CodeInternal}):
+			status = http.StatusInternalServerError
 		}
 		c.tc.Reject(status, asError(err, CodeForbidden).Message)
 		return

@@ -26,6 +26,7 @@ import (
 	"github.com/gobwas/pool/pbytes"
 	"github.com/gobwas/ws"
 	"github.com/panjf2000/gnet/v2"
+	gerrors "github.com/panjf2000/gnet/v2/pkg/errors"
 
 	"github.com/firetower-go/firetower/internal/wsproto"
 )
@@ -266,12 +267,25 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		err = fmt.Errorf("transport: connections still open at shutdown: %w", ctx.Err())
 	}
-	stopCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if e := s.eng.Stop(stopCtx); e != nil && err == nil {
+	// gnet's Engine.Stop polls every 500ms; a loop task that returns
+	// ErrEngineShutdown stops the engine at once. Without a known loop (no
+	// connection ever came) fall back to Stop.
+	if len(loops) > 0 {
+		shut := gnet.RunnableFunc(func(context.Context) error { return gerrors.ErrEngineShutdown })
+		if e := loops[0].el.Execute(context.Background(), shut); e != nil {
+			_ = s.eng.Stop(ctx)
+		}
+	} else if e := s.eng.Stop(ctx); e != nil && err == nil {
 		err = e
 	}
-	<-s.runDone
+	select {
+	case <-s.runDone:
+	case <-ctx.Done():
+		if err == nil {
+			err = fmt.Errorf("transport: engine still stopping: %w", ctx.Err())
+		}
+		return err
+	}
 	for _, l := range loops {
 		l.drop()
 	}
