@@ -624,6 +624,13 @@ func (t *Tower) subscribe(c *Conn, req *protocol.Request) {
 	for _, tp := range added {
 		t.index.update(tp, c.tc, c.codec, true, func(n int64) { t.link.SetInterest(tp, n) })
 	}
+	if len(added) > 0 {
+		// In effect locally at once; cluster-wide once the Manager has it.
+		// A Manager that is down gets the subscription on resync.
+		if err := t.link.Flush(t.ctx); err != nil {
+			t.log.Warn("firetower: subscription not yet confirmed by the cluster", "err", err)
+		}
+	}
 	if req.ID != nil {
 		c.reply(func(r protocol.Reply, dst []byte) []byte { return r.Ack(dst, req.ID, topics, true) })
 	}

@@ -36,6 +36,11 @@ type Link interface {
 	// SetInterest reports the node's absolute local subscriber count for a
 	// topic; 0 means the node has no more interest. It does not block.
 	SetInterest(topic string, count int64)
+	// Flush returns once every SetInterest made before the call is in effect
+	// cluster-wide (routing and counts), or with an error when that cannot
+	// be known now (no manager reachable). It is called before a subscribe
+	// is acknowledged, so it must not wait long for a manager that is down.
+	Flush(ctx context.Context) error
 	// Publish sends a publish to every other node with interest in topic.
 	// An error means it could not be taken (the client gets "unavailable").
 	Publish(ctx context.Context, topic string, data []byte) error
@@ -103,6 +108,8 @@ func (l *localLink) SetInterest(topic string, count int64) {
 	l.m.setLocked(l.n.NodeID(), topic, count)
 	l.m.mu.Unlock()
 }
+
+func (l *localLink) Flush(context.Context) error { return nil }
 
 func (l *localLink) Publish(_ context.Context, topic string, data []byte) error {
 	id := l.n.NodeID()

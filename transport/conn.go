@@ -262,7 +262,9 @@ func (c *Conn) readFrames() gnet.Action {
 		s.c.framesIn.Add(1)
 		act = c.frame(h, payload)
 	}
-	if c.state != stClosed {
+	// Only discard what was parsed: gnet's Discard(n) with n <= 0 empties
+	// the whole buffer, which would lose a partial frame.
+	if off > 0 && c.state != stClosed {
 		_, _ = c.gc.Discard(off)
 	}
 	return act

@@ -143,8 +143,11 @@ func AppendReject(dst []byte, status int, reason string) []byte {
 	dst = append(dst, ' ')
 	dst = append(dst, http.StatusText(status)...)
 	dst = append(dst, "\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n"...)
-	if status == http.StatusUpgradeRequired {
+	switch status {
+	case http.StatusUpgradeRequired:
 		dst = append(dst, "Sec-WebSocket-Version: 13\r\n"...)
+	case http.StatusMethodNotAllowed:
+		dst = append(dst, "Allow: GET\r\n"...)
 	}
 	dst = append(dst, "Content-Length: "...)
 	dst = strconv.AppendInt(dst, int64(len(reason)+1), 10)
