@@ -335,10 +335,12 @@ func (t *Tower) Stats() Stats {
 // NodeID is this node's id.
 func (t *Tower) NodeID() uint16 { return t.cfg.nodeID }
 
-// publish delivers locally, then to the other nodes.
+// publish delivers locally, then to the other nodes. The cluster carries
+// the raw bytes, so every node embeds them the same way (as they are when
+// valid JSON, as a JSON string otherwise; raw for legacy clients).
 func (t *Tower) publish(ctx context.Context, topic string, j, raw []byte) error {
 	t.deliverLocal(topic, j, raw)
-	if err := t.link.Publish(ctx, topic, j); err != nil {
+	if err := t.link.Publish(ctx, topic, raw); err != nil {
 		t.stats.remotePublishFailed.Add(1)
 		return &Error{Code: CodeUnavailable, Message: "the cluster could not take the message: " + err.Error()}
 	}
@@ -425,7 +427,11 @@ func (n towerNode) NodeID() uint16 { return n.t.cfg.nodeID }
 
 func (n towerNode) Deliver(topic string, data []byte) {
 	n.t.stats.remoteDeliveries.Add(1)
-	n.t.deliverLocal(topic, data, data)
+	j := data
+	if !json.Valid(data) {
+		j = protocol.AppendJSONString(nil, string(data))
+	}
+	n.t.deliverLocal(topic, j, data)
 }
 
 func (n towerNode) Interest() map[string]int64 { return n.t.index.counts() }
@@ -536,9 +542,11 @@ func (t *Tower) connect(c *Conn) {
 }
 
 func (t *Tower) disconnect(c *Conn) {
-	if c.open.Swap(false) {
-		t.stats.connections.Add(-1)
+	defer t.liveDone()
+	if !c.open.Swap(false) {
+		return // refused by OnConnect: it never joined, so no hooks
 	}
+	t.stats.connections.Add(-1)
 	c.mu.Lock()
 	topics := c.topics
 	c.topics = nil
@@ -550,7 +558,6 @@ func (t *Tower) disconnect(c *Conn) {
 		_ = t.run(HookUnsubscribe, &Context{conn: c, topics: []string{topic}})
 	}
 	_ = t.run(HookDisconnect, &Context{conn: c})
-	t.liveDone()
 }
 
 func (t *Tower) decode(c *Conn, p []byte) (*protocol.Request, *protocol.RequestError) {
@@ -628,7 +635,7 @@ func (t *Tower) subscribe(c *Conn, req *protocol.Request) {
 		// In effect locally at once; cluster-wide once the Manager has it.
 		// A Manager that is down gets the subscription on resync.
 		if err := t.link.Flush(t.ctx); err != nil {
-			t.log.Warn("firetower: subscription not yet confirmed by the cluster", "err", err)
+			t.log.Debug("firetower: subscription not yet confirmed by the cluster", "err", err)
 		}
 	}
 	if req.ID != nil {
@@ -672,6 +679,11 @@ func (t *Tower) unsubscribe(c *Conn, req *protocol.Request) {
 	c.mu.Unlock()
 	for _, tp := range removed {
 		t.unsubscribeOne(c, tp)
+	}
+	if len(removed) > 0 {
+		if err := t.link.Flush(t.ctx); err != nil {
+			t.log.Debug("firetower: unsubscribe not yet confirmed by the cluster", "err", err)
+		}
 	}
 	if req.ID != nil {
 		c.reply(func(r protocol.Reply, dst []byte) []byte { return r.Ack(dst, req.ID, req.Topics, true) })

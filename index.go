@@ -93,9 +93,11 @@ func (ix *index) update(topic string, c *transport.Conn, codec protocol.Codec, a
 	}
 	cur := next.byLoop[loop][codec]
 	if add {
-		l := make([]*transport.Conn, len(cur), len(cur)+1)
-		copy(l, cur)
-		next.byLoop[loop][codec] = append(l, c)
+		// Appending in place is safe: every published snapshot has a
+		// length <= len(cur), so no reader ever sees the slot written here.
+		// (Removals copy, below, since they change slots readers see.) This
+		// keeps a subscribe storm on one topic linear.
+		next.byLoop[loop][codec] = append(cur, c)
 		next.codecs[codec]++
 		next.count++
 		ix.subs.Add(1)

@@ -23,8 +23,8 @@ type Manager interface {
 type Node interface {
 	// NodeID is the node's id, unique in the cluster.
 	NodeID() uint16
-	// Deliver hands the node a publish from another node. data is JSON. It
-	// does not block and does not keep data.
+	// Deliver hands the node a publish from another node: data as given to
+	// Link.Publish. It does not block and does not keep data.
 	Deliver(topic string, data []byte)
 	// Interest returns every topic with local subscribers and their count,
 	// for a full resynchronisation after a (re)connect.
@@ -41,8 +41,9 @@ type Link interface {
 	// be known now (no manager reachable). It is called before a subscribe
 	// is acknowledged, so it must not wait long for a manager that is down.
 	Flush(ctx context.Context) error
-	// Publish sends a publish to every other node with interest in topic.
-	// An error means it could not be taken (the client gets "unavailable").
+	// Publish sends a publish to every other node with interest in topic,
+	// whose Deliver gets data byte for byte. An error means it could not be
+	// taken (the client gets "unavailable").
 	Publish(ctx context.Context, topic string, data []byte) error
 	// Count is the cluster-wide subscriber count of topic.
 	Count(ctx context.Context, topic string) (int64, error)

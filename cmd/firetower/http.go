@@ -11,6 +11,7 @@ import (
 	"strconv"
 
 	"github.com/firetower-go/firetower"
+	"github.com/firetower-go/firetower/manager"
 )
 
 //go:embed web
@@ -96,4 +97,21 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+// managerHTTP serves a manager node's health and cluster view.
+func managerHTTP(srv *manager.Server) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		io.WriteString(w, "ok\n")
+	})
+	mux.HandleFunc("GET /api/v1/stats", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, srv.Stats())
+	})
+	mux.HandleFunc("GET /api/v1/topics/{topic...}", func(w http.ResponseWriter, r *http.Request) {
+		topic := r.PathValue("topic")
+		writeJSON(w, http.StatusOK, map[string]any{"topic": topic, "count": srv.Count(topic)})
+	})
+	return mux
 }

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/firetower-go/firetower"
+	"github.com/firetower-go/firetower/manager"
 )
 
 func main() {
@@ -38,8 +39,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "serve":
 		return serve(ctx, args, stdout, stderr)
 	case "manager":
-		fmt.Fprintln(stderr, "firetower manager: the topic-manager node is not built yet")
-		return 2
+		return runManager(ctx, args, stdout, stderr)
 	case "help", "-h", "--help":
 		usage(stdout)
 		return 0
@@ -69,8 +69,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if *managers != "" || *natsURLs != "" {
-		fmt.Fprintln(stderr, "firetower serve: --manager and --nats are not built yet; run without them for the embedded manager")
+	if *natsURLs != "" {
+		fmt.Fprintln(stderr, "firetower serve: --nats is not built yet; use --manager or the embedded default")
 		return 2
 	}
 	if *nodeID > 65535 {
@@ -84,14 +84,23 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
 
-	t, err := firetower.New(
+	var opts []firetower.Option
+	if *managers != "" {
+		mc, err := manager.NewClient(manager.ClientConfig{Addrs: splitList(*managers), Logger: log})
+		if err != nil {
+			fmt.Fprintln(stderr, "firetower serve:", err)
+			return 2
+		}
+		opts = append(opts, firetower.WithManager(mc))
+	}
+	t, err := firetower.New(append(opts,
 		firetower.WithAddr(*wsAddr),
 		firetower.WithNodeID(uint16(*nodeID)),
 		firetower.WithLegacyDelivery(*legacy),
 		firetower.WithLogger(log),
 		firetower.OnSubscribe(presence),
 		firetower.OnUnsubscribe(presence),
-	)
+	)...)
 	if err != nil {
 		fmt.Fprintln(stderr, "firetower serve:", err)
 		return 2
@@ -155,4 +164,63 @@ func presence(next firetower.Handler) firetower.Handler {
 		}
 		return err
 	}
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// runManager runs a topic-manager node.
+func runManager(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("manager", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("addr", "127.0.0.1:6666", "manager listen address (gateways connect here)")
+	httpAddr := fs.String("http-addr", "127.0.0.1:6660", "HTTP address (health, topics)")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(*logLevel)); err != nil {
+		fmt.Fprintln(stderr, "firetower manager: bad --log-level:", err)
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
+	srv := manager.NewServer(manager.ServerConfig{Addr: *addr, Logger: log})
+	ln, err := net.Listen("tcp", *httpAddr)
+	if err != nil {
+		fmt.Fprintln(stderr, "firetower manager:", err)
+		return 1
+	}
+	if err := srv.Start(ctx); err != nil {
+		ln.Close()
+		fmt.Fprintln(stderr, "firetower manager:", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "manager listening on %s\n", srv.Addr())
+	fmt.Fprintf(stdout, "http listening on http://%s\n", ln.Addr())
+	hs := &http.Server{Handler: managerHTTP(srv), ReadHeaderTimeout: 10 * time.Second}
+	httpDone := make(chan error, 1)
+	go func() { httpDone <- hs.Serve(ln) }()
+	code := 0
+	select {
+	case <-ctx.Done():
+	case err := <-httpDone:
+		log.Error("http server stopped", "err", err)
+		code = 1
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = hs.Shutdown(sctx)
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Error("manager shutdown", "err", err)
+		code = 1
+	}
+	return code
 }

@@ -1,0 +1,497 @@
+package manager
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// ServerConfig configures a topic-manager node. Zero values get the
+// defaults noted.
+type ServerConfig struct {
+	Addr string // listen address; default "127.0.0.1:6666"
+	// HeartbeatTimeout drops a gateway that sent nothing (gateways ping
+	// every second) for this long, and its counts with it. Default 5s.
+	HeartbeatTimeout time.Duration
+	// WriteTimeout drops a gateway that does not read what is sent to it.
+	// Default 10s.
+	WriteTimeout time.Duration
+	// MaxFrame is the largest frame accepted. Default DefaultMaxFrame.
+	MaxFrame int
+	// QueueBytes bounds what waits to be written to one gateway. DELIVERs
+	// past it are dropped (and counted); control messages are never dropped:
+	// a session whose queue reaches twice the bound is reset, and the
+	// gateway reconnects and resyncs. Default 64 MiB.
+	QueueBytes int
+	Logger     *slog.Logger
+}
+
+// ServerStats are a manager node's counters.
+type ServerStats struct {
+	Nodes          int
+	Topics         int
+	Publishes      uint64 // PUBs received
+	Deliveries     uint64 // DELIVERs queued
+	DroppedDeliver uint64 // DELIVERs dropped for a gateway that was too slow
+	Refused        uint64 // sessions refused (bad HELLO, duplicate node id)
+	BadFrames      uint64 // sessions ended by a malformed frame
+	Resets         uint64 // sessions reset (too slow, heartbeat timeout)
+}
+
+// Server is a topic-manager node.
+type Server struct {
+	cfg ServerConfig
+	log *slog.Logger
+	ln  net.Listener
+
+	mu       sync.RWMutex
+	sessions map[uint16]*session
+	topics   map[string]map[uint16]int64
+	conns    map[*session]struct{} // every live session, also before HELLO
+
+	wg      sync.WaitGroup
+	closing atomic.Bool
+
+	publishes, deliveries, dropped, refused, badFrames, resets atomic.Uint64
+}
+
+// NewServer returns a manager node; Start binds it.
+func NewServer(cfg ServerConfig) *Server {
+	if cfg.Addr == "" {
+		cfg.Addr = "127.0.0.1:6666"
+	}
+	if cfg.HeartbeatTimeout <= 0 {
+		cfg.HeartbeatTimeout = 5 * time.Second
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = 10 * time.Second
+	}
+	if cfg.MaxFrame <= 0 {
+		cfg.MaxFrame = DefaultMaxFrame
+	}
+	if cfg.QueueBytes <= 0 {
+		cfg.QueueBytes = 64 << 20
+	}
+	lg := cfg.Logger
+	if lg == nil {
+		lg = slog.New(slog.DiscardHandler)
+	}
+	return &Server{
+		cfg:      cfg,
+		log:      lg,
+		sessions: make(map[uint16]*session),
+		topics:   make(map[string]map[uint16]int64),
+		conns:    make(map[*session]struct{}),
+	}
+}
+
+// Start binds the listener and serves in the background.
+func (s *Server) Start(ctx context.Context) error {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", s.cfg.Addr)
+	if err != nil {
+		return err
+	}
+	s.ln = ln
+	s.wg.Add(1)
+	go s.accept()
+	return nil
+}
+
+// Addr is the bound address.
+func (s *Server) Addr() string {
+	if s.ln == nil {
+		return ""
+	}
+	return s.ln.Addr().String()
+}
+
+// Shutdown stops accepting, sends GOAWAY to every gateway, closes them and
+// waits for every goroutine of the server.
+func (s *Server) Shutdown(ctx context.Context) error {
+	if s.ln == nil || !s.closing.CompareAndSwap(false, true) {
+		return nil
+	}
+	_ = s.ln.Close()
+	s.mu.Lock()
+	all := make([]*session, 0, len(s.conns))
+	for ss := range s.conns {
+		all = append(all, ss)
+	}
+	s.mu.Unlock()
+	for _, ss := range all {
+		ss.goAway("manager shutting down")
+	}
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		for _, ss := range all {
+			_ = ss.conn.Close()
+		}
+		<-done
+		return ctx.Err()
+	}
+}
+
+// Stats returns the node's counters.
+func (s *Server) Stats() ServerStats {
+	s.mu.RLock()
+	nodes, topics := len(s.sessions), len(s.topics)
+	s.mu.RUnlock()
+	return ServerStats{
+		Nodes: nodes, Topics: topics,
+		Publishes: s.publishes.Load(), Deliveries: s.deliveries.Load(), DroppedDeliver: s.dropped.Load(),
+		Refused: s.refused.Load(), BadFrames: s.badFrames.Load(), Resets: s.resets.Load(),
+	}
+}
+
+// Count is the cluster-wide subscriber count of topic.
+func (s *Server) Count(topic string) int64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var n int64
+	for _, c := range s.topics[topic] {
+		n += c
+	}
+	return n
+}
+
+// Topics returns every topic with its cluster-wide count.
+func (s *Server) Topics() map[string]int64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make(map[string]int64, len(s.topics))
+	for t, per := range s.topics {
+		for _, c := range per {
+			out[t] += c
+		}
+	}
+	return out
+}
+
+func (s *Server) accept() {
+	defer s.wg.Done()
+	var delay time.Duration
+	for {
+		c, err := s.ln.Accept()
+		if err != nil {
+			if s.closing.Load() || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Out of descriptors and the like: back off and go on.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			s.log.Warn("manager: accept", "err", err, "retry_in", delay)
+			time.Sleep(delay)
+			continue
+		}
+		delay = 0
+		ss := newSession(s, c)
+		s.mu.Lock()
+		if s.closing.Load() {
+			s.mu.Unlock()
+			_ = c.Close()
+			continue
+		}
+		s.conns[ss] = struct{}{}
+		s.mu.Unlock()
+		s.wg.Add(2)
+		go ss.readLoop()
+		go ss.writeLoop()
+	}
+}
+
+// setLocked records node's absolute count for topic.
+func (s *Server) setLocked(node uint16, topic string, count int64) {
+	per := s.topics[topic]
+	if count <= 0 {
+		if per != nil {
+			delete(per, node)
+			if len(per) == 0 {
+				delete(s.topics, topic)
+			}
+		}
+		return
+	}
+	if per == nil {
+		per = make(map[uint16]int64, 2)
+		s.topics[topic] = per
+	}
+	per[node] = count
+}
+
+// dropNodeLocked forgets every count of node.
+func (s *Server) dropNodeLocked(node uint16) {
+	for topic, per := range s.topics {
+		if _, ok := per[node]; ok {
+			s.setLocked(node, topic, 0)
+		}
+	}
+}
+
+// route queues a DELIVER of a publish to every other node with interest.
+func (s *Server) route(origin uint16, topic string, data []byte) {
+	s.publishes.Add(1)
+	s.mu.RLock()
+	per := s.topics[topic]
+	var targets []*session
+	for node := range per {
+		if node != origin {
+			if ss := s.sessions[node]; ss != nil {
+				targets = append(targets, ss)
+			}
+		}
+	}
+	s.mu.RUnlock()
+	if len(targets) == 0 {
+		return
+	}
+	frame, err := AppendFrame(nil, &Msg{Type: MsgDeliver, Node: origin, Topic: topic, Data: data})
+	if err != nil {
+		return
+	}
+	for _, ss := range targets {
+		if ss.send(frame, false) {
+			s.deliveries.Add(1)
+		} else {
+			s.dropped.Add(1)
+		}
+	}
+}
+
+// session is one gateway connection.
+type session struct {
+	s    *Server
+	conn net.Conn
+	node uint16
+	boot string
+
+	mu     sync.Mutex
+	cond   sync.Cond
+	out    [][]byte
+	bytes  int
+	closed bool
+	hello  bool
+}
+
+func newSession(s *Server, c net.Conn) *session {
+	ss := &session{s: s, conn: c}
+	ss.cond.L = &ss.mu
+	return ss
+}
+
+// send queues a frame. Data frames are dropped past the queue bound
+// (false); a control frame that would pass twice the bound resets the
+// session instead.
+func (ss *session) send(frame []byte, control bool) bool {
+	ss.mu.Lock()
+	if ss.closed {
+		ss.mu.Unlock()
+		return false
+	}
+	limit := ss.s.cfg.QueueBytes
+	if !control && ss.bytes+len(frame) > limit {
+		ss.mu.Unlock()
+		return false
+	}
+	if control && ss.bytes+len(frame) > 2*limit {
+		ss.mu.Unlock()
+		ss.s.resets.Add(1)
+		ss.s.log.Warn("manager: gateway does not keep up, resetting its session", "node", ss.node)
+		ss.close()
+		return false
+	}
+	ss.out = append(ss.out, frame)
+	ss.bytes += len(frame)
+	ss.mu.Unlock()
+	ss.cond.Signal()
+	return true
+}
+
+func (ss *session) sendMsg(m *Msg) {
+	if f, err := AppendFrame(nil, m); err == nil {
+		ss.send(f, true)
+	}
+}
+
+// goAway sends GOAWAY and closes the session once it is written.
+func (ss *session) goAway(reason string) {
+	f, _ := AppendFrame(nil, &Msg{Type: MsgGoAway, Text: reason})
+	ss.mu.Lock()
+	if !ss.closed {
+		ss.out = append(ss.out, f, nil) // nil: close after writing
+		ss.bytes += len(f)
+	}
+	ss.mu.Unlock()
+	ss.cond.Signal()
+}
+
+func (ss *session) close() {
+	ss.mu.Lock()
+	ss.closed = true
+	ss.mu.Unlock()
+	ss.cond.Broadcast()
+	_ = ss.conn.Close()
+}
+
+func (ss *session) writeLoop() {
+	defer ss.s.wg.Done()
+	defer ss.close()
+	var batch net.Buffers
+	for {
+		ss.mu.Lock()
+		for len(ss.out) == 0 && !ss.closed {
+			ss.cond.Wait()
+		}
+		if ss.closed {
+			ss.mu.Unlock()
+			return
+		}
+		frames := ss.out
+		ss.out, ss.bytes = nil, 0
+		ss.mu.Unlock()
+		last := false
+		batch = batch[:0]
+		for _, f := range frames {
+			if f == nil {
+				last = true
+				break
+			}
+			batch = append(batch, f)
+		}
+		_ = ss.conn.SetWriteDeadline(time.Now().Add(ss.s.cfg.WriteTimeout))
+		if _, err := batch.WriteTo(ss.conn); err != nil {
+			if !last {
+				ss.s.resets.Add(1)
+				ss.s.log.Warn("manager: writing to gateway failed", "node", ss.node, "err", err)
+			}
+			return
+		}
+		if last {
+			return
+		}
+	}
+}
+
+func (ss *session) readLoop() {
+	s := ss.s
+	defer s.wg.Done()
+	defer ss.end()
+	r := bufio.NewReaderSize(ss.conn, 64<<10)
+	for {
+		_ = ss.conn.SetReadDeadline(time.Now().Add(s.cfg.HeartbeatTimeout))
+		p, err := ReadFrame(r, s.cfg.MaxFrame, nil)
+		if err != nil {
+			var ne net.Error
+			switch {
+			case errors.Is(err, ErrFrameTooLarge):
+				s.badFrames.Add(1)
+				ss.goAway(err.Error())
+			case errors.As(err, &ne) && ne.Timeout():
+				s.resets.Add(1)
+				ss.goAway("heartbeat timeout")
+			}
+			return
+		}
+		m, err := Decode(p)
+		if err != nil {
+			s.badFrames.Add(1)
+			ss.goAway(err.Error())
+			return
+		}
+		if !ss.handle(m) {
+			return
+		}
+	}
+}
+
+// handle processes one message; false ends the session.
+func (ss *session) handle(m *Msg) bool {
+	s := ss.s
+	if !ss.hello {
+		if m.Type != MsgHello {
+			s.refused.Add(1)
+			ss.goAway("first message must be HELLO")
+			return false
+		}
+		return ss.register(m)
+	}
+	switch m.Type {
+	case MsgSync:
+		s.mu.Lock()
+		s.dropNodeLocked(ss.node)
+		for _, tc := range m.Topics {
+			s.setLocked(ss.node, tc.Topic, tc.Count)
+		}
+		s.mu.Unlock()
+	case MsgSub:
+		s.mu.Lock()
+		s.setLocked(ss.node, m.Topic, m.Count)
+		s.mu.Unlock()
+	case MsgPub:
+		s.route(ss.node, m.Topic, m.Data)
+	case MsgCount:
+		ss.sendMsg(&Msg{Type: MsgCountReply, Seq: m.Seq, Topic: m.Topic, Count: s.Count(m.Topic)})
+	case MsgPing:
+		ss.sendMsg(&Msg{Type: MsgPong, Seq: m.Seq})
+	case MsgPong:
+	case MsgGoAway:
+		return false
+	default:
+		s.badFrames.Add(1)
+		ss.goAway(fmt.Sprintf("unexpected message type %d from a gateway", m.Type))
+		return false
+	}
+	return true
+}
+
+func (ss *session) register(m *Msg) bool {
+	s := ss.s
+	s.mu.Lock()
+	if old := s.sessions[m.Node]; old != nil {
+		if old.boot != m.Text {
+			s.mu.Unlock()
+			s.refused.Add(1)
+			ss.goAway(fmt.Sprintf("duplicate node id %d: another gateway process holds it", m.Node))
+			return false
+		}
+		// The same process reconnected before its old session ended.
+		delete(s.sessions, m.Node)
+		s.dropNodeLocked(m.Node)
+		defer old.close()
+	}
+	ss.node, ss.boot, ss.hello = m.Node, m.Text, true
+	s.sessions[m.Node] = ss
+	s.mu.Unlock()
+	s.log.Info("manager: gateway joined", "node", m.Node, "remote", ss.conn.RemoteAddr().String())
+	ss.sendMsg(&Msg{Type: MsgWelcome})
+	return true
+}
+
+// end forgets the session and its node's counts.
+func (ss *session) end() {
+	s := ss.s
+	s.mu.Lock()
+	delete(s.conns, ss)
+	if ss.hello && s.sessions[ss.node] == ss {
+		delete(s.sessions, ss.node)
+		s.dropNodeLocked(ss.node)
+		s.log.Info("manager: gateway left", "node", ss.node)
+	}
+	s.mu.Unlock()
+	// Let a queued GOAWAY go out; the writer closes the connection.
+	ss.mu.Lock()
+	pendingGoAway := len(ss.out) > 0 && ss.out[len(ss.out)-1] == nil
+	ss.mu.Unlock()
+	if !pendingGoAway {
+		ss.close()
+	}
+}
