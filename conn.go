@@ -22,6 +22,7 @@ type Conn struct {
 	proto string // subprotocol echoed in the upgrade
 
 	id  string
+	ip  string        // remote IP, for the per-IP cap
 	req *http.Request // only during OnConnect
 
 	mu     sync.Mutex // guards userID and topics

@@ -31,8 +31,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -67,6 +70,10 @@ type Tower struct {
 	stopOnce sync.Once
 	stopErr  error
 
+	admitMu sync.Mutex
+	admitN  int            // connections admitted and not yet disconnected
+	perIP   map[string]int // admitted connections per IP (when capped)
+
 	liveMu   sync.Mutex
 	live     int           // connections whose disconnect has not been processed
 	liveZero chan struct{} // closed when live reaches 0 during shutdown
@@ -78,6 +85,7 @@ type counters struct {
 	readDropped, slowDropped, errors      atomic.Uint64
 	remotePublishFailed, remoteDeliveries atomic.Uint64
 	hookPanics, floodClosed               atomic.Uint64
+	refusedOrigin, refusedLimit           atomic.Uint64
 }
 
 // Stats is a snapshot of a Tower's counters. Every message that is dropped
@@ -106,6 +114,11 @@ type Stats struct {
 	// answers were both full (every message dropped from then on is in
 	// ReadDropped too).
 	FloodClosed uint64
+	// RefusedOrigin counts upgrades refused for their Origin (403).
+	RefusedOrigin uint64
+	// RefusedLimit counts upgrades refused by WithMaxConnections (503) or
+	// WithMaxConnectionsPerIP (429).
+	RefusedLimit uint64
 	// HookPanics counts hook calls that panicked (the client got "internal").
 	HookPanics uint64
 	Transport  transport.Stats
@@ -328,6 +341,8 @@ func (t *Tower) Stats() Stats {
 		RemoteDeliveries:    t.stats.remoteDeliveries.Load(),
 		HookPanics:          t.stats.hookPanics.Load(),
 		FloodClosed:         t.stats.floodClosed.Load(),
+		RefusedOrigin:       t.stats.refusedOrigin.Load(),
+		RefusedLimit:        t.stats.refusedLimit.Load(),
 		Transport:           t.srv.Stats(),
 	}
 }
@@ -441,7 +456,18 @@ type wsHandler struct{ t *Tower }
 
 func (h wsHandler) Handshake(tc *transport.Conn, hs *wsproto.Handshake) transport.Decision {
 	t := h.t
-	c := &Conn{t: t, tc: tc, id: t.newID()}
+	if !t.originAllowed(hs.Request) {
+		t.stats.refusedOrigin.Add(1)
+		return transport.Decision{Status: http.StatusForbidden, Reason: "origin not allowed"}
+	}
+	ip := ""
+	if a := tc.RemoteAddr(); a != nil {
+		ip = hostOf(a.String())
+	}
+	if d, ok := t.admit(ip); !ok {
+		return d
+	}
+	c := &Conn{t: t, tc: tc, id: t.newID(), ip: ip}
 	for _, p := range hs.Protocols {
 		if p == protocol.SubprotocolJSON || p == protocol.SubprotocolMsgpack {
 			c.proto = p
@@ -543,6 +569,7 @@ func (t *Tower) connect(c *Conn) {
 
 func (t *Tower) disconnect(c *Conn) {
 	defer t.liveDone()
+	t.release(c.ip)
 	if !c.open.Swap(false) {
 		return // refused by OnConnect: it never joined, so no hooks
 	}
@@ -739,4 +766,79 @@ func (t *Tower) readTimeout(c *Conn, p []byte) {
 	}
 	_ = t.run(HookReadTimeout, cx)
 	c.sendError(id, &Error{Code: CodeRateLimited, Message: "message dropped: the server could not keep up with this connection's messages"})
+}
+
+// originAllowed applies the Origin policy (see WithAllowedOrigins).
+func (t *Tower) originAllowed(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" {
+		return false
+	}
+	host := strings.ToLower(u.Hostname())
+	if len(t.cfg.origins) == 0 {
+		return host == strings.ToLower(hostOf(r.Host))
+	}
+	for _, o := range t.cfg.origins {
+		o = strings.ToLower(strings.TrimSpace(o))
+		switch {
+		case o == "*":
+			return true
+		case strings.Contains(o, "://"):
+			if strings.EqualFold(strings.TrimSuffix(o, "/"), u.Scheme+"://"+u.Host) {
+				return true
+			}
+		case strings.HasPrefix(o, "*."):
+			if strings.HasSuffix(host, o[1:]) {
+				return true
+			}
+		case o == host:
+			return true
+		}
+	}
+	return false
+}
+
+// hostOf strips the port from "host:port" (and brackets from IPv6).
+func hostOf(hostport string) string {
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		return h
+	}
+	return strings.Trim(hostport, "[]")
+}
+
+// admit counts a new connection against the connection caps.
+func (t *Tower) admit(ip string) (transport.Decision, bool) {
+	t.admitMu.Lock()
+	defer t.admitMu.Unlock()
+	if t.cfg.maxConns > 0 && t.admitN >= t.cfg.maxConns {
+		t.stats.refusedLimit.Add(1)
+		return transport.Decision{Status: http.StatusServiceUnavailable, Reason: "server at its connection limit"}, false
+	}
+	if t.cfg.maxConnsPerIP > 0 {
+		if t.perIP[ip] >= t.cfg.maxConnsPerIP {
+			t.stats.refusedLimit.Add(1)
+			return transport.Decision{Status: http.StatusTooManyRequests, Reason: "too many connections from this address"}, false
+		}
+		if t.perIP == nil {
+			t.perIP = make(map[string]int)
+		}
+		t.perIP[ip]++
+	}
+	t.admitN++
+	return transport.Decision{}, true
+}
+
+func (t *Tower) release(ip string) {
+	t.admitMu.Lock()
+	defer t.admitMu.Unlock()
+	t.admitN--
+	if t.cfg.maxConnsPerIP > 0 {
+		if t.perIP[ip]--; t.perIP[ip] <= 0 {
+			delete(t.perIP, ip)
+		}
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 )
 
@@ -59,6 +60,9 @@ type config struct {
 	workers          int
 	maxTopics        int
 	eventLoops       int
+	origins          []string
+	maxConns         int
+	maxConnsPerIP    int
 
 	use   []Middleware
 	hooks [numHooks][]Middleware
@@ -279,6 +283,50 @@ func Use(mws ...Middleware) Option {
 			}
 		}
 		c.use = append(c.use, mws...)
+		return nil
+	}
+}
+
+// WithAllowedOrigins sets the browser origins allowed to connect. An entry
+// is "*" (any origin), a host name ("example.com", any scheme and port), a
+// host name with a leading wildcard ("*.example.com"), or a full origin
+// ("https://example.com:8443"). By default, with no entries, an Origin is
+// allowed when its host name equals the one the client connected to (any
+// port), so pages served by the same host work. A request without an Origin
+// header (not a browser) is always allowed. A refused Origin gets HTTP 403.
+func WithAllowedOrigins(origins ...string) Option {
+	return func(c *config) error {
+		for _, o := range origins {
+			if strings.TrimSpace(o) == "" {
+				return fmt.Errorf("%w: empty allowed origin", ErrBadOption)
+			}
+		}
+		c.origins = append(c.origins, origins...)
+		return nil
+	}
+}
+
+// WithMaxConnections caps the open websocket connections; an upgrade past
+// it gets HTTP 503. Default 0: no cap (a cap is a policy for your load).
+func WithMaxConnections(n int) Option {
+	return func(c *config) error {
+		if n < 0 {
+			return fmt.Errorf("%w: max connections must not be negative", ErrBadOption)
+		}
+		c.maxConns = n
+		return nil
+	}
+}
+
+// WithMaxConnectionsPerIP caps the open websocket connections from one IP
+// address; an upgrade past it gets HTTP 429. Default 0: no cap (a default
+// cap would refuse users behind one NAT, and load tests).
+func WithMaxConnectionsPerIP(n int) Option {
+	return func(c *config) error {
+		if n < 0 {
+			return fmt.Errorf("%w: max connections per IP must not be negative", ErrBadOption)
+		}
+		c.maxConnsPerIP = n
 		return nil
 	}
 }

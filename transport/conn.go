@@ -205,6 +205,9 @@ func (c *Conn) readHandshake() gnet.Action {
 	case d.Pending:
 		return gnet.None
 	case d.Status != 0:
+		// Refused at once: the Handler keeps nothing for it, so it hears
+		// nothing more about it (no Closed).
+		c.state = stHandshake
 		c.reject(d.Status, d.Reason)
 		return gnet.Close
 	}
