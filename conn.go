@@ -50,12 +50,14 @@ const (
 	itemReadTimeout
 	itemSlow
 	itemFlood
+	itemFunc // run fn in order with the connection's requests
 	itemClosed
 )
 
 type item struct {
 	kind itemKind
 	buf  []byte
+	fn   func()
 }
 
 // ID is the connection's id, unique in the cluster.

@@ -54,6 +54,7 @@ type Tower struct {
 	log    *slog.Logger
 	srv    *transport.Server
 	index  *index
+	conns  *registry
 	work   workers
 	chains chains
 	mgr    Manager
@@ -143,6 +144,7 @@ func New(opts ...Option) (*Tower, error) {
 		cfg:    cfg,
 		log:    cfg.logger,
 		index:  newIndex(),
+		conns:  newRegistry(),
 		mgr:    cfg.manager,
 		bootID: strconv.FormatInt(time.Now().UnixNano()%(1<<40), 36),
 		done:   make(chan struct{}),
@@ -516,6 +518,7 @@ func (h wsHandler) Closed(tc *transport.Conn, _ int, _ error) {
 func (t *Tower) opened(c *Conn) {
 	c.open.Store(true)
 	t.stats.connections.Add(1)
+	t.conns.add(c)
 }
 
 // drain runs up to max items of c's inbox; it reports whether more are left.
@@ -544,6 +547,8 @@ func (t *Tower) process(c *Conn, it item) {
 		_ = t.run(HookSlowConsumer, &Context{conn: c})
 	case itemFlood:
 		c.tc.Close(wsproto.ClosePolicyViolation, "too many messages waiting: slow down")
+	case itemFunc:
+		it.fn()
 	case itemClosed:
 		t.disconnect(c)
 	}
@@ -574,6 +579,7 @@ func (t *Tower) disconnect(c *Conn) {
 		return // refused by OnConnect: it never joined, so no hooks
 	}
 	t.stats.connections.Add(-1)
+	t.conns.remove(c)
 	c.mu.Lock()
 	topics := c.topics
 	c.topics = nil

@@ -66,7 +66,12 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	natsURLs := fs.String("nats", "", "NATS URLs, nats://host:port[,...]")
 	legacy := fs.Bool("legacy-delivery", false, "deliver raw data bytes with no envelope (firetower v0.4 clients)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	apiKey := fs.String("api-key", os.Getenv("FIRETOWER_API_KEY"), "key required by the push API (env FIRETOWER_API_KEY); required when --http-addr is not loopback")
 	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *apiKey == "" && !isLoopback(*httpAddr) {
+		fmt.Fprintln(stderr, "firetower serve: --http-addr is not a loopback address: set --api-key (or FIRETOWER_API_KEY) to protect the push API")
 		return 2
 	}
 	if *natsURLs != "" {
@@ -118,7 +123,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "websocket listening on ws://%s/ws\n", t.Addr())
 	fmt.Fprintf(stdout, "http listening on http://%s\n", ln.Addr())
 
-	hs := &http.Server{Handler: newHTTPHandler(t), ReadHeaderTimeout: 10 * time.Second}
+	hs := &http.Server{Handler: newHTTPHandler(t, *apiKey), ReadHeaderTimeout: 10 * time.Second}
 	httpDone := make(chan error, 1)
 	go func() { httpDone <- hs.Serve(ln) }()
 
@@ -164,6 +169,19 @@ func presence(next firetower.Handler) firetower.Handler {
 		}
 		return err
 	}
+}
+
+// isLoopback reports whether a listen address only accepts local clients.
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func splitList(s string) []string {

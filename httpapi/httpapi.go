@@ -1,0 +1,333 @@
+// Package httpapi is firetower's HTTP push API: an http.Handler that lets a
+// backend publish, count, list, disconnect and unsubscribe without holding a
+// websocket. The firetower binary serves it under /api/v1/ on its HTTP
+// address; library users mount it on their own server.
+//
+// Requests and responses are JSON. Errors are {"code": "...", "message":
+// "..."} with a fitting status: 400 bad input, 401 missing or wrong API key,
+// 404 no such connection, 413 body too large, 503 cluster unavailable.
+//
+//	POST /api/v1/publish            {"topic":"t","data":<any JSON>}  or  {"topics":["a","b"],"data":...}
+//	POST /api/v1/publish/batch      {"messages":[{"topic":"t","data":...}, ...]}
+//	GET  /api/v1/topics             {"topics":[{"topic":"t","local":n,"count":n}, ...]}  (this node's topics)
+//	GET  /api/v1/topics/<topic>     {"topic":"t","count":n}  (cluster-wide; the topic path-escaped)
+//	POST /api/v1/disconnect         {"conn_id":"..."} or {"user_id":"..."}, optional "code" (default 1000) and "reason"
+//	POST /api/v1/unsubscribe        {"conn_id":"...","topics":["t", ...]}
+package httpapi
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/firetower-go/firetower"
+)
+
+// Config configures the handler.
+type Config struct {
+	// APIKey, when set, is required on every request as
+	// "Authorization: Bearer <key>" or "X-API-Key: <key>".
+	APIKey string
+	// MaxBody bounds a request body. Default 1 MiB.
+	MaxBody int64
+	// MaxBatch bounds the messages of one batch. Default 1000.
+	MaxBatch int
+	// Timeout bounds one request's work. Default 10s.
+	Timeout time.Duration
+}
+
+type api struct {
+	t   *firetower.Tower
+	cfg Config
+}
+
+// New returns the push API for t, routed under /api/v1/.
+func New(t *firetower.Tower, cfg Config) http.Handler {
+	if cfg.MaxBody <= 0 {
+		cfg.MaxBody = 1 << 20
+	}
+	if cfg.MaxBatch <= 0 {
+		cfg.MaxBatch = 1000
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 10 * time.Second
+	}
+	a := &api{t: t, cfg: cfg}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /api/v1/publish", a.publish)
+	mux.HandleFunc("POST /api/v1/publish/batch", a.batch)
+	mux.HandleFunc("GET /api/v1/topics", a.topics)
+	mux.HandleFunc("GET /api/v1/topics/{topic...}", a.count)
+	mux.HandleFunc("POST /api/v1/disconnect", a.disconnect)
+	mux.HandleFunc("POST /api/v1/unsubscribe", a.unsubscribe)
+	mux.HandleFunc("/api/v1/", func(w http.ResponseWriter, r *http.Request) {
+		Error(w, http.StatusNotFound, "not_found", "no such API endpoint: "+r.Method+" "+r.URL.Path)
+	})
+	return a.auth(mux)
+}
+
+func (a *api) auth(next http.Handler) http.Handler {
+	if a.cfg.APIKey == "" {
+		return next
+	}
+	want := []byte(a.cfg.APIKey)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got := r.Header.Get("X-API-Key")
+		if h := r.Header.Get("Authorization"); got == "" && strings.HasPrefix(h, "Bearer ") {
+			got = strings.TrimPrefix(h, "Bearer ")
+		}
+		if subtle.ConstantTimeCompare([]byte(got), want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="firetower"`)
+			Error(w, http.StatusUnauthorized, "unauthorized", "missing or wrong API key")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// decode reads a JSON body into v; it writes the error answer itself.
+func (a *api) decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, a.cfg.MaxBody))
+	if err := dec.Decode(v); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			Error(w, http.StatusRequestEntityTooLarge, firetower.CodeMessageTooLarge, fmt.Sprintf("body over %d bytes", a.cfg.MaxBody))
+			return false
+		}
+		Error(w, http.StatusBadRequest, firetower.CodeBadRequest, "invalid JSON body: "+err.Error())
+		return false
+	}
+	if dec.More() {
+		Error(w, http.StatusBadRequest, firetower.CodeBadRequest, "trailing data after the JSON body")
+		return false
+	}
+	return true
+}
+
+func (a *api) ctx(r *http.Request) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(r.Context(), a.cfg.Timeout)
+}
+
+type message struct {
+	Topic  string          `json:"topic"`
+	Topics []string        `json:"topics"`
+	Data   json.RawMessage `json:"data"`
+}
+
+func (m *message) list() []string {
+	out := append([]string(nil), m.Topics...)
+	if m.Topic != "" {
+		out = append(out, m.Topic)
+	}
+	return out
+}
+
+func (a *api) publish(w http.ResponseWriter, r *http.Request) {
+	var m message
+	if !a.decode(w, r, &m) {
+		return
+	}
+	topics := m.list()
+	if len(topics) == 0 {
+		Error(w, http.StatusBadRequest, firetower.CodeInvalidTopic, "no topic given")
+		return
+	}
+	if len(m.Data) == 0 {
+		m.Data = json.RawMessage("null")
+	}
+	ctx, cancel := a.ctx(r)
+	defer cancel()
+	for _, t := range topics {
+		if err := a.t.Publish(ctx, t, m.Data); err != nil {
+			Fail(w, err)
+			return
+		}
+	}
+	JSON(w, http.StatusOK, map[string]any{"ok": true, "topics": topics})
+}
+
+func (a *api) batch(w http.ResponseWriter, r *http.Request) {
+	var b struct {
+		Messages []message `json:"messages"`
+	}
+	if !a.decode(w, r, &b) {
+		return
+	}
+	if len(b.Messages) == 0 || len(b.Messages) > a.cfg.MaxBatch {
+		Error(w, http.StatusBadRequest, firetower.CodeBadRequest, fmt.Sprintf("a batch holds 1 to %d messages", a.cfg.MaxBatch))
+		return
+	}
+	// Validate everything first, so a bad message publishes nothing.
+	for i := range b.Messages {
+		if len(b.Messages[i].list()) == 0 {
+			Error(w, http.StatusBadRequest, firetower.CodeInvalidTopic, fmt.Sprintf("message %d has no topic", i))
+			return
+		}
+		if len(b.Messages[i].Data) == 0 {
+			b.Messages[i].Data = json.RawMessage("null")
+		}
+	}
+	ctx, cancel := a.ctx(r)
+	defer cancel()
+	n := 0
+	for i := range b.Messages {
+		for _, t := range b.Messages[i].list() {
+			if err := a.t.Publish(ctx, t, b.Messages[i].Data); err != nil {
+				var fe *firetower.Error
+				if errors.As(err, &fe) {
+					Error(w, status(fe.Code), fe.Code, fmt.Sprintf("message %d (%d published before it): %s", i, n, fe.Message))
+					return
+				}
+				Fail(w, err)
+				return
+			}
+			n++
+		}
+	}
+	JSON(w, http.StatusOK, map[string]any{"ok": true, "published": n})
+}
+
+func (a *api) topics(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := a.ctx(r)
+	defer cancel()
+	local := a.t.Topics()
+	type row struct {
+		Topic string `json:"topic"`
+		Local int64  `json:"local"`
+		Count int64  `json:"count"`
+	}
+	rows := make([]row, 0, len(local))
+	for t, n := range local {
+		c, err := a.t.ConnectNum(ctx, t)
+		if err != nil {
+			c = -1
+		}
+		rows = append(rows, row{t, n, c})
+	}
+	sort.Slice(rows, func(i, j int) bool {
+		if rows[i].Count != rows[j].Count {
+			return rows[i].Count > rows[j].Count
+		}
+		return rows[i].Topic < rows[j].Topic
+	})
+	JSON(w, http.StatusOK, map[string]any{"topics": rows})
+}
+
+func (a *api) count(w http.ResponseWriter, r *http.Request) {
+	topic := r.PathValue("topic")
+	ctx, cancel := a.ctx(r)
+	defer cancel()
+	n, err := a.t.ConnectNum(ctx, topic)
+	if err != nil {
+		Fail(w, err)
+		return
+	}
+	JSON(w, http.StatusOK, map[string]any{"topic": topic, "count": n})
+}
+
+func (a *api) disconnect(w http.ResponseWriter, r *http.Request) {
+	var b struct {
+		ConnID string `json:"conn_id"`
+		UserID string `json:"user_id"`
+		Code   int    `json:"code"`
+		Reason string `json:"reason"`
+	}
+	if !a.decode(w, r, &b) {
+		return
+	}
+	if b.Code == 0 {
+		b.Code = 1000
+	}
+	switch {
+	case (b.ConnID == "") == (b.UserID == ""):
+		Error(w, http.StatusBadRequest, firetower.CodeBadRequest, "give exactly one of conn_id and user_id")
+	case b.ConnID != "":
+		if err := a.t.Disconnect(b.ConnID, b.Code, b.Reason); err != nil {
+			Fail(w, err)
+			return
+		}
+		JSON(w, http.StatusOK, map[string]any{"ok": true, "disconnected": 1})
+	default:
+		n, err := a.t.DisconnectUser(b.UserID, b.Code, b.Reason)
+		if err != nil {
+			Fail(w, err)
+			return
+		}
+		JSON(w, http.StatusOK, map[string]any{"ok": true, "disconnected": n})
+	}
+}
+
+func (a *api) unsubscribe(w http.ResponseWriter, r *http.Request) {
+	var b struct {
+		ConnID string   `json:"conn_id"`
+		Topic  string   `json:"topic"`
+		Topics []string `json:"topics"`
+	}
+	if !a.decode(w, r, &b) {
+		return
+	}
+	topics := append([]string(nil), b.Topics...)
+	if b.Topic != "" {
+		topics = append(topics, b.Topic)
+	}
+	if b.ConnID == "" || len(topics) == 0 {
+		Error(w, http.StatusBadRequest, firetower.CodeBadRequest, "conn_id and topic(s) are required")
+		return
+	}
+	ctx, cancel := a.ctx(r)
+	defer cancel()
+	if err := a.t.Unsubscribe(ctx, b.ConnID, topics...); err != nil {
+		Fail(w, err)
+		return
+	}
+	JSON(w, http.StatusOK, map[string]any{"ok": true, "topics": topics})
+}
+
+func status(code string) int {
+	switch code {
+	case firetower.CodeUnavailable:
+		return http.StatusServiceUnavailable
+	case firetower.CodeInternal:
+		return http.StatusInternalServerError
+	case "not_found":
+		return http.StatusNotFound
+	case firetower.CodeMessageTooLarge:
+		return http.StatusRequestEntityTooLarge
+	}
+	return http.StatusBadRequest
+}
+
+// Fail writes err as a JSON error with a fitting status.
+func Fail(w http.ResponseWriter, err error) {
+	var fe *firetower.Error
+	switch {
+	case errors.As(err, &fe):
+		Error(w, status(fe.Code), fe.Code, fe.Message)
+	case errors.Is(err, firetower.ErrClosed):
+		Error(w, http.StatusServiceUnavailable, firetower.CodeUnavailable, "server is shutting down")
+	case errors.Is(err, firetower.ErrBadOption):
+		Error(w, http.StatusBadRequest, firetower.CodeBadRequest, err.Error())
+	case errors.Is(err, context.DeadlineExceeded):
+		Error(w, http.StatusServiceUnavailable, firetower.CodeUnavailable, "timed out")
+	default:
+		Error(w, http.StatusInternalServerError, firetower.CodeInternal, err.Error())
+	}
+}
+
+// Error writes a JSON error.
+func Error(w http.ResponseWriter, status int, code, msg string) {
+	JSON(w, status, map[string]string{"code": code, "message": msg})
+}
+
+// JSON writes v as JSON with a status.
+func JSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
