@@ -417,10 +417,15 @@ func (t *Tower) deliverLocal(topic string, j, raw []byte) {
 	}
 }
 
-// readFinal ends the OnRead chain: it publishes the message.
+// readFinal ends the OnRead chain: it publishes the message (for a client
+// publish, it queues it until every topic's chain has passed).
 func (t *Tower) readFinal(c *Context) error {
 	m := c.Message()
 	if m == nil {
+		return nil
+	}
+	if c.outbox != nil {
+		*c.outbox = append(*c.outbox, *m)
 		return nil
 	}
 	return t.publish(c.Context(), m.Topic, m.Data, m.Data)
@@ -743,10 +748,19 @@ func (t *Tower) clientPublish(c *Conn, req *protocol.Request) {
 			}
 		}
 	}
+	// Every topic's OnRead chain runs first and the publishes go out only
+	// when all passed: a publish to several topics is all or nothing.
+	var out []Message
 	for _, tp := range req.Topics {
-		cx := &Context{conn: c, msg: &Message{Topic: tp, Data: req.Data}}
+		cx := &Context{conn: c, msg: &Message{Topic: tp, Data: req.Data}, outbox: &out}
 		if err := t.run(HookRead, cx); err != nil {
 			c.sendError(req.ID, asError(err, CodeForbidden))
+			return
+		}
+	}
+	for _, m := range out {
+		if err := t.publish(t.ctx, m.Topic, m.Data, m.Data); err != nil {
+			c.sendError(req.ID, asError(err, CodeUnavailable))
 			return
 		}
 	}

@@ -68,6 +68,7 @@ type Context struct {
 	hook   Hook
 	topics []string
 	msg    *Message
+	outbox *[]Message // client publish: where the end of OnRead queues it
 }
 
 // Context is the call's context; it is cancelled when the Tower shuts down.

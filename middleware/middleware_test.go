@@ -21,8 +21,11 @@ func TestRecoverTurnsPanicIntoInternalError(t *testing.T) {
 	if !errors.As(err, &fe) || fe.Code != firetower.CodeInternal {
 		t.Fatalf("got %v, want an *Error with code internal", err)
 	}
-	if !strings.Contains(fe.Message, "boom") {
-		t.Fatalf("message %q does not name the panic", fe.Message)
+	if strings.Contains(fe.Message, "boom") {
+		t.Fatalf("client message %q leaks the panic value", fe.Message)
+	}
+	if !strings.Contains(err.Error(), "boom") {
+		t.Fatalf("error %q does not keep the panic value for logs", err)
 	}
 }
 
