@@ -284,6 +284,13 @@ func (c *Conn) frame(h wsproto.Header, p []byte) gnet.Action {
 	s := c.server()
 	switch h.Op {
 	case ws.OpPing:
+		if c.gc.OutboundBuffered() > s.cfg.OutboundLimit {
+			// A client that pings but does not read: answering would
+			// grow our buffer without bound.
+			s.c.slowClosed.Add(1)
+			c.sendClose(CloseSlowConsumer, "slow consumer")
+			return gnet.Close
+		}
 		var buf [127]byte
 		pong := wsproto.AppendHeader(buf[:0], ws.OpPong, len(p))
 		start := len(pong)

@@ -179,6 +179,8 @@ func (l *loop) scan() {
 			switch {
 			case now-c.lastRead > idle:
 				l.sweep = append(l.sweep, c)
+			case c.gc.OutboundBuffered() > s.cfg.OutboundLimit:
+				l.sweep = append(l.sweep, c) // not reading: slow consumer
 			case now-c.lastPing >= ping && now-c.lastRead >= ping:
 				c.lastPing = now
 				c.writeControl(s.pingFrame)
@@ -190,8 +192,11 @@ func (l *loop) scan() {
 		}
 	}
 	for _, c := range l.sweep {
-		switch c.state {
-		case stOpen:
+		switch {
+		case c.state == stOpen && c.gc.OutboundBuffered() > s.cfg.OutboundLimit:
+			s.c.slowClosed.Add(1)
+			c.closeNow(CloseSlowConsumer, "slow consumer")
+		case c.state == stOpen:
 			s.c.idleClosed.Add(1)
 			c.closeNow(1001, "idle timeout")
 		default:
