@@ -19,7 +19,17 @@ var webFiles embed.FS
 func newHTTPHandler(t *firetower.Tower, apiKey string) http.Handler {
 	mux := http.NewServeMux()
 	web, _ := fs.Sub(webFiles, "web")
-	mux.Handle("GET /", http.FileServerFS(web))
+	files := http.FileServerFS(web)
+	// "/" without a method: a "GET /" pattern would conflict with the
+	// API's "/api/v1/" subtree, which takes every method.
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			httpapi.Error(w, http.StatusMethodNotAllowed, "method_not_allowed", "the web files are read-only")
+			return
+		}
+		files.ServeHTTP(w, r)
+	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		io.WriteString(w, "ok\n")

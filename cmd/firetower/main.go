@@ -82,12 +82,11 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "firetower serve: --node-id must be at most 65535")
 		return 2
 	}
-	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(*logLevel)); err != nil {
-		fmt.Fprintln(stderr, "firetower serve: bad --log-level:", err)
+	log, err := newLogger(*logLevel, stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "firetower serve:", err)
 		return 2
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
 
 	var opts []firetower.Option
 	if *managers != "" {
@@ -123,33 +122,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "websocket listening on ws://%s/ws\n", t.Addr())
 	fmt.Fprintf(stdout, "http listening on http://%s\n", ln.Addr())
 
-	hs := &http.Server{Handler: newHTTPHandler(t, *apiKey), ReadHeaderTimeout: 10 * time.Second}
-	httpDone := make(chan error, 1)
-	go func() { httpDone <- hs.Serve(ln) }()
-
-	code := 0
-	select {
-	case <-ctx.Done():
-	case err := <-httpDone:
-		log.Error("http server stopped", "err", err)
-		code = 1
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := hs.Shutdown(sctx); err != nil {
-		log.Error("http shutdown", "err", err)
-		code = 1
-	}
-	if code == 0 {
-		if err := <-httpDone; err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("http server", "err", err)
-		}
-	}
-	if err := t.Shutdown(sctx); err != nil {
-		log.Error("websocket shutdown", "err", err)
-		code = 1
-	}
-	return code
+	return runUntilDone(ctx, log, ln, newHTTPHandler(t, *apiKey), t.Shutdown)
 }
 
 // presence publishes a chat room's online count into the room after every
@@ -204,12 +177,11 @@ func runManager(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(*logLevel)); err != nil {
-		fmt.Fprintln(stderr, "firetower manager: bad --log-level:", err)
+	log, err := newLogger(*logLevel, stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "firetower manager:", err)
 		return 2
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
 	srv := manager.NewServer(manager.ServerConfig{Addr: *addr, Logger: log})
 	ln, err := net.Listen("tcp", *httpAddr)
 	if err != nil {
@@ -223,7 +195,14 @@ func runManager(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	}
 	fmt.Fprintf(stdout, "manager listening on %s\n", srv.Addr())
 	fmt.Fprintf(stdout, "http listening on http://%s\n", ln.Addr())
-	hs := &http.Server{Handler: managerHTTP(srv), ReadHeaderTimeout: 10 * time.Second}
+	return runUntilDone(ctx, log, ln, managerHTTP(srv), srv.Shutdown)
+}
+
+// runUntilDone serves h on ln until ctx ends (a signal) or the HTTP server
+// fails, then stops the HTTP server and calls shutdown, allowing 10 seconds
+// for both. It returns the process exit code.
+func runUntilDone(ctx context.Context, log *slog.Logger, ln net.Listener, h http.Handler, shutdown func(context.Context) error) int {
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	httpDone := make(chan error, 1)
 	go func() { httpDone <- hs.Serve(ln) }()
 	code := 0
@@ -235,10 +214,27 @@ func runManager(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_ = hs.Shutdown(sctx)
-	if err := srv.Shutdown(sctx); err != nil {
-		log.Error("manager shutdown", "err", err)
+	if err := hs.Shutdown(sctx); err != nil {
+		log.Error("http shutdown", "err", err)
+		code = 1
+	}
+	if code == 0 {
+		if err := <-httpDone; err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("http server", "err", err)
+		}
+	}
+	if err := shutdown(sctx); err != nil {
+		log.Error("shutdown", "err", err)
 		code = 1
 	}
 	return code
+}
+
+// newLogger parses a --log-level value.
+func newLogger(level string, w io.Writer) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("bad --log-level: %w", err)
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: lvl})), nil
 }
