@@ -400,14 +400,16 @@ func (t *Tower) deliverLocal(topic string, j, raw []byte) {
 			frames[protocol.Msgpack] = t.srv.NewMessageFrame(ws.OpBinary, p)
 		}
 	}
-	var n uint64
 	for li := range subs.byLoop {
-		for codec, conns := range subs.byLoop[li] {
-			if len(conns) > 0 && frames[codec] != nil {
-				t.srv.Broadcast(li, frames[codec], conns)
-				n += uint64(len(conns))
+		for codec, blocks := range subs.byLoop[li] {
+			if len(blocks) > 0 && frames[codec] != nil {
+				t.srv.Broadcast(li, frames[codec], blocks)
 			}
 		}
+	}
+	n := uint64(subs.count)
+	if frames[protocol.Msgpack] == nil {
+		n -= uint64(subs.codecs[protocol.Msgpack])
 	}
 	t.stats.deliveries.Add(n)
 	for _, f := range frames {

@@ -11,14 +11,58 @@ import (
 
 const numShards = 64
 
+// blockSize is the number of subscribers in one block of a subscriber list.
+const blockSize = 256
+
+// connList is a copy-on-write list of subscribers in fixed-size blocks, so
+// an update copies one block and the block table, not the whole list:
+// subscribe and unsubscribe storms on one topic stay near linear.
+//
+// Readers (event loops delivering a publish) see a snapshot: the outer
+// slice and each block only up to their lengths. A writer may append in
+// place past those lengths (no reader sees those slots) but never writes a
+// slot a snapshot can see: it copies the block instead.
+type connList [][]*transport.Conn
+
+func (l connList) add(c *transport.Conn) connList {
+	if n := len(l); n > 0 && len(l[n-1]) < blockSize {
+		next := append(connList(nil), l...)
+		next[n-1] = append(l[n-1], c) // in place: cap is blockSize
+		return next
+	}
+	b := make([]*transport.Conn, 1, blockSize)
+	b[0] = c
+	return append(append(make(connList, 0, len(l)+1), l...), b)
+}
+
+// remove returns the list without c, and whether c was in it.
+func (l connList) remove(c *transport.Conn) (connList, bool) {
+	for i, b := range l {
+		for j, x := range b {
+			if x != c {
+				continue
+			}
+			next := make(connList, 0, len(l))
+			next = append(next, l[:i]...)
+			if len(b) > 1 {
+				nb := make([]*transport.Conn, 0, blockSize)
+				nb = append(append(nb, b[:j]...), b[j+1:]...)
+				next = append(next, nb)
+			}
+			return append(next, l[i+1:]...), true
+		}
+	}
+	return l, false
+}
+
 // subscribers is an immutable snapshot of a topic's local subscribers,
-// grouped by event loop and codec, so a publish hands each loop one slice
+// grouped by event loop and codec, so a publish hands each loop its blocks
 // per codec without locking or copying.
 type subscribers struct {
 	topic  string
-	quoted []byte                 // topic as a JSON string
-	byLoop [][2][]*transport.Conn // [loop][codec]
-	codecs [2]int                 // subscribers per codec
+	quoted []byte        // topic as a JSON string
+	byLoop [][2]connList // [loop][codec]
+	codecs [2]int        // subscribers per codec
 	count  int64
 }
 
@@ -85,35 +129,23 @@ func (ix *index) update(topic string, c *transport.Conn, codec protocol.Codec, a
 		next.quoted = old.quoted
 		next.codecs = old.codecs
 		next.count = old.count
-		next.byLoop = make([][2][]*transport.Conn, max(len(old.byLoop), loop+1))
+		next.byLoop = make([][2]connList, max(len(old.byLoop), loop+1))
 		copy(next.byLoop, old.byLoop)
 	} else {
 		next.quoted = protocol.AppendJSONString(nil, topic)
-		next.byLoop = make([][2][]*transport.Conn, loop+1)
+		next.byLoop = make([][2]connList, loop+1)
 	}
 	cur := next.byLoop[loop][codec]
 	if add {
-		// Appending in place is safe: every published snapshot has a
-		// length <= len(cur), so no reader ever sees the slot written here.
-		// (Removals copy, below, since they change slots readers see.) This
-		// keeps a subscribe storm on one topic linear.
-		next.byLoop[loop][codec] = append(cur, c)
+		next.byLoop[loop][codec] = cur.add(c)
 		next.codecs[codec]++
 		next.count++
 		ix.subs.Add(1)
 	} else {
-		i := -1
-		for j, x := range cur {
-			if x == c {
-				i = j
-				break
-			}
-		}
-		if i < 0 {
+		l, ok := cur.remove(c)
+		if !ok {
 			return
 		}
-		l := make([]*transport.Conn, 0, len(cur)-1)
-		l = append(append(l, cur[:i]...), cur[i+1:]...)
 		next.byLoop[loop][codec] = l
 		next.codecs[codec]--
 		next.count--

@@ -10,7 +10,7 @@ import (
 type opKind uint8
 
 const (
-	opFrames   opKind = iota // f to conns
+	opFrames   opKind = iota // f to every conn of blocks
 	opSend                   // f to c
 	opClose                  // close c with code/reason
 	opAccept                 // complete c's pending upgrade with protocol (reason)
@@ -24,7 +24,7 @@ type op struct {
 	code   int
 	f      *Frame
 	c      *Conn
-	conns  []*Conn
+	blocks [][]*Conn
 	reason string
 }
 
@@ -111,8 +111,10 @@ func (l *loop) run(context.Context) error {
 func (l *loop) apply(o *op) {
 	switch o.kind {
 	case opFrames:
-		for _, c := range o.conns {
-			c.queue(o.f)
+		for _, b := range o.blocks {
+			for _, c := range b {
+				c.queue(o.f)
+			}
 		}
 	case opSend:
 		o.c.queue(o.f)

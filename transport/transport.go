@@ -356,13 +356,14 @@ func (f *Frame) Release() {
 	}
 }
 
-// Broadcast queues f for every connection in conns, which must all be on
-// event loop index loopIdx (see Conn.Loop). Any goroutine. conns must not be
-// modified afterwards (firetower passes copy-on-write snapshots).
-func (s *Server) Broadcast(loopIdx int, f *Frame, conns []*Conn) {
+// Broadcast queues f for every connection in blocks, which must all be on
+// event loop index loopIdx (see Conn.Loop). Any goroutine. The slices must
+// not be modified afterwards within their lengths (firetower passes
+// copy-on-write snapshots).
+func (s *Server) Broadcast(loopIdx int, f *Frame, blocks [][]*Conn) {
 	l := s.loopList()[loopIdx]
 	f.retain()
-	l.enqueue(op{kind: opFrames, f: f, conns: conns})
+	l.enqueue(op{kind: opFrames, f: f, blocks: blocks})
 }
 
 func (s *Server) loopFor(el gnet.EventLoop) *loop {
