@@ -323,7 +323,11 @@ func (t *Tower) ConnectNum(ctx context.Context, topic string) (int64, error) {
 	if err := protocol.ValidateTopic(topic); err != nil {
 		return 0, &Error{Code: CodeInvalidTopic, Message: err.Error()}
 	}
-	return t.link.Count(ctx, topic)
+	n, err := t.link.Count(ctx, topic)
+	if err != nil {
+		return 0, &Error{Code: CodeUnavailable, Message: "the cluster could not count: " + err.Error()}
+	}
+	return n, nil
 }
 
 // Stats returns the Tower's counters.

@@ -510,5 +510,8 @@ func (p *peer) writeLoop(conn net.Conn) {
 		if _, err := batch.WriteTo(conn); err != nil {
 			return
 		}
+		// The manager took our bytes, so it is alive even if its PONG
+		// waits behind a long backlog: liveness is any progress.
+		_ = conn.SetReadDeadline(time.Now().Add(3 * cfg.PingInterval))
 	}
 }

@@ -392,7 +392,7 @@ func (ss *session) readLoop() {
 		if err != nil {
 			var ne net.Error
 			switch {
-			case errors.Is(err, ErrFrameTooLarge):
+			case errors.Is(err, ErrFrameTooLarge), errors.Is(err, ErrEmptyFrame):
 				s.badFrames.Add(1)
 				ss.goAway(err.Error())
 			case errors.As(err, &ne) && ne.Timeout():

@@ -22,6 +22,8 @@ import (
 	"io"
 
 	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/firetower-go/firetower/internal/mpcheck"
 )
 
 // Message types.
@@ -69,37 +71,68 @@ type TopicCount struct {
 // ErrFrameTooLarge is a frame whose declared length is over the limit.
 var ErrFrameTooLarge = errors.New("manager: frame too large")
 
-// AppendFrame appends m as a length-prefixed frame.
+// ErrEmptyFrame is a frame of length zero.
+var ErrEmptyFrame = errors.New("manager: empty frame")
+
+// AppendFrame appends m as a length-prefixed frame (integers in their
+// smallest encoding).
 func AppendFrame(dst []byte, m *Msg) ([]byte, error) {
-	b, err := msgpack.Marshal(m)
-	if err != nil {
+	start := len(dst)
+	w := appendWriter{b: binary.BigEndian.AppendUint32(dst, 0)}
+	enc := msgpack.NewEncoder(&w)
+	enc.UseCompactInts(true)
+	if err := enc.Encode(m); err != nil {
 		return dst, err
 	}
-	dst = binary.BigEndian.AppendUint32(dst, uint32(len(b)))
-	return append(dst, b...), nil
+	binary.BigEndian.PutUint32(w.b[start:], uint32(len(w.b)-start-4))
+	return w.b, nil
 }
 
+type appendWriter struct{ b []byte }
+
+func (w *appendWriter) Write(p []byte) (int, error) { w.b = append(w.b, p...); return len(p), nil }
+
+// readChunk is how much of a frame is allocated ahead of its bytes.
+const readChunk = 64 << 10
+
 // ReadFrame reads one frame's payload. The length is checked against max
-// before anything is allocated; buf is reused when large enough.
+// before anything is read, and memory grows with the bytes that actually
+// arrive (a peer that declares 16 MiB and sends 1 byte costs 64 KiB); buf
+// is reused when large enough.
 func ReadFrame(r *bufio.Reader, max int, buf []byte) ([]byte, error) {
 	var hdr [4]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
 		return buf, err
 	}
-	n := binary.BigEndian.Uint32(hdr[:])
-	if n == 0 || int64(n) > int64(max) {
+	n := int64(binary.BigEndian.Uint32(hdr[:]))
+	switch {
+	case n == 0:
+		return buf, ErrEmptyFrame
+	case n > int64(max):
 		return buf, fmt.Errorf("%w: %d bytes (limit %d)", ErrFrameTooLarge, n, max)
 	}
-	if cap(buf) < int(n) {
-		buf = make([]byte, n)
+	buf = buf[:0]
+	for int64(len(buf)) < n {
+		want := min(n-int64(len(buf)), readChunk)
+		if int64(cap(buf)-len(buf)) < want {
+			buf = append(buf, make([]byte, want)...)[:len(buf)]
+		}
+		m, err := io.ReadFull(r, buf[len(buf):len(buf)+int(want)])
+		buf = buf[:len(buf)+m]
+		if err != nil {
+			return buf, err
+		}
 	}
-	buf = buf[:n]
-	_, err := io.ReadFull(r, buf)
-	return buf, err
+	return buf, nil
 }
 
-// Decode decodes a frame payload and checks the message type.
+// Decode decodes a frame payload and checks the message type. Every length
+// the payload declares is checked against its size first (mpcheck), so a
+// small frame cannot make the decoder allocate a large one.
 func Decode(p []byte) (*Msg, error) {
+	if err := mpcheck.Check(p); err != nil {
+		return nil, fmt.Errorf("manager: bad frame: %w", err)
+	}
 	m := &Msg{}
 	if err := msgpack.Unmarshal(p, m); err != nil {
 		return nil, fmt.Errorf("manager: bad frame: %w", err)

@@ -14,6 +14,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/firetower-go/firetower/internal/mpcheck"
 )
 
 // Codec is the encoding a connection negotiated.
@@ -124,39 +126,58 @@ func DecodeJSON(p []byte) (*Request, *RequestError) {
 	return r, nil
 }
 
-type msgpackRequest struct {
-	Type   any                `msgpack:"type"`
-	Topic  string             `msgpack:"topic"`
-	Topics []string           `msgpack:"topics"`
-	Data   msgpack.RawMessage `msgpack:"data"`
-	ID     msgpack.RawMessage `msgpack:"id"`
-}
-
 // DecodeMsgpack decodes a msgpack request; its data is converted to JSON.
+// The request is read as a map of raw fields and each known field decoded
+// on its own (decoding straight into a struct panics inside the msgpack
+// library on some duplicate keys).
 func DecodeMsgpack(p []byte) (*Request, *RequestError) {
-	var mr msgpackRequest
-	if err := msgpack.Unmarshal(p, &mr); err != nil {
+	// Declared lengths are checked against the message first: msgpack
+	// decoders allocate by them.
+	if err := mpcheck.Check(p); err != nil {
+		return nil, &RequestError{Code: CodeBadRequest, Message: trimErr(err)}
+	}
+	var fields map[string]msgpack.RawMessage
+	if err := msgpack.Unmarshal(p, &fields); err != nil {
 		return nil, &RequestError{Code: CodeBadRequest, Message: "invalid msgpack request: " + trimErr(err)}
 	}
-	r := &Request{}
-	if len(mr.ID) > 0 && !(len(mr.ID) == 1 && mr.ID[0] == 0xc0) {
+	// A nil field reads as an empty RawMessage (or 0xc0).
+	isNil := func(raw msgpack.RawMessage) bool { return len(raw) == 0 || (len(raw) == 1 && raw[0] == 0xc0) }
+	r := &Request{Data: nullJSON}
+	if raw, ok := fields["id"]; ok && !isNil(raw) {
 		var id any
-		if err := msgpack.Unmarshal(mr.ID, &id); err != nil {
+		if err := msgpack.Unmarshal(raw, &id); err != nil {
 			return nil, &RequestError{Code: CodeBadRequest, Message: "invalid id"}
 		}
 		switch id.(type) {
 		case string, int8, int16, int32, int64, uint8, uint16, uint32, uint64, float32, float64:
-			r.ID = mr.ID
+			r.ID = raw
 		default:
 			return nil, &RequestError{Code: CodeBadRequest, Message: "id must be a string or a number"}
 		}
 	}
-	r.Type, r.RawType = parseType(mr.Type)
-	r.Topics = unionTopics(mr.Topic, mr.Topics)
-	r.Data = nullJSON
-	if len(mr.Data) > 0 {
+	var typ any
+	if raw, ok := fields["type"]; ok && !isNil(raw) {
+		if err := msgpack.Unmarshal(raw, &typ); err != nil {
+			return nil, &RequestError{Code: CodeBadRequest, Message: "invalid type", ID: r.ID}
+		}
+	}
+	r.Type, r.RawType = parseType(typ)
+	var topic string
+	var topics []string
+	if raw, ok := fields["topic"]; ok && !isNil(raw) {
+		if err := msgpack.Unmarshal(raw, &topic); err != nil {
+			return nil, &RequestError{Code: CodeBadRequest, Message: "topic must be a string", ID: r.ID}
+		}
+	}
+	if raw, ok := fields["topics"]; ok && !isNil(raw) {
+		if err := msgpack.Unmarshal(raw, &topics); err != nil {
+			return nil, &RequestError{Code: CodeBadRequest, Message: "topics must be an array of strings", ID: r.ID}
+		}
+	}
+	r.Topics = unionTopics(topic, topics)
+	if raw, ok := fields["data"]; ok && !isNil(raw) {
 		var v any
-		if err := msgpack.Unmarshal(mr.Data, &v); err != nil {
+		if err := msgpack.Unmarshal(raw, &v); err != nil {
 			return nil, &RequestError{Code: CodeBadRequest, Message: "invalid data", ID: r.ID}
 		}
 		j, err := json.Marshal(jsonable(v))
@@ -216,6 +237,8 @@ func parseType(v any) (int, string) {
 		return TypeUnknown, x
 	case float64:
 		return numType(x), strconv.FormatFloat(x, 'g', -1, 64)
+	case float32:
+		return numType(float64(x)), strconv.FormatFloat(float64(x), 'g', -1, 32)
 	case int8, int16, int32, int64, uint8, uint16, uint32, uint64:
 		f, _ := strconv.ParseFloat(fmt.Sprint(x), 64)
 		return numType(f), fmt.Sprint(x)
@@ -239,13 +262,28 @@ func numType(f float64) int {
 
 func unionTopics(topic string, topics []string) []string {
 	var out []string
+	var seen map[string]struct{} // for long lists only: keeps this linear
 	add := func(t string) {
+		if seen != nil {
+			if _, dup := seen[t]; dup {
+				return
+			}
+			seen[t] = struct{}{}
+			out = append(out, t)
+			return
+		}
 		for _, o := range out {
 			if o == t {
 				return
 			}
 		}
 		out = append(out, t)
+		if len(out) == 16 {
+			seen = make(map[string]struct{}, 32)
+			for _, o := range out {
+				seen[o] = struct{}{}
+			}
+		}
 	}
 	if topic != "" {
 		for _, t := range strings.Split(topic, ",") {
