@@ -21,12 +21,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/firetower-go/firetower"
+	"github.com/firetower-go/firetower/internal/protocol"
 )
 
 // Config configures the handler.
@@ -79,8 +81,8 @@ func (a *api) auth(next http.Handler) http.Handler {
 	want := []byte(a.cfg.APIKey)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		got := r.Header.Get("X-API-Key")
-		if h := r.Header.Get("Authorization"); got == "" && strings.HasPrefix(h, "Bearer ") {
-			got = strings.TrimPrefix(h, "Bearer ")
+		if h := r.Header.Get("Authorization"); got == "" && len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
+			got = strings.TrimSpace(h[7:])
 		}
 		if subtle.ConstantTimeCompare([]byte(got), want) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="firetower"`)
@@ -103,7 +105,7 @@ func (a *api) decode(w http.ResponseWriter, r *http.Request, v any) bool {
 		Error(w, http.StatusBadRequest, firetower.CodeBadRequest, "invalid JSON body: "+err.Error())
 		return false
 	}
-	if dec.More() {
+	if _, err := dec.Token(); err != io.EOF {
 		Error(w, http.StatusBadRequest, firetower.CodeBadRequest, "trailing data after the JSON body")
 		return false
 	}
@@ -128,16 +130,31 @@ func (m *message) list() []string {
 	return out
 }
 
+// check validates a message's topics, so that nothing is published when
+// any topic of a request is bad.
+func (m *message) check() *firetower.Error {
+	topics := m.list()
+	if len(topics) == 0 {
+		return &firetower.Error{Code: firetower.CodeInvalidTopic, Message: "no topic given"}
+	}
+	for _, t := range topics {
+		if err := protocol.ValidateTopic(t); err != nil {
+			return &firetower.Error{Code: firetower.CodeInvalidTopic, Message: fmt.Sprintf("topic %q: %v", t, err)}
+		}
+	}
+	return nil
+}
+
 func (a *api) publish(w http.ResponseWriter, r *http.Request) {
 	var m message
 	if !a.decode(w, r, &m) {
 		return
 	}
-	topics := m.list()
-	if len(topics) == 0 {
-		Error(w, http.StatusBadRequest, firetower.CodeInvalidTopic, "no topic given")
+	if e := m.check(); e != nil {
+		Error(w, http.StatusBadRequest, e.Code, e.Message)
 		return
 	}
+	topics := m.list()
 	if len(m.Data) == 0 {
 		m.Data = json.RawMessage("null")
 	}
@@ -165,8 +182,8 @@ func (a *api) batch(w http.ResponseWriter, r *http.Request) {
 	}
 	// Validate everything first, so a bad message publishes nothing.
 	for i := range b.Messages {
-		if len(b.Messages[i].list()) == 0 {
-			Error(w, http.StatusBadRequest, firetower.CodeInvalidTopic, fmt.Sprintf("message %d has no topic", i))
+		if e := b.Messages[i].check(); e != nil {
+			Error(w, http.StatusBadRequest, e.Code, fmt.Sprintf("message %d: %s", i, e.Message))
 			return
 		}
 		if len(b.Messages[i].Data) == 0 {

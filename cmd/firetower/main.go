@@ -20,8 +20,12 @@ import (
 	"syscall"
 	"time"
 
+	"google.golang.org/grpc"
+
 	"github.com/firetower-go/firetower"
+	"github.com/firetower-go/firetower/grpcapi"
 	"github.com/firetower-go/firetower/manager"
+	"github.com/firetower-go/firetower/manager/natsmanager"
 )
 
 func main() {
@@ -51,7 +55,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 func usage(w io.Writer) {
 	fmt.Fprint(w, `usage:
-  firetower [serve] [--ws-addr 127.0.0.1:9999] [--http-addr 127.0.0.1:9998] [--node-id 1] [--legacy-delivery]
+  firetower [serve] [--ws-addr 127.0.0.1:9999] [--http-addr 127.0.0.1:9998] [--grpc-addr HOST:PORT] [--node-id 1]
+                    [--manager host:port[,...] | --nats nats://host:port[,...]] [--legacy-delivery] [--api-key KEY]
   firetower manager [--addr 127.0.0.1:6666] [--http-addr 127.0.0.1:6660]
 `)
 }
@@ -66,6 +71,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	natsURLs := fs.String("nats", "", "NATS URLs, nats://host:port[,...]")
 	legacy := fs.Bool("legacy-delivery", false, "deliver raw data bytes with no envelope (firetower v0.4 clients)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	grpcAddr := fs.String("grpc-addr", "", "gRPC push API listen address, e.g. 127.0.0.1:9997 (off when empty)")
 	apiKey := fs.String("api-key", os.Getenv("FIRETOWER_API_KEY"), "key required by the push API (env FIRETOWER_API_KEY); required when --http-addr is not loopback")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -74,8 +80,12 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "firetower serve: --http-addr is not a loopback address: set --api-key (or FIRETOWER_API_KEY) to protect the push API")
 		return 2
 	}
-	if *natsURLs != "" {
-		fmt.Fprintln(stderr, "firetower serve: --nats is not built yet; use --manager or the embedded default")
+	if *apiKey == "" && *grpcAddr != "" && !isLoopback(*grpcAddr) {
+		fmt.Fprintln(stderr, "firetower serve: --grpc-addr is not a loopback address: set --api-key (or FIRETOWER_API_KEY) to protect the push API")
+		return 2
+	}
+	if *natsURLs != "" && *managers != "" {
+		fmt.Fprintln(stderr, "firetower serve: give --manager or --nats, not both")
 		return 2
 	}
 	if *nodeID > 65535 {
@@ -89,6 +99,14 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 
 	var opts []firetower.Option
+	if *natsURLs != "" {
+		nm, err := natsmanager.New(natsmanager.Config{URLs: splitList(*natsURLs), Logger: log})
+		if err != nil {
+			fmt.Fprintln(stderr, "firetower serve:", err)
+			return 2
+		}
+		opts = append(opts, firetower.WithManager(nm))
+	}
 	if *managers != "" {
 		mc, err := manager.NewClient(manager.ClientConfig{Addrs: splitList(*managers), Logger: log})
 		if err != nil {
@@ -114,15 +132,54 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "firetower serve:", err)
 		return 1
 	}
+	var gln net.Listener
+	if *grpcAddr != "" {
+		if gln, err = net.Listen("tcp", *grpcAddr); err != nil {
+			ln.Close()
+			fmt.Fprintln(stderr, "firetower serve:", err)
+			return 1
+		}
+	}
 	if err := t.Start(ctx); err != nil {
 		ln.Close()
+		if gln != nil {
+			gln.Close()
+		}
 		fmt.Fprintln(stderr, "firetower serve:", err)
 		return 1
 	}
 	fmt.Fprintf(stdout, "websocket listening on ws://%s/ws\n", t.Addr())
 	fmt.Fprintf(stdout, "http listening on http://%s\n", ln.Addr())
+	shutdown := t.Shutdown
+	if gln != nil {
+		gs := grpcapi.New(t, grpcapi.Config{APIKey: *apiKey}).NewGRPCServer()
+		fmt.Fprintf(stdout, "grpc listening on %s\n", gln.Addr())
+		grpcDone := make(chan struct{})
+		go func() {
+			defer close(grpcDone)
+			if err := gs.Serve(gln); err != nil {
+				log.Error("grpc server", "err", err)
+			}
+		}()
+		shutdown = func(ctx context.Context) error {
+			stopGRPC(ctx, gs)
+			<-grpcDone
+			return t.Shutdown(ctx)
+		}
+	}
+	return runUntilDone(ctx, log, ln, newHTTPHandler(t, *apiKey), shutdown)
+}
 
-	return runUntilDone(ctx, log, ln, newHTTPHandler(t, *apiKey), t.Shutdown)
+// stopGRPC lets in-flight calls finish, and cuts them off when ctx ends.
+func stopGRPC(ctx context.Context, gs *grpc.Server) {
+	done := make(chan struct{})
+	go func() { gs.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		gs.Stop()
+		<-done
+	}
 }
 
 // presence publishes a chat room's online count into the room after every

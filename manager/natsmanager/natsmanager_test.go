@@ -1,0 +1,154 @@
+package natsmanager
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// The tests against real NATS servers are in the natstest module.
+
+func TestSubjectEncoding(t *testing.T) {
+	for _, topic := range []string{"room", "a.b", "*", ">", "a.*.>", "ünï/cödé", strings.Repeat("x", 256)} {
+		subj := topicSubject("firetower.", topic)
+		tok := strings.TrimPrefix(subj, "firetower.t.")
+		if strings.ContainsAny(tok, ".*> \t") {
+			t.Errorf("%q: subject %q has a token separator or wildcard", topic, subj)
+		}
+		back, ok := subjectTopic("firetower.", subj)
+		if !ok || back != topic {
+			t.Errorf("%q: round trip gave %q %v", topic, back, ok)
+		}
+	}
+	for _, subj := range []string{"firetower.r", "other.t.YQ", "firetower.t.", "firetower.t.!!"} {
+		if tp, ok := subjectTopic("firetower.", subj); ok {
+			t.Errorf("%q decoded to topic %q", subj, tp)
+		}
+	}
+}
+
+func TestNewValidates(t *testing.T) {
+	if _, err := New(Config{}); err == nil {
+		t.Error("no URL accepted")
+	}
+	if _, err := New(Config{URLs: []string{"nats://x"}, SubjectPrefix: "a.*."}); err == nil {
+		t.Error("wildcard prefix accepted")
+	}
+	if _, err := New(Config{URLs: []string{"nats://x"}, ReportInterval: time.Second, CountTTL: time.Second}); err == nil {
+		t.Error("CountTTL <= ReportInterval accepted")
+	}
+	m, err := New(Config{URLs: []string{"nats://x"}, SubjectPrefix: "ft"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.cfg.SubjectPrefix != "ft." || m.cfg.CountTTL != 3*time.Second || m.Subject("a.b") != "ft.t.YS5i" {
+		t.Errorf("defaults: %+v, subject %q", m.cfg, m.Subject("a.b"))
+	}
+}
+
+type fakeNode struct{ id uint16 }
+
+func (n fakeNode) NodeID() uint16             { return n.id }
+func (n fakeNode) Deliver(string, []byte)     {}
+func (n fakeNode) Interest() map[string]int64 { return nil }
+func (l *link) peerCount(topic string, now time.Time) (n int64) {
+	for _, p := range l.peers {
+		if p.live(now) {
+			n += p.counts[topic]
+		}
+	}
+	return n
+}
+
+func testLink(t *testing.T) *link {
+	m, err := New(Config{URLs: []string{"nats://x"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &link{m: m, node: fakeNode{1}, boot: 7, peers: make(map[uint16]*peer)}
+}
+
+func enc(t *testing.T, r report) []byte {
+	b, err := msgpack.Marshal(&r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestReports(t *testing.T) {
+	l := testLink(t)
+	now := time.Now()
+	ttl := int64(3000)
+	// a full report in two parts counts once complete
+	l.receive(enc(t, report{Kind: kindFull, Node: 2, Boot: 1, TTL: ttl, Gen: 1, Part: 0, Parts: 2, Counts: map[string]int64{"a": 2}}), now)
+	if n := l.peerCount("a", now); n != 0 {
+		t.Errorf("half a report counted: %d", n)
+	}
+	l.receive(enc(t, report{Kind: kindFull, Node: 2, Boot: 1, TTL: ttl, Gen: 1, Part: 1, Parts: 2, Counts: map[string]int64{"b": 1}}), now)
+	if a, b := l.peerCount("a", now), l.peerCount("b", now); a != 2 || b != 1 {
+		t.Errorf("after the full report: a=%d b=%d", a, b)
+	}
+	// deltas carry absolute counts
+	l.receive(enc(t, report{Kind: kindDelta, Node: 2, Boot: 1, TTL: ttl, Counts: map[string]int64{"a": 5, "b": 0}}), now)
+	if a, b := l.peerCount("a", now), l.peerCount("b", now); a != 5 || b != 0 {
+		t.Errorf("after the delta: a=%d b=%d", a, b)
+	}
+	// a second node adds up; a request for reports is honoured
+	if !l.receive(enc(t, report{Kind: kindFull, Node: 3, Boot: 1, TTL: ttl, Gen: 1, Parts: 1, Ask: true, Counts: map[string]int64{"a": 1}}), now) || !l.wantFull.Load() {
+		t.Error("Ask not honoured")
+	}
+	if n := l.peerCount("a", now); n != 6 {
+		t.Errorf("two nodes: %d", n)
+	}
+	// a full report replaces the previous one
+	l.receive(enc(t, report{Kind: kindFull, Node: 2, Boot: 1, TTL: ttl, Gen: 2, Parts: 1, Counts: map[string]int64{"c": 1}}), now)
+	if a, c := l.peerCount("a", now), l.peerCount("c", now); a != 1 || c != 1 {
+		t.Errorf("after the replacement: a=%d c=%d", a, c)
+	}
+	// a restart (new boot) starts afresh
+	l.receive(enc(t, report{Kind: kindDelta, Node: 2, Boot: 9, TTL: ttl, Counts: map[string]int64{"d": 1}}), now)
+	if c, d := l.peerCount("c", now), l.peerCount("d", now); c != 0 || d != 1 {
+		t.Errorf("after the restart: c=%d d=%d", c, d)
+	}
+	// a goodbye of an older boot is ignored, the current one's is not
+	l.receive(enc(t, report{Kind: kindBye, Node: 2, Boot: 1}), now)
+	if l.peers[2] == nil {
+		t.Error("stale goodbye honoured")
+	}
+	l.receive(enc(t, report{Kind: kindBye, Node: 2, Boot: 9}), now)
+	if l.peers[2] != nil {
+		t.Error("goodbye ignored")
+	}
+	// reports with our own node id are ignored
+	l.receive(enc(t, report{Kind: kindFull, Node: 1, Boot: 99, TTL: ttl, Gen: 1, Parts: 1, Counts: map[string]int64{"a": 100}}), now)
+	if n := l.peerCount("a", now); n != 1 {
+		t.Errorf("own node id counted: %d", n)
+	}
+	// silence past the TTL: no longer counted, then forgotten
+	later := now.Add(3001 * time.Millisecond)
+	if n := l.peerCount("a", later); n != 0 {
+		t.Errorf("expired report counted: %d", n)
+	}
+	l.expire(later)
+	if len(l.peers) != 0 {
+		t.Errorf("%d peers after expiry", len(l.peers))
+	}
+	if l.receive([]byte("garbage"), now); l.badReports.Load() != 1 {
+		t.Error("garbage not counted")
+	}
+}
+
+func FuzzReceive(f *testing.F) {
+	r := report{Kind: kindFull, Node: 2, Boot: 1, TTL: 1000, Gen: 1, Parts: 1, Counts: map[string]int64{"a": 1}}
+	b, _ := msgpack.Marshal(&r)
+	f.Add(b)
+	f.Add([]byte{0x99})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		l := testLink(t)
+		l.receive(data, time.Now()) // must not panic
+		l.expire(time.Now())
+	})
+}
