@@ -383,10 +383,13 @@ func (s *Server) loopFor(el gnet.EventLoop) *loop {
 
 // OnOpen implements gnet.EventHandler.
 func (s *Server) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
+	l := s.loopFor(gc.EventLoop())
+	// Checked after the loop is registered: Shutdown sets closing before it
+	// snapshots the loops, so either it sees this loop (and its sweep closes
+	// this connection) or this check sees closing.
 	if s.closing.Load() {
 		return nil, gnet.Close
 	}
-	l := s.loopFor(gc.EventLoop())
 	now := s.cfg.Clock().UnixNano()
 	c := &Conn{l: l, gc: gc, idx: len(l.conns), opened: now, lastRead: now}
 	l.conns = append(l.conns, c)

@@ -13,7 +13,7 @@ import (
 	"github.com/firetower-go/firetower/manager"
 )
 
-//go:embed web
+//go:embed web/*.html web/*.js web/*.css
 var webFiles embed.FS
 
 func newHTTPHandler(t *firetower.Tower, apiKey string) http.Handler {

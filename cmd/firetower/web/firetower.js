@@ -1,0 +1,318 @@
+/**
+ * firetower.js — a dependency-free browser client for firetower servers
+ * (client protocol v1, JSON over a WebSocket, subprotocol firetower.v1.json).
+ *
+ * It works as a classic script (<script src="/firetower.js">) and when
+ * imported as a module (import '/firetower.js'); either way it defines the
+ * global class `Firetower` (and module.exports under CommonJS).
+ *
+ * Features: requests answered by the server's ack as Promises (rejected with
+ * an Error whose .code is the server's error code), automatic reconnect with
+ * exponential backoff and jitter, resubscription of every topic after a
+ * reconnect, and events for deliveries, state changes and errors.
+ *
+ * Usage:
+ *
+ *   const ft = new Firetower('/ws');               // or 'ws://host:9999/ws'
+ *   ft.on('message', (topic, data) => console.log(topic, data));
+ *   ft.on('state', (state) => console.log(state)); // connecting, open, reconnecting, closed
+ *   ft.on('error', (err) => console.warn(err.code, err.message));
+ *   await ft.connect();
+ *   await ft.subscribe(['/chat/world']);           // resolves with the topics in effect
+ *   await ft.publish('/chat/world', { text: 'hi' });
+ *   try { await ft.subscribe('bad topic'); } catch (e) { e.code === 'invalid_topic'; }
+ *   ft.close();
+ *
+ * Options (all optional): protocols (default ['firetower.v1.json']),
+ * reconnect (default true), minDelay / maxDelay in ms (default 500 / 15000):
+ * the n-th reconnect attempt in a row waits min(maxDelay, minDelay * 2^(n-1))
+ * scaled by a random factor in [0.5, 1). For tests and non-browser hosts:
+ * WebSocket, setTimeout, clearTimeout, random.
+ *
+ * Requests made while the client is not open wait for the next open (after
+ * resubscription). A request in flight when the connection drops is rejected
+ * with code 'connection_lost'; after close() requests reject with 'closed'.
+ * A delivery from a server in legacy mode (no envelope) arrives with topic null.
+ */
+(function (root, factory) {
+  var Firetower = factory(root);
+  if (typeof module === 'object' && module && module.exports) module.exports = Firetower;
+  if (root) root.Firetower = Firetower;
+})(typeof globalThis !== 'undefined' ? globalThis : this, function (root) {
+  'use strict';
+
+  function ftError(code, message) {
+    var e = new Error(message || code);
+    e.name = 'FiretowerError';
+    e.code = code;
+    return e;
+  }
+
+  function toList(topics) {
+    return Array.isArray(topics) ? topics.slice() : [topics];
+  }
+
+  function Firetower(url, opts) {
+    if (!(this instanceof Firetower)) return new Firetower(url, opts);
+    opts = opts || {};
+    this.url = url;
+    this.protocols = opts.protocols || ['firetower.v1.json'];
+    this.reconnect = opts.reconnect !== false;
+    this.minDelay = opts.minDelay > 0 ? opts.minDelay : 500;
+    this.maxDelay = Math.max(this.minDelay, opts.maxDelay > 0 ? opts.maxDelay : 15000);
+    this.state = 'closed';
+    this.topics = new Set();      // subscribed, and subscribed again after a reconnect
+    this._WS = opts.WebSocket || root.WebSocket;
+    this._setTimeout = opts.setTimeout || function (f, ms) { return setTimeout(f, ms); };
+    this._clearTimeout = opts.clearTimeout || function (t) { clearTimeout(t); };
+    this._random = opts.random || Math.random;
+    this._handlers = { message: [], state: [], error: [] };
+    this._ws = null;
+    this._live = false;           // the socket is open and the topics restored
+    this._pending = new Map();    // id -> {resolve, reject, onAck}
+    this._waiters = [];           // requests waiting for the next open
+    this._nextId = 1;
+    this._attempt = 0;
+    this._timer = null;
+    this._started = false;
+  }
+
+  var P = Firetower.prototype;
+
+  /** on(event, fn): 'message' fn(topic, data), 'state' fn(state), 'error' fn(err). */
+  P.on = function (event, fn) {
+    if (!this._handlers[event]) throw new Error('firetower: unknown event ' + event);
+    this._handlers[event].push(fn);
+    return this;
+  };
+
+  P.off = function (event, fn) {
+    var list = this._handlers[event] || [];
+    var i = list.indexOf(fn);
+    if (i >= 0) list.splice(i, 1);
+    return this;
+  };
+
+  P._emit = function (event) {
+    var args = Array.prototype.slice.call(arguments, 1);
+    this._handlers[event].slice().forEach(function (fn) {
+      // A throwing handler must not break the client: report it apart.
+      try { fn.apply(null, args); } catch (e) { setTimeout(function () { throw e; }, 0); }
+    });
+  };
+
+  P._setState = function (s) {
+    if (this.state === s) return;
+    this.state = s;
+    this._emit('state', s);
+  };
+
+  /** connect() opens the connection; the Promise resolves once it is open. */
+  P.connect = function () {
+    var self = this;
+    var p = new Promise(function (resolve, reject) { self._waiters.push({ resolve: resolve, reject: reject }); });
+    if (!this._started) {
+      this._started = true;
+      this._attempt = 0;
+      this._setState('connecting');
+      this._open();
+    } else if (this._live) {
+      this._flushWaiters();
+    }
+    return p;
+  };
+
+  P._fullURL = function () {
+    var u = this.url;
+    if (u.charAt(0) === '/' && root.location) {
+      u = (root.location.protocol === 'https:' ? 'wss://' : 'ws://') + root.location.host + u;
+    }
+    return u;
+  };
+
+  P._open = function () {
+    var self = this;
+    this._timer = null;
+    var sock;
+    try {
+      sock = new this._WS(this._fullURL(), this.protocols);
+    } catch (e) {
+      this._emit('error', ftError('connect_failed', e.message));
+      this._dropped();
+      return;
+    }
+    this._ws = sock;
+    sock.onopen = function () { if (self._ws === sock) self._restore(); };
+    sock.onmessage = function (ev) { if (self._ws === sock) self._frame(ev.data); };
+    sock.onclose = function () { if (self._ws === sock) self._dropped(); };
+    sock.onerror = function () {}; // a close event follows
+  };
+
+  // _restore subscribes the new socket to every topic, then goes live.
+  P._restore = function () {
+    var self = this;
+    var topics = Array.from(this.topics);
+    var done = function (accepted) {
+      // Unsubscribed meanwhile (unsubscribe() resolves at once while not live).
+      var extra = accepted.filter(function (t) { return !self.topics.has(t); });
+      if (extra.length) self._send({ type: 'unsubscribe', topics: extra }).catch(function () {});
+      self._live = true;
+      self._attempt = 0;
+      self._setState('open');
+      self._flushWaiters();
+    };
+    var lost = function (e) { return e.code === 'connection_lost' || e.code === 'closed'; };
+    if (topics.length === 0) return done([]);
+    this._send({ type: 'subscribe', topics: topics }).then(function () { done(topics); }, function (err) {
+      if (lost(err)) return;
+      self._emit('error', err);
+      // Refused as a whole: one by one, forgetting the topics refused.
+      Promise.all(topics.map(function (t) {
+        return self._send({ type: 'subscribe', topics: [t] }).then(function () { return t; }, function (e) {
+          if (lost(e)) throw e;
+          self.topics.delete(t);
+          self._emit('error', e);
+          return null;
+        });
+      })).then(function (ok) { done(ok.filter(Boolean)); }, function () {});
+    });
+  };
+
+  P._flushWaiters = function () {
+    var w = this._waiters;
+    this._waiters = [];
+    w.forEach(function (x) { x.resolve(); });
+  };
+
+  P._dropped = function () {
+    this._ws = null;
+    this._live = false;
+    this._failPending(ftError('connection_lost', 'the connection dropped before the answer'));
+    if (!this.reconnect) {
+      this._stop();
+      return;
+    }
+    this._setState('reconnecting');
+    this._timer = this._setTimeout(this._open.bind(this), this.nextDelay());
+  };
+
+  /** nextDelay() is the delay before the next reconnect attempt (and counts it). */
+  P.nextDelay = function () {
+    this._attempt++;
+    var base = Math.min(this.maxDelay, this.minDelay * Math.pow(2, this._attempt - 1));
+    return Math.floor(base * (0.5 + this._random() / 2));
+  };
+
+  P._failPending = function (err) {
+    var p = this._pending;
+    this._pending = new Map();
+    p.forEach(function (x) { x.reject(err); });
+  };
+
+  P._frame = function (raw) {
+    var m;
+    try { m = JSON.parse(raw); } catch (e) {
+      this._emit('error', ftError('bad_frame', 'unreadable frame from the server'));
+      return;
+    }
+    var known = m && typeof m === 'object' && !Array.isArray(m) &&
+      ['publish', 'ack', 'error', 'pong'].indexOf(m.type) >= 0;
+    if (!known) return this._emit('message', null, m); // legacy delivery
+    if (m.type === 'publish') return this._emit('message', m.topic, m.data);
+    var p = m.id !== undefined && m.id !== null ? this._pending.get(m.id) : undefined;
+    if (p) this._pending.delete(m.id);
+    if (m.type === 'error') {
+      var err = ftError(m.code, m.message);
+      if (p) p.reject(err); else this._emit('error', err);
+      return;
+    }
+    if (p) {
+      if (p.onAck) p.onAck(m);
+      p.resolve(m.type === 'ack' && m.topics ? m.topics : undefined);
+    }
+  };
+
+  // _send sends msg with a fresh id on the current socket and settles with
+  // the answer. The socket must be open.
+  P._send = function (msg, onAck) {
+    var self = this;
+    return new Promise(function (resolve, reject) {
+      var id = self._nextId++;
+      msg.id = id;
+      self._pending.set(id, { resolve: resolve, reject: reject, onAck: onAck });
+      try {
+        self._ws.send(JSON.stringify(msg));
+      } catch (e) {
+        self._pending.delete(id);
+        reject(ftError('connection_lost', e.message));
+      }
+    });
+  };
+
+  // _request waits for the client to be live, then sends msg.
+  P._request = function (msg, onAck) {
+    var self = this;
+    if (!this._started) return Promise.reject(ftError('closed', 'not connected: call connect() first'));
+    if (this._live) return this._send(msg, onAck);
+    return new Promise(function (resolve, reject) {
+      self._waiters.push({ resolve: resolve, reject: reject });
+    }).then(function () { return self._send(msg, onAck); });
+  };
+
+  /** subscribe(topics): a topic or an array; resolves with the topics in effect. */
+  P.subscribe = function (topics) {
+    var self = this;
+    var list = toList(topics);
+    return this._request({ type: 'subscribe', topics: list }, function () {
+      list.forEach(function (t) { self.topics.add(t); });
+    });
+  };
+
+  /** unsubscribe(topics): forgotten at once; resolves on the ack (at once when not open). */
+  P.unsubscribe = function (topics) {
+    var list = toList(topics);
+    var self = this;
+    list.forEach(function (t) { self.topics.delete(t); });
+    if (!this._live) return Promise.resolve(list);
+    return this._send({ type: 'unsubscribe', topics: list }).catch(function (e) {
+      if (e.code === 'connection_lost') return list; // the server forgot them too
+      throw e;
+    });
+  };
+
+  /** publish(topic, data): data is any JSON value; resolves on the ack. */
+  P.publish = function (topic, data) {
+    return this._request({ type: 'publish', topics: [topic], data: data === undefined ? null : data });
+  };
+
+  /** ping(): resolves on the server's pong. */
+  P.ping = function () {
+    return this._request({ type: 'ping' });
+  };
+
+  /** close(): closes the connection (1000), stops reconnecting, rejects what waits. */
+  P.close = function () {
+    var ws = this._ws;
+    this._ws = null;
+    if (ws) {
+      ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+      try { ws.close(1000); } catch (e) { /* already closed */ }
+    }
+    this._stop();
+  };
+
+  P._stop = function () {
+    if (this._timer !== null) this._clearTimeout(this._timer);
+    this._timer = null;
+    this._live = false;
+    this._started = false;
+    var err = ftError('closed', 'the client is closed');
+    this._failPending(err);
+    var w = this._waiters;
+    this._waiters = [];
+    w.forEach(function (x) { x.reject(err); });
+    this._setState('closed');
+  };
+
+  return Firetower;
+});
