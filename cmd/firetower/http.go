@@ -9,7 +9,9 @@ import (
 	"strconv"
 
 	"github.com/firetower-go/firetower"
+	"github.com/firetower-go/firetower/dashboard"
 	"github.com/firetower-go/firetower/httpapi"
+	"github.com/firetower-go/firetower/metrics"
 	"github.com/firetower-go/firetower/manager"
 )
 
@@ -40,6 +42,10 @@ func newHTTPHandler(t *firetower.Tower, apiKey string) http.Handler {
 		httpapi.JSON(w, http.StatusOK, map[string]any{"ws_port": p, "ws_path": "/ws"})
 	})
 	mux.Handle("/api/v1/", httpapi.New(t, httpapi.Config{APIKey: apiKey}))
+	dash := dashboard.New(t, dashboard.Config{})
+	mux.Handle("GET /dashboard", dash)
+	mux.Handle("GET /dashboard/", dash)
+	mux.Handle("GET /metrics", metrics.Handler(metrics.NewRegistry(t)))
 	return mux
 }
 

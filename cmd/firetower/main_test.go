@@ -96,6 +96,9 @@ func TestServeHTTPSurface(t *testing.T) {
 		{"GET", "/api/v1/topics/%2Fchat%2Fworld", "", 200, `"count":0`},
 		{"POST", "/api/v1/publish", `{"topic":"","data":1}`, 400, `"code":"invalid_topic"`},
 		{"POST", "/", "", 405, "method_not_allowed"},
+		{"GET", "/dashboard", "", 200, "<html"},
+		{"GET", "/metrics", "", 200, "firetower_connections"},
+		{"GET", "/firetower.js", "", 200, "Firetower"},
 	} {
 		status, body := mtGet(t, tc.method, base+tc.path, tc.body)
 		if status != tc.status || !strings.Contains(body, tc.contains) {
