@@ -41,6 +41,7 @@ import (
 	"time"
 
 	"github.com/firetower-go/firetower"
+	"github.com/firetower-go/firetower/transport"
 )
 
 //go:embed static
@@ -313,8 +314,9 @@ type Snapshot struct {
 	TopicsMatched int     `json:"topics_matched"`
 	Query         string  `json:"query"`
 	Top           int     `json:"top"`
-	// Latency is the publish->write latency; nil while the Tower does not
-	// measure it.
+	// Latency is the publish->write latency (the age of the oldest frame
+	// of each write, from the Tower's histogram; percentiles are bucket
+	// upper bounds, powers of two); nil before the first write.
 	Latency *Latency `json:"latency"`
 }
 
@@ -423,7 +425,18 @@ func (d *Dashboard) snapshot(ctx context.Context, cur, prev *sample, q string, t
 		}
 	}
 	s.Topics, s.TopicsMatched = d.topics(ctx, q, top)
+	s.Latency = latency(st.Transport.WriteLatency)
 	return s
+}
+
+// latency turns the write-latency histogram into percentiles (bucket upper
+// bounds), or nil before any write.
+func latency(h transport.LatencyHistogram) *Latency {
+	ms := func(q float64) float64 { return float64(h.Quantile(q).Microseconds()) / 1000 }
+	if h.Quantile(1) == 0 {
+		return nil
+	}
+	return &Latency{P50: ms(0.5), P90: ms(0.9), P99: ms(0.99), Max: ms(1)}
 }
 
 // topics returns the top local topics matching q (case-insensitive

@@ -317,6 +317,7 @@ func (p *page) state() string {
 		online: document.getElementById('online').textContent,
 		room: document.getElementById('current-room').textContent,
 		sendDisabled: document.getElementById('send').disabled,
+		client: window.chatClient ? window.chatClient.state + ' ' + Array.from(window.chatClient.topics).join(',') : null,
 		list: Array.from(document.querySelectorAll('#messages li'), e => e.className + ': ' + e.textContent)
 	}, null, 1)`))
 	if err != nil {
@@ -425,6 +426,112 @@ func (p *page) msgCount(t *testing.T) int {
 	return n
 }
 
+// pushPublish publishes data to topic through the push API, as a backend
+// would: no page takes part.
+func pushPublish(t *testing.T, s *server, topic string, data any) {
+	t.Helper()
+	body, _ := json.Marshal(map[string]any{"topic": topic, "data": data})
+	client := &http.Client{Timeout: 10 * time.Second}
+	resp, err := client.Post(s.httpURL+"/api/v1/publish", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatalf("POST /api/v1/publish: %v", err)
+	}
+	defer resp.Body.Close()
+	got, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("POST /api/v1/publish: status %d, body %q", resp.StatusCode, got)
+	}
+}
+
+// waitTopicCount polls the push API until topic has want subscribers.
+func waitTopicCount(t *testing.T, s *server, topic string, want int) {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		n := topicCount(t, s, topic)
+		if n == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET /api/v1/topics/%s: count %d after %v, want %d", url.PathEscape(topic), n, waitTimeout, want)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// checkUsesLibrary verifies that the chat demo is built on firetower.js: the
+// page loads firetower.js before app.js, its client is a Firetower, and
+// app.js opens no WebSocket of its own.
+func checkUsesLibrary(t *testing.T, s *server, p *page) {
+	t.Helper()
+	client := &http.Client{Timeout: 10 * time.Second}
+	for _, f := range []struct{ path, has, hasNot string }{
+		{"/firetower.js", "Firetower", ""},
+		{"/app.js", "new Firetower(", "new WebSocket"},
+	} {
+		resp, err := client.Get(s.httpURL + f.path)
+		if err != nil {
+			t.Fatalf("GET %s: %v", f.path, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !bytes.Contains(body, []byte(f.has)) {
+			t.Fatalf("GET %s: status %d, want 200 and a body with %q", f.path, resp.StatusCode, f.has)
+		}
+		if f.hasNot != "" && bytes.Contains(body, []byte(f.hasNot)) {
+			t.Fatalf("GET %s: the page's own code mentions %q; the socket belongs to firetower.js", f.path, f.hasNot)
+		}
+	}
+	p.waitJS(t, "the page runs on firetower.js", `(() => {
+		const src = Array.from(document.scripts, s => new URL(s.src, location.href).pathname);
+		const lib = src.indexOf('/firetower.js'), app = src.indexOf('/app.js');
+		return lib >= 0 && app > lib && typeof window.Firetower === 'function' &&
+			window.chatClient instanceof window.Firetower;
+	})()`)
+}
+
+// watchResubscribe records, from now on, the frames the page sends, the calls
+// the page makes to Firetower.prototype.subscribe, and its fetches. After a
+// reconnect, checkResubscribed tells who subscribed the new socket.
+func (p *page) watchResubscribe(t *testing.T) {
+	t.Helper()
+	p.do(t, "installing the frame recorder", chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		ok, err := chromedp.Evaluate[bool](`(() => {
+			if (typeof window.Firetower !== 'function') return false;
+			const rec = window.__e2e = { frames: [], pageSubscribes: 0, fetches: [] };
+			const send = WebSocket.prototype.send;
+			WebSocket.prototype.send = function (d) {
+				try { rec.frames.push(JSON.parse(d)); } catch (e) { rec.frames.push(String(d)); }
+				return send.call(this, d);
+			};
+			const sub = Firetower.prototype.subscribe;
+			Firetower.prototype.subscribe = function () { rec.pageSubscribes++; return sub.apply(this, arguments); };
+			const f = window.fetch;
+			window.fetch = function (u) { rec.fetches.push(String(u)); return f.apply(this, arguments); };
+			return true;
+		})()`)(ctx, tg)
+		if err == nil && !ok {
+			err = errors.New("window.Firetower is not defined")
+		}
+		return err
+	}))
+}
+
+// checkResubscribed verifies that, since watchResubscribe, the new socket was
+// subscribed to room by firetower.js itself (a subscribe frame went out while
+// the page called subscribe() not once), and that the page then refreshed
+// its count with GET /api/v1/topics/<room>.
+func (p *page) checkResubscribed(t *testing.T, room string) {
+	t.Helper()
+	p.waitJS(t, "firetower.js resubscribed to "+room+" and the page fetched the count", fmt.Sprintf(`(() => {
+		const rec = window.__e2e, room = %s;
+		return !!rec && rec.pageSubscribes === 0 &&
+			rec.frames.some(f => f && f.type === 'subscribe' && Array.isArray(f.topics) && f.topics.includes(room)) &&
+			rec.fetches.some(u => new URL(u, location.href).pathname === '/api/v1/topics/' + encodeURIComponent(room)) &&
+			window.chatClient.state === 'open' && window.chatClient.topics.has(room);
+	})()`, jsString(room)))
+}
+
 func TestChatTwoBrowsers(t *testing.T) {
 	chrome := chromiumPath()
 	if chrome == "" {
@@ -465,6 +572,7 @@ func TestChatTwoBrowsers(t *testing.T) {
 	stamp := strconv.FormatInt(time.Now().UnixNano(), 36)
 	alice := openPage(t, browser, "A", srv.httpURL)
 	bob := openPage(t, browser, "B", srv.httpURL)
+	checkUsesLibrary(t, srv, alice)
 	alice.setName(t, "alice")
 	bob.setName(t, "bob")
 
@@ -514,25 +622,39 @@ func TestChatTwoBrowsers(t *testing.T) {
 	bob.waitMessage(t, "alice", back)
 
 	// SIGTERM: the server shuts down gracefully and exits 0; the pages notice.
+	for _, p := range []*page{alice, bob} {
+		p.watchResubscribe(t)
+	}
 	srv.terminate(t)
 	for _, p := range []*page{alice, bob} {
 		p.waitText(t, "status", "disconnected")
 		p.waitText(t, "online", "")
+		p.waitJS(t, "#send is disabled", `document.getElementById('send').disabled`)
 	}
 	t.Logf("after shutdown, %s", alice.state())
 
-	// A server on the same addresses: both pages reconnect by themselves,
-	// subscribe again, and chat on.
+	// A server on the same addresses: firetower.js reconnects both pages and
+	// subscribes them again by itself; the next message, published by the
+	// push API with no page doing anything, reaches both.
 	srv2 := startServer(t, bin, hostPort(t, srv.wsURL), hostPort(t, srv.httpURL))
 	if srv2.wsURL != srv.wsURL || srv2.httpURL != srv.httpURL {
 		t.Fatalf("restarted server listens on %s and %s, want %s and %s", srv2.wsURL, srv2.httpURL, srv.wsURL, srv.httpURL)
 	}
+	waitTopicCount(t, srv2, defaultRoom, 2)
+	pushed := "pushed after the restart " + stamp
+	pushPublish(t, srv2, defaultRoom, map[string]string{"kind": "chat", "name": "backend", "text": pushed})
+	for _, p := range []*page{alice, bob} {
+		p.waitMessage(t, "backend", pushed)
+	}
 	for _, p := range []*page{alice, bob} {
 		p.joined(t, defaultRoom)
+		p.checkResubscribed(t, defaultRoom)
 	}
 	for _, p := range []*page{alice, bob} {
 		p.waitText(t, "online", "2")
 	}
+
+	// And they chat on.
 	again := "still here " + stamp
 	bob.say(t, again, false)
 	alice.waitMessage(t, "bob", again)

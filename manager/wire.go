@@ -133,6 +133,9 @@ func Decode(p []byte) (*Msg, error) {
 	if err := mpcheck.Check(p); err != nil {
 		return nil, fmt.Errorf("manager: bad frame: %w", err)
 	}
+	if !mpcheck.IsArray(p) {
+		return nil, errors.New("manager: bad frame: a message must be a msgpack array")
+	}
 	m := &Msg{}
 	if err := msgpack.Unmarshal(p, m); err != nil {
 		return nil, fmt.Errorf("manager: bad frame: %w", err)

@@ -66,9 +66,10 @@ const (
 
 // Collector is a prometheus.Collector for one Tower.
 type Collector struct {
-	t     *firetower.Tower
-	descs []*prometheus.Desc
-	m     []metric
+	t       *firetower.Tower
+	descs   []*prometheus.Desc
+	m       []metric
+	latency *prometheus.Desc
 }
 
 // metric is one exported series: its descriptor, type, label values and
@@ -165,6 +166,12 @@ func NewCollector(t *firetower.Tower) *Collector {
 		func(s *firetower.Stats) float64 { return u(s.Transport.IdleClosed) })
 	counter("firetower_transport_protocol_closes_total", "Connections closed for a websocket protocol error.",
 		func(s *firetower.Stats) float64 { return u(s.Transport.ProtocolClose) })
+	gauge("firetower_outbound_queue_bytes", "Bytes waiting in connections' outbound buffers (as of the last keepalive scan).",
+		func(s *firetower.Stats) float64 { return float64(s.Transport.OutboundBuffered) })
+	c.latency = prometheus.NewDesc("firetower_publish_write_latency_seconds",
+		"Age of the oldest frame of each socket write, from publish to the write call.",
+		nil, prometheus.Labels{"node_id": strconv.Itoa(int(t.NodeID()))})
+	c.descs = append(c.descs, c.latency)
 	return c
 }
 
@@ -181,6 +188,15 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	for _, m := range c.m {
 		ch <- prometheus.MustNewConstMetric(m.desc, m.typ, m.value(&s), m.labels...)
 	}
+	h := s.Transport.WriteLatency
+	buckets := make(map[float64]uint64, len(h))
+	var count uint64
+	for i, n := range h[:len(h)-1] {
+		count += n
+		buckets[h.BucketBound(i).Seconds()] = count
+	}
+	count += h[len(h)-1]
+	ch <- prometheus.MustNewConstHistogram(c.latency, count, 0, buckets)
 }
 
 // Register registers a collector for t on reg.

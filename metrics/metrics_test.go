@@ -313,6 +313,7 @@ func TestMetricsAfterWorkload(t *testing.T) {
 		{"firetower_transport_frames_received_total", nil, float64(st.Transport.FramesIn)},
 		{"firetower_transport_writes_total", nil, float64(st.Transport.Writes)},
 		{"firetower_transport_sent_bytes_total", nil, float64(st.Transport.BytesOut)},
+		{"firetower_outbound_queue_bytes", nil, float64(st.Transport.OutboundBuffered)},
 	}
 	for _, w := range want {
 		if got := value(t, fams, "7", w.name, w.labels...); got != w.v {
@@ -322,9 +323,21 @@ func TestMetricsAfterWorkload(t *testing.T) {
 	if st.Transport.Writes == 0 || st.Transport.BytesOut == 0 {
 		t.Errorf("transport writes %d, bytes %d: want both > 0", st.Transport.Writes, st.Transport.BytesOut)
 	}
-	seen := map[string]bool{}
+	seen := map[string]bool{"firetower_publish_write_latency_seconds": true}
 	for _, w := range want {
 		seen[w.name] = true
+	}
+	// The latency histogram counts every write that carried frames.
+	var latCount uint64
+	for _, n := range st.Transport.WriteLatency {
+		latCount += n
+	}
+	hf := fams["firetower_publish_write_latency_seconds"]
+	if hf == nil || hf.GetType() != dto.MetricType_HISTOGRAM || len(hf.Metric) != 1 {
+		t.Fatalf("latency histogram missing or malformed: %v", hf)
+	}
+	if got := hf.Metric[0].GetHistogram().GetSampleCount(); got != latCount || got == 0 {
+		t.Errorf("latency histogram count %d, want %d (> 0)", got, latCount)
 	}
 	for name := range fams {
 		if !seen[name] {

@@ -43,6 +43,7 @@ type Conn struct {
 	lastPing  int64
 	closeAt   int64
 	outBytes  int
+	oldest    int64 // birth of the oldest frame in out
 	out       [][]byte
 	frag      []byte
 	remote    net.Addr
@@ -94,6 +95,7 @@ func (c *Conn) queue(f *Frame) {
 	}
 	if len(c.out) == 0 {
 		c.l.dirty = append(c.l.dirty, c)
+		c.oldest = f.born
 	}
 	c.out = append(c.out, f.B)
 	c.outBytes += n
@@ -117,6 +119,9 @@ func (c *Conn) flush() {
 	s := c.server()
 	s.c.writes.Add(1)
 	s.c.bytesOut.Add(uint64(n))
+	if c.l.now != 0 {
+		s.observe(c.l.now - c.oldest)
+	}
 	if len(out) == 1 {
 		_, _ = c.gc.Write(out[0])
 	} else {

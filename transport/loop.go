@@ -3,6 +3,7 @@ package transport
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 
 	"github.com/panjf2000/gnet/v2"
 )
@@ -43,6 +44,9 @@ type loop struct {
 	scanQueued bool
 	stopped    bool
 
+	outbound atomic.Int64 // bytes in outbound buffers at the last scan
+
+	now   int64   // monotonic time of the running task's flush
 	conns []*Conn // every TCP connection on this loop; Conn.idx is its index
 	dirty []*Conn // connections with frames in out
 	sweep []*Conn // scratch for closes decided during a scan
@@ -92,6 +96,7 @@ func (l *loop) run(context.Context) error {
 	l.scheduled = false
 	l.mu.Unlock()
 
+	l.now = l.s.mono()
 	for i := range q {
 		l.apply(&q[i])
 	}
@@ -158,6 +163,9 @@ func (l *loop) apply(o *op) {
 
 // flush writes every dirty connection's queued frames in one call each.
 func (l *loop) flush() {
+	if len(l.dirty) > 0 {
+		l.now = l.s.mono()
+	}
 	for i, c := range l.dirty {
 		c.flush()
 		l.dirty[i] = nil
@@ -171,7 +179,11 @@ func (l *loop) scan() {
 	now := s.cfg.Clock().UnixNano()
 	hs, idle, ping, cw := int64(s.cfg.HandshakeTimeout), int64(s.cfg.IdleTimeout), int64(s.cfg.PingInterval), int64(s.cfg.CloseTimeout)
 	l.sweep = l.sweep[:0]
+	var outbound int64
 	for _, c := range l.conns {
+		if c.state == stOpen || c.state == stClosing {
+			outbound += int64(c.gc.OutboundBuffered())
+		}
 		switch c.state {
 		case stHandshake, stUpgrading:
 			if now-c.opened > hs {
@@ -193,6 +205,7 @@ func (l *loop) scan() {
 			}
 		}
 	}
+	l.outbound.Store(outbound)
 	for _, c := range l.sweep {
 		switch {
 		case c.state == stOpen && c.gc.OutboundBuffered() > s.cfg.OutboundLimit:

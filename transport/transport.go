@@ -106,6 +106,45 @@ type Stats struct {
 	SlowClosed    uint64 // connections closed under SlowClose
 	IdleClosed    uint64
 	ProtocolClose uint64 // connections closed for a protocol error
+	// OutboundBuffered is the bytes waiting in connections' outbound
+	// buffers, as of the last keepalive scan.
+	OutboundBuffered int64
+	// WriteLatency counts writes by the age of the oldest frame they
+	// carried (from frame creation, i.e. publish, to the write call).
+	WriteLatency LatencyHistogram
+}
+
+// LatencyBuckets is the number of buckets of a LatencyHistogram.
+const LatencyBuckets = 28
+
+// LatencyHistogram counts durations in power-of-two buckets: bucket i
+// holds durations below 2^i microseconds (the last one: everything longer).
+type LatencyHistogram [LatencyBuckets]uint64
+
+// BucketBound is the upper bound of bucket i.
+func (LatencyHistogram) BucketBound(i int) time.Duration {
+	return time.Duration(1<<i) * time.Microsecond
+}
+
+// Quantile estimates the q-quantile (0..1) as the upper bound of the bucket
+// holding it; 0 when empty.
+func (h LatencyHistogram) Quantile(q float64) time.Duration {
+	var total uint64
+	for _, n := range h {
+		total += n
+	}
+	if total == 0 {
+		return 0
+	}
+	rank := uint64(q * float64(total))
+	var seen uint64
+	for i, n := range h {
+		seen += n
+		if seen > rank {
+			return h.BucketBound(i)
+		}
+	}
+	return h.BucketBound(LatencyBuckets - 1)
 }
 
 type counters struct {
@@ -113,6 +152,7 @@ type counters struct {
 	open                                     atomic.Int64
 	framesIn, messagesIn, bytesOut, writes   atomic.Uint64
 	dropped, slowClosed, idleClosed, protErr atomic.Uint64
+	latency                                  [LatencyBuckets]atomic.Uint64
 }
 
 // Server is a websocket server on a gnet engine.
@@ -141,6 +181,7 @@ type Server struct {
 	c        counters
 
 	pingFrame []byte
+	epoch     time.Time
 }
 
 // New makes a Server; call Start to bind it.
@@ -187,6 +228,7 @@ func New(cfg Config, h Handler) *Server {
 		drained: make(chan struct{}),
 	}
 	s.frames.New = func() any { return &Frame{s: s} }
+	s.epoch = time.Now()
 	s.pingFrame = wsproto.AppendFrame(nil, ws.OpPing, nil)
 	m := min(cfg.PingInterval, cfg.IdleTimeout, cfg.HandshakeTimeout, cfg.CloseTimeout)
 	s.tick = min(max(m/4, 5*time.Millisecond), time.Second)
@@ -294,7 +336,16 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 // Stats returns the server's counters.
 func (s *Server) Stats() Stats {
+	var lat LatencyHistogram
+	for i := range lat {
+		lat[i] = s.c.latency[i].Load()
+	}
+	var outbound int64
+	for _, l := range s.loopList() {
+		outbound += l.outbound.Load()
+	}
 	return Stats{
+		OutboundBuffered: outbound, WriteLatency: lat,
 		Accepted: s.c.accepted.Load(), Upgraded: s.c.upgraded.Load(), Rejected: s.c.rejected.Load(),
 		Open: s.c.open.Load(), FramesIn: s.c.framesIn.Load(), MessagesIn: s.c.messagesIn.Load(),
 		BytesOut: s.c.bytesOut.Load(), Writes: s.c.writes.Load(), Dropped: s.c.dropped.Load(),
@@ -326,6 +377,7 @@ type Frame struct {
 	B    []byte
 	refs atomic.Int32
 	s    *Server
+	born int64 // monotonic nanoseconds at creation
 }
 
 // NewFrame returns a frame with an empty buffer of capacity size, holding one reference.
@@ -333,6 +385,7 @@ func (s *Server) NewFrame(size int) *Frame {
 	f := s.frames.Get().(*Frame)
 	f.B = s.bufs.Get(0, size)
 	f.refs.Store(1)
+	f.born = s.mono()
 	return f
 }
 
@@ -354,6 +407,19 @@ func (f *Frame) Release() {
 	} else if n < 0 {
 		panic("transport: frame released too often")
 	}
+}
+
+// mono is a monotonic clock in nanoseconds.
+func (s *Server) mono() int64 { return int64(time.Since(s.epoch)) }
+
+// observe records one write latency.
+func (s *Server) observe(d int64) {
+	us := uint64(max(d, 0)) / 1000
+	i := 0
+	for i < LatencyBuckets-1 && us >= 1<<i {
+		i++
+	}
+	s.c.latency[i].Add(1)
 }
 
 // Broadcast queues f for every connection in blocks, which must all be on

@@ -146,3 +146,16 @@ func header(c byte, b []byte) (n uint64, size int, ok bool) {
 	}
 	return 0, 0, false // 0xc1: never used
 }
+
+// IsMap reports whether p starts with a msgpack map header. Decoders accept
+// an extension value where a map or array is expected and read a length
+// from inside it, which Check cannot see: callers that expect a map or an
+// array check the first byte with IsMap or IsArray too.
+func IsMap(p []byte) bool {
+	return len(p) > 0 && (p[0]&0xf0 == 0x80 || p[0] == 0xde || p[0] == 0xdf)
+}
+
+// IsArray reports whether p starts with a msgpack array header.
+func IsArray(p []byte) bool {
+	return len(p) > 0 && (p[0]&0xf0 == 0x90 || p[0] == 0xdc || p[0] == 0xdd)
+}

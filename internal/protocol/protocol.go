@@ -136,6 +136,9 @@ func DecodeMsgpack(p []byte) (*Request, *RequestError) {
 	if err := mpcheck.Check(p); err != nil {
 		return nil, &RequestError{Code: CodeBadRequest, Message: trimErr(err)}
 	}
+	if !mpcheck.IsMap(p) {
+		return nil, &RequestError{Code: CodeBadRequest, Message: "a msgpack request must be a map"}
+	}
 	var fields map[string]msgpack.RawMessage
 	if err := msgpack.Unmarshal(p, &fields); err != nil {
 		return nil, &RequestError{Code: CodeBadRequest, Message: "invalid msgpack request: " + trimErr(err)}

@@ -1,11 +1,13 @@
-// firetower chat demo: plain browser JavaScript speaking the JSON protocol
-// (firetower.v1.json) directly over a WebSocket.
+// firetower chat demo: plain browser JavaScript on top of the firetower.js
+// client library (loaded before this file). The library owns the WebSocket:
+// requests, reconnecting with backoff, and subscribing again to the room after
+// a reconnect. This file only drives the page.
 (function () {
   'use strict';
 
   var DEFAULT_ROOM = '/chat/world';
-  var MAX_BACKOFF_MS = 15000;
   var MAX_MESSAGES = 500;
+  var CONFIG_RETRY_MS = 2000;
 
   var $ = function (id) { return document.getElementById(id); };
   var ui = {
@@ -18,15 +20,11 @@
   var defaultName = 'guest-' + (1000 + Math.floor(Math.random() * 9000));
   ui.name.value = defaultName;
 
-  var ws = null;          // the current socket, null while disconnected
+  var client = null;       // the Firetower client, once /config.json is read
   var room = DEFAULT_ROOM; // the room the user is in (or trying to join)
-  var joined = null;      // the topic whose subscribe the server acked on ws
-  var nextID = 1;
-  var pending = new Map(); // request id -> {ok, fail}
-  var attempt = 0;        // reconnect attempts since the last successful join
-  var retryTimer = null;
-  var lost = false;        // the socket dropped; say so when back in
-  var onlineSeq = 0;      // bumped on every presence delivery
+  var lastState = 'closed'; // the client's previous state
+  var wasOpen = false;     // the client has been open before: 'open' is a reconnect
+  var onlineSeq = 0;       // bumped on every presence delivery
 
   // ---- helpers -----------------------------------------------------------
 
@@ -93,37 +91,44 @@
     ui.status.dataset.state = s;
   }
 
+  // The room is usable once the client is open and subscribed to it.
+  function inRoom() {
+    return !!client && client.state === 'open' && client.topics.has(room);
+  }
+
   function updateSend() {
-    ui.send.disabled = !(ws && joined !== null && joined === room);
+    ui.send.disabled = !inRoom();
   }
 
-  // ---- protocol ----------------------------------------------------------
-
-  // Sends a request with an id; ok(frame) runs on its ack, fail(frame) on its
-  // error. Returns false when there is no open socket.
-  function request(msg, ok, fail) {
-    if (!ws || ws.readyState !== WebSocket.OPEN) return false;
-    var id = 'r' + nextID++;
-    msg.id = id;
-    pending.set(id, { ok: ok, fail: fail });
-    ws.send(JSON.stringify(msg));
-    return true;
+  // A FiretowerError: its code, and the server's message when there is one.
+  function describe(e) {
+    var code = (e && e.code) || 'error';
+    var msg = e && e.message && e.message !== code ? e.message : '';
+    return code + (msg ? ' (' + msg + ')' : '');
   }
 
+  // ---- the room ----------------------------------------------------------
+
+  // join subscribes to topic. The library queues the request until the
+  // connection is open, and keeps the topic subscribed across reconnects.
   function join(topic, announce) {
-    joined = null;
     updateSend();
-    request({ type: 'subscribe', topics: [topic] }, function () {
-      if (topic !== room) return; // the user moved on meanwhile
-      joined = topic;
-      attempt = 0;
+    client.subscribe([topic]).then(function () {
+      if (topic !== room) {
+        // The user moved on while the request waited: leave it again.
+        client.unsubscribe([topic]).catch(function () {});
+        return;
+      }
       updateSend();
-      if (lost) notice('reconnected to ' + topic);
-      else if (announce) notice('you joined ' + topic);
-      lost = false;
+      if (announce) notice('you joined ' + topic);
       fetchCount(topic);
     }, function (e) {
-      if (topic === room) notice('could not join ' + topic + ': ' + describe(e), true);
+      if (topic !== room) return;
+      // Dropped before the ack: ask again, it waits for the next open.
+      if (e.code === 'connection_lost') { join(topic, announce); return; }
+      if (e.code === 'closed') return;
+      notice('could not join ' + topic + ': ' + describe(e), true);
+      updateSend();
     });
   }
 
@@ -139,12 +144,9 @@
       .catch(function () {});
   }
 
-  function describe(e) {
-    return (e.code || 'error') + (e.message ? ' (' + e.message + ')' : '');
-  }
-
   function onDelivery(topic, data) {
-    if (topic !== room) return; // a late delivery for a room we left
+    if (topic === null) topic = room; // legacy delivery (no envelope): it can only be for our room
+    if (topic !== room) return;       // a late delivery for a room we left
     if (data && typeof data === 'object' && !Array.isArray(data)) {
       if (data.kind === 'online') {
         var n = Number(data.count);
@@ -159,36 +161,30 @@
     notice('data: ' + JSON.stringify(data));
   }
 
-  function onFrame(raw) {
-    var m;
-    try { m = JSON.parse(raw); } catch (e) { notice('unreadable frame from the server', true); return; }
-    if (!m || typeof m !== 'object') return;
-    var p = m.id !== undefined ? pending.get(m.id) : undefined;
-    switch (m.type) {
-      case 'publish':
-        onDelivery(m.topic, m.data);
-        break;
-      case 'ack':
-        if (p) { pending.delete(m.id); if (p.ok) p.ok(m); }
-        break;
-      case 'error':
-        if (p) pending.delete(m.id);
-        if (p && p.fail) p.fail(m);
-        else notice('server error: ' + describe(m), true);
-        break;
-      case 'pong':
-        break;
-      case undefined:
-        // legacy delivery (raw data, no envelope): it can only be for our room
-        onDelivery(room, m);
-        break;
-      default:
-        notice('unexpected frame: ' + String(m.type), true);
+  function onState(state) {
+    var prev = lastState;
+    lastState = state;
+    if (state === 'open') {
+      setStatus(true);
+      // On a reconnect firetower.js has already subscribed to the room again
+      // before going open: only the count needs refreshing.
+      if (wasOpen && client.topics.has(room)) {
+        notice('reconnected to ' + room);
+        fetchCount(room);
+      }
+      wasOpen = true;
+    } else {
+      setStatus(false);
+      ui.online.textContent = '';
+      if (state === 'reconnecting' && prev === 'open') notice('connection lost; reconnecting…', true);
     }
+    updateSend();
   }
 
   // ---- connection --------------------------------------------------------
 
+  // The WebSocket address: same host as the page, port and path from
+  // /config.json.
   function loadConfig() {
     return fetch('/config.json', { cache: 'no-store' }).then(function (r) {
       if (!r.ok) throw new Error('/config.json: HTTP ' + r.status);
@@ -200,44 +196,22 @@
     });
   }
 
-  function connect() {
-    retryTimer = null;
-    loadConfig().then(function (url) {
-      var sock = new WebSocket(url);
-      ws = sock;
-      sock.onopen = function () {
-        if (ws !== sock) return;
-        setStatus(true);
-        join(room);
-      };
-      sock.onmessage = function (ev) {
-        if (ws === sock && typeof ev.data === 'string') onFrame(ev.data);
-      };
-      sock.onclose = function (ev) {
-        if (ws !== sock) return;
-        ws = null;
-        joined = null;
-        pending.clear();
-        lost = true;
-        ui.online.textContent = '';
-        setStatus(false);
-        updateSend();
-        retry('connection closed (' + ev.code + (ev.reason ? ' ' + ev.reason : '') + ')');
-      };
-    }).catch(function (e) {
-      ws = null;
-      retry(e.message || String(e));
-    });
-  }
+  var configFailed = false;
 
-  // Exponential backoff with jitter: 0.5s, 1s, 2s ... capped at 15s.
-  function retry(reason) {
-    if (retryTimer) return;
-    var base = Math.min(MAX_BACKOFF_MS, 500 * Math.pow(2, attempt));
-    var delay = Math.round(base * (0.5 + Math.random() / 2));
-    if (attempt === 0) notice(reason + '; reconnecting…', true);
-    attempt++;
-    retryTimer = setTimeout(connect, delay);
+  function start() {
+    loadConfig().then(function (url) {
+      client = new Firetower(url);
+      window.chatClient = client; // for the console and the e2e test
+      client.on('state', onState);
+      client.on('message', onDelivery);
+      client.on('error', function (e) { notice('server error: ' + describe(e), true); });
+      client.connect().catch(function () {});
+      join(room);
+    }).catch(function (e) {
+      if (!configFailed) notice((e.message || String(e)) + '; retrying…', true);
+      configFailed = true;
+      setTimeout(start, CONFIG_RETRY_MS);
+    });
   }
 
   // ---- user actions ------------------------------------------------------
@@ -248,14 +222,15 @@
     var problem = topicProblem(next);
     if (problem) { notice(problem, true); return; }
     ui.room.value = next;
-    if (next === room && joined === room) return;
+    if (next === room && (!client || client.topics.has(room))) return;
     var old = room;
     room = next;
     ui.currentRoom.textContent = next;
     ui.messages.textContent = '';
     ui.online.textContent = '';
+    if (!client) return; // joined once the client exists
     if (old !== next) {
-      request({ type: 'unsubscribe', topics: [old] }, null, function (e) {
+      client.unsubscribe([old]).catch(function (e) {
         notice('could not leave ' + old + ': ' + describe(e), true);
       });
     }
@@ -265,14 +240,16 @@
   ui.compose.addEventListener('submit', function (ev) {
     ev.preventDefault();
     var text = ui.text.value.trim();
-    if (!text || ui.send.disabled) return;
-    var sent = request({ type: 'publish', topic: room, data: { kind: 'chat', name: currentName(), text: text } },
-      null, function (e) { notice('message not sent: ' + describe(e), true); });
-    if (sent) ui.text.value = '';
+    if (!text || !inRoom()) return;
+    client.publish(room, { kind: 'chat', name: currentName(), text: text }).catch(function (e) {
+      notice('message not sent: ' + describe(e), true);
+    });
+    ui.text.value = '';
     ui.text.focus();
   });
 
   ui.currentRoom.textContent = room;
   setStatus(false);
-  connect();
+  updateSend();
+  start();
 })();
