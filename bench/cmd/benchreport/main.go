@@ -1,0 +1,382 @@
+// Command benchreport turns the output of several runs of the bench suite
+// into README.md's results section: a table of every scenario and server
+// (median and min-max over the runs) and the ratios against issue 3's
+// targets (each ratio taken within one run, then the median over runs).
+//
+//	go run ./cmd/benchreport -readme README.md [-benchstat file] [-command text] run-1.txt run-2.txt ...
+//
+// It replaces what lies between the lines "<!-- BEGIN RESULTS -->" and
+// "<!-- END RESULTS -->" in the README.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"regexp"
+	"runtime"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+var servers = []string{"firetower", "gorilla", "centrifuge", "floor"}
+
+// results[scenario][server][unit][run] = value
+type results map[string]map[string]map[string]map[int]float64
+
+type parsed struct {
+	res       results
+	scenarios []string // in order of appearance
+	runs      int
+}
+
+var procSuffix = regexp.MustCompile(`-\d+$`)
+
+func parse(files []string) (*parsed, error) {
+	p := &parsed{res: results{}, runs: len(files)}
+	for run, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, err
+		}
+		sc := bufio.NewScanner(bytes.NewReader(b))
+		for sc.Scan() {
+			fields := strings.Fields(sc.Text())
+			if len(fields) < 4 || !strings.HasPrefix(fields[0], "Benchmark") {
+				continue
+			}
+			name := procSuffix.ReplaceAllString(fields[0], "")
+			i := strings.LastIndexByte(name, '/')
+			if i < 0 || !slices.Contains(servers, name[i+1:]) {
+				continue
+			}
+			scen, srv := name[:i], name[i+1:]
+			if _, ok := p.res[scen]; !ok {
+				p.res[scen] = map[string]map[string]map[int]float64{}
+				p.scenarios = append(p.scenarios, scen)
+			}
+			if p.res[scen][srv] == nil {
+				p.res[scen][srv] = map[string]map[int]float64{}
+			}
+			for j := 2; j+1 < len(fields); j += 2 {
+				v, err := strconv.ParseFloat(fields[j], 64)
+				if err != nil {
+					continue
+				}
+				u := fields[j+1]
+				if p.res[scen][srv][u] == nil {
+					p.res[scen][srv][u] = map[int]float64{}
+				}
+				p.res[scen][srv][u][run] = v
+			}
+		}
+	}
+	if len(p.scenarios) == 0 {
+		return nil, errors.New("no benchmark results in the input")
+	}
+	return p, nil
+}
+
+type stat struct {
+	med, lo, hi float64
+	n           int
+}
+
+func summarize(vals []float64) stat {
+	if len(vals) == 0 {
+		return stat{}
+	}
+	s := slices.Clone(vals)
+	sort.Float64s(s)
+	m := s[len(s)/2]
+	if len(s)%2 == 0 {
+		m = (s[len(s)/2-1] + s[len(s)/2]) / 2
+	}
+	return stat{med: m, lo: s[0], hi: s[len(s)-1], n: len(s)}
+}
+
+func values(m map[int]float64) []float64 {
+	var out []float64
+	for _, v := range m {
+		out = append(out, v)
+	}
+	return out
+}
+
+// units shown in the results table, in order.
+var tableUnits = []string{"deliveries/s", "cpu-ns/delivery", "p50-ns", "p99-ns", "bytes/conn", "allocs/delivery", "B/delivery"}
+
+func format(unit string, v float64) string {
+	switch unit {
+	case "deliveries/s":
+		switch {
+		case v >= 1e6:
+			return fmt.Sprintf("%.2fM", v/1e6)
+		case v >= 1e3:
+			return fmt.Sprintf("%.0fk", v/1e3)
+		}
+		return fmt.Sprintf("%.0f", v)
+	case "p50-ns", "p99-ns":
+		return fmt.Sprintf("%.1f ms", v/1e6)
+	case "cpu-ns/delivery":
+		if v >= 1000 {
+			return fmt.Sprintf("%.1f µs", v/1000)
+		}
+		return fmt.Sprintf("%.0f ns", v)
+	case "bytes/conn", "B/delivery":
+		return fmt.Sprintf("%.0f B", v)
+	case "allocs/delivery":
+		return fmt.Sprintf("%.4f", v)
+	}
+	return fmt.Sprintf("%g", v)
+}
+
+func cell(unit string, s stat) string {
+	if s.n == 0 {
+		return "—"
+	}
+	if s.n == 1 {
+		return format(unit, s.med)
+	}
+	return fmt.Sprintf("%s (%s – %s)", format(unit, s.med), format(unit, s.lo), format(unit, s.hi))
+}
+
+func scenarioTitle(scen string) string {
+	t := strings.TrimPrefix(scen, "Benchmark")
+	t = strings.ReplaceAll(t, "/", ", ")
+	return t
+}
+
+// target is one of issue 3's targets: ratio = firetower/other (or
+// other/firetower when inverse), compared with bound.
+type target struct {
+	prefix  string // scenario prefix
+	unit    string
+	other   string // "" for an absolute bound on firetower's value
+	inverse bool   // ratio is other/firetower
+	atMost  bool   // ratio (or value) must be <= bound, else >=
+	bound   float64
+	label   string
+}
+
+var targets = []target{
+	{"BenchmarkBurst/", "deliveries/s", "gorilla", false, false, 10, "firetower / gorilla hub ≥ 10×"},
+	{"BenchmarkBurst/", "deliveries/s", "centrifuge", false, false, 3, "firetower / centrifuge ≥ 3×"},
+	{"BenchmarkBurst/", "deliveries/s", "floor", false, false, 0.7, "firetower / floor ≥ 0.7×"},
+	{"BenchmarkBroadcast/", "deliveries/s", "gorilla", false, false, 1.0, "firetower / gorilla hub ≥ 1.0×"},
+	{"BenchmarkBroadcast/", "deliveries/s", "floor", false, false, 0.8, "firetower / floor ≥ 0.8×"},
+	{"BenchmarkLatency/", "p99-ns", "gorilla", false, true, 1.0, "p99: firetower / gorilla hub ≤ 1.0×"},
+	{"BenchmarkIdleMemory/", "bytes/conn", "", false, true, 2048, "firetower ≤ 2 KiB per connection"},
+	{"BenchmarkIdleMemory/", "bytes/conn", "gorilla", true, false, 10, "gorilla hub / firetower ≥ 10×"},
+	{"BenchmarkAllocs/", "allocs/delivery", "", false, true, 0.0005, "firetower 0 allocs/delivery (< 0.0005)"},
+}
+
+// informational ratios, no target in issue 3.
+var extras = []target{
+	{"BenchmarkBurst/", "cpu-ns/delivery", "gorilla", true, false, math.NaN(), "server CPU per delivery: gorilla hub / firetower"},
+	{"BenchmarkBurst/", "cpu-ns/delivery", "floor", true, false, math.NaN(), "server CPU per delivery: floor / firetower"},
+	{"BenchmarkBroadcast/", "cpu-ns/delivery", "gorilla", true, false, math.NaN(), "server CPU per delivery: gorilla hub / firetower"},
+	{"BenchmarkBroadcast/", "cpu-ns/delivery", "floor", true, false, math.NaN(), "server CPU per delivery: floor / firetower"},
+	{"BenchmarkBroadcast/", "deliveries/s", "centrifuge", false, false, math.NaN(), "firetower / centrifuge"},
+	{"BenchmarkLatency/", "p50-ns", "gorilla", false, true, math.NaN(), "p50: firetower / gorilla hub"},
+	{"BenchmarkLatency/", "p99-ns", "floor", false, true, math.NaN(), "p99: firetower / floor"},
+	{"BenchmarkManyTopics/", "deliveries/s", "gorilla", false, false, math.NaN(), "firetower / gorilla hub"},
+	{"BenchmarkManyTopics/", "deliveries/s", "centrifuge", false, false, math.NaN(), "firetower / centrifuge"},
+	{"BenchmarkManyTopics/", "deliveries/s", "floor", false, false, math.NaN(), "firetower / floor"},
+}
+
+func (p *parsed) ratioRows(ts []target, withVerdict bool) []string {
+	var rows []string
+	for _, t := range ts {
+		for _, scen := range p.scenarios {
+			if !strings.HasPrefix(scen, t.prefix) {
+				continue
+			}
+			ft := p.res[scen]["firetower"][t.unit]
+			var per []float64
+			if t.other == "" {
+				per = values(ft)
+			} else {
+				ot := p.res[scen][t.other][t.unit]
+				for run, a := range ft {
+					if b, ok := ot[run]; ok && a > 0 && b > 0 {
+						if t.inverse {
+							per = append(per, b/a)
+						} else {
+							per = append(per, a/b)
+						}
+					}
+				}
+			}
+			s := summarize(per)
+			var meas string
+			switch {
+			case s.n == 0:
+				meas = "no data"
+			case t.other == "":
+				meas = cell(t.unit, s)
+			case s.n == 1:
+				meas = fmt.Sprintf("%.2f×", s.med)
+			default:
+				meas = fmt.Sprintf("%.2f× (%.2f – %.2f)", s.med, s.lo, s.hi)
+			}
+			row := fmt.Sprintf("| %s | %s | %s |", scenarioTitle(scen), t.label, meas)
+			if withVerdict {
+				verdict := "no data"
+				if s.n > 0 {
+					ok := s.med >= t.bound
+					if t.atMost {
+						ok = s.med <= t.bound
+					}
+					verdict = "**missed**"
+					if ok {
+						verdict = "met"
+					}
+				}
+				row += " " + verdict + " |"
+			}
+			rows = append(rows, row)
+		}
+	}
+	return rows
+}
+
+func (p *parsed) table() []string {
+	rows := []string{
+		"| scenario | metric | " + strings.Join(servers, " | ") + " |",
+		"|---|---|" + strings.Repeat("---|", len(servers)),
+	}
+	for _, scen := range p.scenarios {
+		for _, u := range tableUnits {
+			has := false
+			for _, s := range servers {
+				if len(p.res[scen][s][u]) > 0 {
+					has = true
+				}
+			}
+			if !has {
+				continue
+			}
+			row := "| " + scenarioTitle(scen) + " | " + u + " |"
+			for _, s := range servers {
+				row += " " + cell(u, summarize(values(p.res[scen][s][u]))) + " |"
+			}
+			rows = append(rows, row)
+		}
+	}
+	return rows
+}
+
+func machine() []string {
+	model := "unknown"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for line := range strings.SplitSeq(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				model = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	kernel := "unknown"
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		kernel = strings.TrimSpace(string(b))
+	}
+	mem := ""
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		line, _, _ := strings.Cut(string(b), "\n")
+		f := strings.Fields(line)
+		if len(f) >= 2 {
+			if kb, err := strconv.ParseInt(f[1], 10, 64); err == nil {
+				mem = fmt.Sprintf(", %.0f GiB RAM", float64(kb)/(1<<20))
+			}
+		}
+	}
+	goVersion := runtime.Version()
+	if out, err := exec.Command("go", "env", "GOVERSION").Output(); err == nil {
+		goVersion = strings.TrimSpace(string(out))
+	}
+	nofile := ""
+	if out, err := exec.Command("sh", "-c", "ulimit -n").Output(); err == nil {
+		nofile = ", ulimit -n " + strings.TrimSpace(string(out))
+	}
+	return []string{
+		fmt.Sprintf("- CPU: %d × %s (nproc %d)%s", runtime.NumCPU(), model, runtime.NumCPU(), mem),
+		fmt.Sprintf("- kernel: Linux %s%s", kernel, nofile),
+		fmt.Sprintf("- Go: %s", goVersion),
+	}
+}
+
+func main() {
+	readme := flag.String("readme", "README.md", "README to update")
+	bstat := flag.String("benchstat", "", "benchstat output to include")
+	command := flag.String("command", "", "the command that produced the runs")
+	note := flag.String("note", "", "a line about the conditions of the run")
+	flag.Parse()
+	if flag.NArg() == 0 {
+		fmt.Fprintln(os.Stderr, "usage: benchreport [-readme README.md] [-benchstat file] run-1.txt ...")
+		os.Exit(2)
+	}
+	p, err := parse(flag.Args())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "benchreport:", err)
+		os.Exit(1)
+	}
+	var out []string
+	out = append(out, fmt.Sprintf("Generated by `run.sh` from %d run(s) on %s.", p.runs, time.Now().UTC().Format("2006-01-02 15:04 MST")), "")
+	out = append(out, "Machine:", "")
+	out = append(out, machine()...)
+	if *note != "" {
+		out = append(out, "- "+*note)
+	}
+	if *command != "" {
+		out = append(out, "", "Each run: `"+*command+"`")
+	}
+	out = append(out, "", "### Results (median, min – max over the runs)", "")
+	out = append(out, p.table()...)
+	out = append(out, "", "### Targets of issue 3 (ratio within each run; median, min – max over the runs)", "")
+	out = append(out, "| scenario | target | measured | verdict |", "|---|---|---|---|")
+	out = append(out, p.ratioRows(targets, true)...)
+	out = append(out, "", "### Other ratios (no target)", "")
+	out = append(out, "| scenario | ratio | measured |", "|---|---|---|")
+	out = append(out, p.ratioRows(extras, false)...)
+	if *bstat != "" {
+		b, err := os.ReadFile(*bstat)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "benchreport:", err)
+			os.Exit(1)
+		}
+		out = append(out, "", "<details><summary>benchstat over all runs</summary>", "", "```", strings.TrimRight(string(b), "\n"), "```", "", "</details>")
+	}
+	if err := replaceSection(*readme, strings.Join(out, "\n")); err != nil {
+		fmt.Fprintln(os.Stderr, "benchreport:", err)
+		os.Exit(1)
+	}
+}
+
+const (
+	beginMark = "<!-- BEGIN RESULTS -->"
+	endMark   = "<!-- END RESULTS -->"
+)
+
+func replaceSection(path, body string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	s := string(b)
+	i := strings.Index(s, beginMark)
+	j := strings.Index(s, endMark)
+	if i < 0 || j < i {
+		return fmt.Errorf("%s has no %s ... %s section", path, beginMark, endMark)
+	}
+	s = s[:i+len(beginMark)] + "\n" + body + "\n" + s[j:]
+	return os.WriteFile(path, []byte(s), 0o644)
+}

@@ -1,0 +1,66 @@
+//go:build linux
+
+package bench
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/centrifugal/centrifuge"
+)
+
+// centrifugeServer is github.com/centrifugal/centrifuge with its default
+// in-memory broker and its websocket handler, every option at its default.
+// Any client may connect (anonymous) and subscribe to any channel.
+type centrifugeServer struct {
+	node *centrifuge.Node
+	ln   net.Listener
+	srv  *http.Server
+}
+
+func newCentrifugeServer() (*centrifugeServer, error) {
+	node, err := centrifuge.New(centrifuge.Config{LogLevel: centrifuge.LogLevelNone})
+	if err != nil {
+		return nil, err
+	}
+	node.OnConnecting(func(context.Context, centrifuge.ConnectEvent) (centrifuge.ConnectReply, error) {
+		return centrifuge.ConnectReply{Credentials: &centrifuge.Credentials{}}, nil
+	})
+	node.OnConnect(func(c *centrifuge.Client) {
+		c.OnSubscribe(func(_ centrifuge.SubscribeEvent, cb centrifuge.SubscribeCallback) {
+			cb(centrifuge.SubscribeReply{}, nil)
+		})
+	})
+	if err := node.Run(); err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		_ = node.Shutdown(context.Background())
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/connection/websocket", centrifuge.NewWebsocketHandler(node, centrifuge.WebsocketConfig{}))
+	s := &centrifugeServer{node: node, ln: ln, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}}
+	go func() { _ = s.srv.Serve(ln) }()
+	return s, nil
+}
+
+func (s *centrifugeServer) Addr() string    { return hostPort(s.ln.Addr()) }
+func (s *centrifugeServer) Path() string    { return "/connection/websocket" }
+func (s *centrifugeServer) Flavour() string { return flavourCentrifuge }
+
+func (s *centrifugeServer) Publish(topic string, data []byte) error {
+	_, err := s.node.Publish(topic, data)
+	return err
+}
+
+func (s *centrifugeServer) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := s.node.Shutdown(ctx)
+	_ = s.srv.Close()
+	return err
+}

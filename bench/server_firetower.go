@@ -1,0 +1,49 @@
+//go:build linux
+
+package bench
+
+import (
+	"context"
+	"time"
+
+	"github.com/firetower-go/firetower"
+)
+
+// firetowerServer is firetower as a user would run it: the embedded
+// manager, the default JSON protocol, default limits. PublishAny lets a
+// client publish too, though the benchmarks publish server-side with
+// Tower.Publish.
+type firetowerServer struct {
+	t *firetower.Tower
+}
+
+func newFiretowerServer() (*firetowerServer, error) {
+	t, err := firetower.New(
+		firetower.WithAddr("127.0.0.1:0"),
+		firetower.WithPublishPolicy(firetower.PublishAny),
+	)
+	if err != nil {
+		return nil, err
+	}
+	if err := t.Start(context.Background()); err != nil {
+		return nil, err
+	}
+	return &firetowerServer{t: t}, nil
+}
+
+func (s *firetowerServer) Addr() string    { return s.t.Addr() }
+func (s *firetowerServer) Path() string    { return "/ws" }
+func (s *firetowerServer) Flavour() string { return flavourFiretower }
+
+func (s *firetowerServer) Publish(topic string, data []byte) error {
+	return s.t.Publish(context.Background(), topic, data)
+}
+
+// Writes is the number of write calls to client sockets so far.
+func (s *firetowerServer) Writes() uint64 { return s.t.Stats().Transport.Writes }
+
+func (s *firetowerServer) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return s.t.Shutdown(ctx)
+}
