@@ -20,8 +20,11 @@ const (
 	stClosed
 )
 
-// maxIovecs bounds the frames coalesced into one writev.
+// maxIovecs bounds the frames coalesced into one write.
 const maxIovecs = 1024
+
+// maxScratch is the largest write buffer a loop keeps between writes.
+const maxScratch = 1 << 20
 
 // Conn is one client connection. Its fields are owned by its event loop;
 // only the methods documented "any goroutine" may be called elsewhere.
@@ -125,7 +128,20 @@ func (c *Conn) flush() {
 	if len(out) == 1 {
 		_, _ = c.gc.Write(out[0])
 	} else {
-		_, _ = c.gc.Writev(out)
+		// One contiguous write: cheaper for the kernel than a writev of
+		// many small frames, and writev builds its iovec array on the heap
+		// past 8 buffers. gnet copies what the socket does not take, so
+		// the loop's scratch buffer is free again when Write returns.
+		buf := c.l.scratch[:0]
+		for _, b := range out {
+			buf = append(buf, b...)
+		}
+		_, _ = c.gc.Write(buf)
+		if cap(buf) <= maxScratch {
+			c.l.scratch = buf[:0]
+		} else {
+			c.l.scratch = nil
+		}
 	}
 	clear(out)
 	if c.state == stClosed { // the write failed and gnet closed it

@@ -46,10 +46,11 @@ type loop struct {
 
 	outbound atomic.Int64 // bytes in outbound buffers at the last scan
 
-	now   int64   // monotonic time of the running task's flush
-	conns []*Conn // every TCP connection on this loop; Conn.idx is its index
-	dirty []*Conn // connections with frames in out
-	sweep []*Conn // scratch for closes decided during a scan
+	now     int64   // monotonic time of the running task's flush
+	conns   []*Conn // every TCP connection on this loop; Conn.idx is its index
+	dirty   []*Conn // connections with frames in out
+	sweep   []*Conn // scratch for closes decided during a scan
+	scratch []byte  // a coalesced write being built
 }
 
 // enqueue hands o to the loop; any goroutine.

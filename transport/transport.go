@@ -383,7 +383,9 @@ type Frame struct {
 // NewFrame returns a frame with an empty buffer of capacity size, holding one reference.
 func (s *Server) NewFrame(size int) *Frame {
 	f := s.frames.Get().(*Frame)
-	f.B = s.bufs.Get(0, size)
+	if cap(f.B) < size {
+		f.B = make([]byte, 0, max(size, 256))
+	}
 	f.refs.Store(1)
 	f.born = s.mono()
 	return f
@@ -401,13 +403,21 @@ func (f *Frame) retain() { f.refs.Add(1) }
 // Release gives up one reference.
 func (f *Frame) Release() {
 	if n := f.refs.Add(-1); n == 0 {
-		f.s.bufs.Put(f.B)
-		f.B = nil
+		// The buffer stays with the pooled Frame (putting a slice in a
+		// pool by itself allocates); a large one is let go.
+		if cap(f.B) > maxPooledFrame {
+			f.B = nil
+		} else {
+			f.B = f.B[:0]
+		}
 		f.s.frames.Put(f)
 	} else if n < 0 {
 		panic("transport: frame released too often")
 	}
 }
+
+// maxPooledFrame is the largest frame buffer kept for reuse.
+const maxPooledFrame = 64 << 10
 
 // mono is a monotonic clock in nanoseconds.
 func (s *Server) mono() int64 { return int64(time.Since(s.epoch)) }
