@@ -55,3 +55,13 @@ func asError(err error, def string) *Error {
 	}
 	return &Error{Code: def, Message: err.Error()}
 }
+
+// ValidateTopic checks a topic against the protocol's rules (1 to 256 bytes
+// of printable UTF-8, no comma, no white space); the error is an *Error
+// with code invalid_topic.
+func ValidateTopic(topic string) error {
+	if err := protocol.ValidateTopic(topic); err != nil {
+		return &Error{Code: CodeInvalidTopic, Message: err.Error()}
+	}
+	return nil
+}

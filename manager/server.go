@@ -237,14 +237,27 @@ func (s *Server) dropNodeLocked(node uint16) {
 	}
 }
 
+// Publish delivers data on topic to every gateway with interest in it (a
+// publish from outside the cluster, e.g. the manager's HTTP push API). It
+// returns how many gateways it was queued for.
+func (s *Server) Publish(topic string, data []byte) int {
+	return s.routeFrom(nil, topic, data)
+}
+
 // route queues a DELIVER of a publish to every other node with interest.
 func (s *Server) route(origin uint16, topic string, data []byte) {
+	s.routeFrom(&origin, topic, data)
+}
+
+// routeFrom routes a publish to every node with interest but the origin
+// (nil: no origin), and returns how many it was queued for.
+func (s *Server) routeFrom(origin *uint16, topic string, data []byte) int {
 	s.publishes.Add(1)
 	s.mu.RLock()
 	per := s.topics[topic]
 	var targets []*session
 	for node := range per {
-		if node != origin {
+		if origin == nil || node != *origin {
 			if ss := s.sessions[node]; ss != nil {
 				targets = append(targets, ss)
 			}
@@ -252,19 +265,55 @@ func (s *Server) route(origin uint16, topic string, data []byte) {
 	}
 	s.mu.RUnlock()
 	if len(targets) == 0 {
-		return
+		return 0
 	}
-	frame, err := AppendFrame(nil, &Msg{Type: MsgDeliver, Node: origin, Topic: topic, Data: data})
+	m := &Msg{Type: MsgDeliver, Topic: topic, Data: data}
+	if origin != nil {
+		m.Node = *origin
+	}
+	frame, err := AppendFrame(nil, m)
 	if err != nil {
-		return
+		return 0
 	}
+	n := 0
 	for _, ss := range targets {
 		if ss.send(frame, false) {
 			s.deliveries.Add(1)
+			n++
 		} else {
 			s.dropped.Add(1)
 		}
 	}
+	return n
+}
+
+// NodeInfo describes one gateway as the manager sees it.
+type NodeInfo struct {
+	Node          uint16 `json:"node"`
+	Remote        string `json:"remote"`
+	Topics        int    `json:"topics"`
+	Subscriptions int64  `json:"subscriptions"`
+}
+
+// Nodes lists the connected gateways.
+func (s *Server) Nodes() []NodeInfo {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]NodeInfo, 0, len(s.sessions))
+	idx := make(map[uint16]int, len(s.sessions))
+	for id, ss := range s.sessions {
+		idx[id] = len(out)
+		out = append(out, NodeInfo{Node: id, Remote: ss.conn.RemoteAddr().String()})
+	}
+	for _, per := range s.topics {
+		for id, n := range per {
+			if i, ok := idx[id]; ok {
+				out[i].Topics++
+				out[i].Subscriptions += n
+			}
+		}
+	}
+	return out
 }
 
 // session is one gateway connection.

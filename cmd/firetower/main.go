@@ -229,7 +229,8 @@ func runManager(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	fs := flag.NewFlagSet("manager", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	addr := fs.String("addr", "127.0.0.1:6666", "manager listen address (gateways connect here)")
-	httpAddr := fs.String("http-addr", "127.0.0.1:6660", "HTTP address (health, topics)")
+	httpAddr := fs.String("http-addr", "127.0.0.1:6660", "HTTP address (health, cluster view, push API)")
+	apiKey := fs.String("api-key", os.Getenv("FIRETOWER_API_KEY"), "key required by the HTTP API (env FIRETOWER_API_KEY); required when --http-addr is not loopback")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -237,6 +238,10 @@ func runManager(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	log, err := newLogger(*logLevel, stderr)
 	if err != nil {
 		fmt.Fprintln(stderr, "firetower manager:", err)
+		return 2
+	}
+	if *apiKey == "" && !isLoopback(*httpAddr) {
+		fmt.Fprintln(stderr, "firetower manager: --http-addr is not a loopback address: set --api-key (or FIRETOWER_API_KEY)")
 		return 2
 	}
 	srv := manager.NewServer(manager.ServerConfig{Addr: *addr, Logger: log})
@@ -252,7 +257,7 @@ func runManager(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	}
 	fmt.Fprintf(stdout, "manager listening on %s\n", srv.Addr())
 	fmt.Fprintf(stdout, "http listening on http://%s\n", ln.Addr())
-	return runUntilDone(ctx, log, ln, managerHTTP(srv), srv.Shutdown)
+	return runUntilDone(ctx, log, ln, managerHTTP(srv, *apiKey), srv.Shutdown)
 }
 
 // runUntilDone serves h on ln until ctx ends (a signal) or the HTTP server

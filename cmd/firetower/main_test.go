@@ -8,6 +8,11 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/firetower-go/firetower"
+	"github.com/firetower-go/firetower/manager"
 )
 
 // mtRun runs the command in-process and returns the lines it prints, as
@@ -131,5 +136,62 @@ func TestManagerCommand(t *testing.T) {
 func TestUnknownCommand(t *testing.T) {
 	if code := run(context.Background(), []string{"frobnicate"}, io.Discard, io.Discard); code != 2 {
 		t.Fatalf("exit code %d, want 2", code)
+	}
+}
+
+func TestManagerPushAPI(t *testing.T) {
+	lines, stop := mtRun(t, "manager", "--addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--log-level", "error")
+	maddr := mtLine(t, lines, "manager listening on ")
+	base := "http://" + mtLine(t, lines, "http listening on http://")
+	defer func() {
+		if code := stop(); code != 0 {
+			t.Errorf("manager exit code %d", code)
+		}
+	}()
+	mc, err := manager.NewClient(manager.ClientConfig{Addrs: []string{maddr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tw, err := firetower.New(firetower.WithAddr("127.0.0.1:0"), firetower.WithNodeID(7), firetower.WithManager(mc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tw.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer tw.Shutdown(context.Background())
+	ws, _, err := websocket.DefaultDialer.Dial("ws://"+tw.Addr()+"/ws", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	_ = ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if err := ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"subscribe","topic":"news","id":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, p, err := ws.ReadMessage(); err != nil || !strings.Contains(string(p), `"ack"`) {
+		t.Fatalf("subscribe: %s %v", p, err)
+	}
+	for _, tc := range []struct {
+		method, path, body string
+		status             int
+		contains           string
+	}{
+		{"GET", "/api/v1/nodes", "", 200, `"node":7`},
+		{"GET", "/api/v1/topics", "", 200, `{"topic":"news","count":1}`},
+		{"GET", "/api/v1/topics/news", "", 200, `"count":1`},
+		{"GET", "/api/v1/topics/bad%20topic", "", 400, "invalid_topic"},
+		{"POST", "/api/v1/publish", `{"topic":"news","data":{"from":"manager"}}`, 200, `"gateways":1`},
+		{"POST", "/api/v1/publish", `{"topic":"","data":1}`, 400, "invalid_topic"},
+		{"POST", "/api/v1/publish", `not json`, 400, "bad_request"},
+	} {
+		status, body := mtGet(t, tc.method, base+tc.path, tc.body)
+		if status != tc.status || !strings.Contains(body, tc.contains) {
+			t.Errorf("%s %s: %d %q, want %d containing %q", tc.method, tc.path, status, body, tc.status, tc.contains)
+		}
+	}
+	_, p, err := ws.ReadMessage()
+	if err != nil || string(p) != `{"type":"publish","topic":"news","data":{"from":"manager"}}` {
+		t.Fatalf("delivery of the manager's publish: %s %v", p, err)
 	}
 }
