@@ -19,10 +19,10 @@ type Conn struct {
 	t     *Tower
 	tc    *transport.Conn
 	codec protocol.Codec
-	proto string // subprotocol echoed in the upgrade
+	echo  bool // the client named our subprotocol: echo it in the upgrade
 
 	id  string
-	ip  string        // remote IP, for the per-IP cap
+	ip  string        // remote IP, only when the per-IP cap is on
 	req *http.Request // only during OnConnect
 
 	mu     sync.Mutex // guards userID and topics

@@ -28,7 +28,14 @@ func (q *fifo[T]) pop() (v T, ok bool) {
 	q.buf[q.head] = zero
 	q.head++
 	if q.head == len(q.buf) {
-		q.buf, q.head = q.buf[:0], 0
+		// Empty: let a small array go (an idle connection keeps none);
+		// a large one is kept for the burst it served.
+		if cap(q.buf) <= 4 {
+			q.buf = nil
+		} else {
+			q.buf = q.buf[:0]
+		}
+		q.head = 0
 	}
 	return v, true
 }

@@ -474,7 +474,7 @@ func (h wsHandler) Handshake(tc *transport.Conn, hs *wsproto.Handshake) transpor
 		return transport.Decision{Status: http.StatusForbidden, Reason: "origin not allowed"}
 	}
 	ip := ""
-	if a := tc.RemoteAddr(); a != nil {
+	if a := tc.RemoteAddr(); a != nil && t.cfg.maxConnsPerIP > 0 {
 		ip = hostOf(a.String())
 	}
 	if d, ok := t.admit(ip); !ok {
@@ -483,7 +483,7 @@ func (h wsHandler) Handshake(tc *transport.Conn, hs *wsproto.Handshake) transpor
 	c := &Conn{t: t, tc: tc, id: t.newID(), ip: ip}
 	for _, p := range hs.Protocols {
 		if p == protocol.SubprotocolJSON || p == protocol.SubprotocolMsgpack {
-			c.proto = p
+			c.echo = true
 			if p == protocol.SubprotocolMsgpack {
 				c.codec = protocol.Msgpack
 			}
@@ -494,7 +494,7 @@ func (h wsHandler) Handshake(tc *transport.Conn, hs *wsproto.Handshake) transpor
 	t.liveAdd()
 	if !t.chains.has(HookConnect) {
 		t.opened(c)
-		return transport.Decision{Protocol: c.proto}
+		return transport.Decision{Protocol: c.subprotocol()}
 	}
 	c.req = hs.Request
 	c.post(item{kind: itemConnect})
@@ -524,6 +524,17 @@ func (h wsHandler) Closed(tc *transport.Conn, _ int, _ error) {
 	c := tc.Value.(*Conn)
 	c.gone.Store(true)
 	c.post(item{kind: itemClosed})
+}
+
+// subprotocol is the Sec-WebSocket-Protocol to echo ("" for none).
+func (c *Conn) subprotocol() string {
+	switch {
+	case !c.echo:
+		return ""
+	case c.codec == protocol.Msgpack:
+		return protocol.SubprotocolMsgpack
+	}
+	return protocol.SubprotocolJSON
 }
 
 func (t *Tower) opened(c *Conn) {
@@ -580,7 +591,7 @@ func (t *Tower) connect(c *Conn) {
 		return
 	}
 	t.opened(c)
-	c.tc.Accept(c.proto)
+	c.tc.Accept(c.subprotocol())
 }
 
 func (t *Tower) disconnect(c *Conn) {

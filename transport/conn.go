@@ -41,16 +41,14 @@ type Conn struct {
 	fragOp    ws.OpCode
 	dropping  bool
 	closeCode int
-	opened    int64
+	since     int64 // when the connection opened (before upgrade), or its close frame was sent
 	lastRead  int64
 	lastPing  int64
-	closeAt   int64
 	outBytes  int
 	oldest    int64 // birth of the oldest frame in out
 	out       [][]byte
 	frag      []byte
 	remote    net.Addr
-	key       string // Sec-WebSocket-Key while an upgrade is pending
 }
 
 // Loop is the index of the connection's event loop (for Server.Broadcast).
@@ -183,7 +181,7 @@ func (c *Conn) sendClose(code int, reason string) {
 	_, _ = c.gc.Write(wsproto.AppendClose(buf[:0], code, reason))
 	if c.state == stOpen {
 		c.state = stClosing
-		c.closeAt = c.server().cfg.Clock().UnixNano()
+		c.since = c.server().cfg.Clock().UnixNano()
 	}
 }
 
@@ -219,11 +217,11 @@ func (c *Conn) readHandshake() gnet.Action {
 		return gnet.Close
 	}
 	c.remote = c.gc.RemoteAddr()
-	c.key = hs.Key
 	c.state = stUpgrading
 	d := s.h.Handshake(c, hs)
 	switch {
 	case d.Pending:
+		c.l.pendingKeys[c] = hs.Key // kept only while the decision is pending
 		return gnet.None
 	case d.Status != 0:
 		// Refused at once: the Handler keeps nothing for it, so it hears
@@ -232,7 +230,7 @@ func (c *Conn) readHandshake() gnet.Action {
 		c.reject(d.Status, d.Reason)
 		return gnet.Close
 	}
-	c.accept(d.Protocol)
+	c.accept(hs.Key, d.Protocol)
 	return c.readFrames()
 }
 
@@ -242,11 +240,10 @@ func (c *Conn) reject(status int, reason string) {
 	_, _ = c.gc.Write(wsproto.AppendReject(buf[:0], status, reason))
 }
 
-func (c *Conn) accept(protocol string) {
+func (c *Conn) accept(key, protocol string) {
 	s := c.server()
 	var buf [256]byte
-	_, _ = c.gc.Write(wsproto.AppendAccept(buf[:0], c.key, protocol))
-	c.key = ""
+	_, _ = c.gc.Write(wsproto.AppendAccept(buf[:0], key, protocol))
 	if c.state == stClosed {
 		return
 	}

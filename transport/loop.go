@@ -46,11 +46,14 @@ type loop struct {
 
 	outbound atomic.Int64 // bytes in outbound buffers at the last scan
 
-	now     int64   // monotonic time of the running task's flush
-	conns   []*Conn // every TCP connection on this loop; Conn.idx is its index
-	dirty   []*Conn // connections with frames in out
-	sweep   []*Conn // scratch for closes decided during a scan
-	scratch []byte  // a coalesced write being built
+	now   int64   // monotonic time of the running task's flush
+	conns []*Conn // every TCP connection on this loop; Conn.idx is its index
+	dirty []*Conn // connections with frames in out
+	sweep []*Conn // scratch for closes decided during a scan
+	// pendingKeys holds the Sec-WebSocket-Key of upgrades waiting for a
+	// decision (OnConnect), so open connections carry no key.
+	pendingKeys map[*Conn]string
+	scratch     []byte // a coalesced write being built
 }
 
 // enqueue hands o to the loop; any goroutine.
@@ -130,7 +133,9 @@ func (l *loop) apply(o *op) {
 		}
 	case opAccept:
 		if o.c.state == stUpgrading {
-			o.c.accept(o.reason)
+			key := l.pendingKeys[o.c]
+			delete(l.pendingKeys, o.c)
+			o.c.accept(key, o.reason)
 			if o.c.state == stOpen && o.c.gc.InboundBuffered() > 0 {
 				if o.c.readFrames() == gnet.Close {
 					o.c.closeTCP()
@@ -139,6 +144,7 @@ func (l *loop) apply(o *op) {
 		}
 	case opReject:
 		if o.c.state == stUpgrading {
+			delete(l.pendingKeys, o.c)
 			o.c.reject(o.code, o.reason)
 			o.c.closeTCP()
 		}
@@ -187,7 +193,7 @@ func (l *loop) scan() {
 		}
 		switch c.state {
 		case stHandshake, stUpgrading:
-			if now-c.opened > hs {
+			if now-c.since > hs {
 				l.sweep = append(l.sweep, c)
 			}
 		case stOpen:
@@ -201,7 +207,7 @@ func (l *loop) scan() {
 				c.writeControl(s.pingFrame)
 			}
 		case stClosing:
-			if now-c.closeAt > cw {
+			if now-c.since > cw {
 				l.sweep = append(l.sweep, c)
 			}
 		}

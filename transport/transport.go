@@ -448,7 +448,7 @@ func (s *Server) loopFor(el gnet.EventLoop) *loop {
 	l := s.byEL[el]
 	if l == nil {
 		old := s.loopList()
-		l = &loop{s: s, idx: len(old), el: el}
+		l = &loop{s: s, idx: len(old), el: el, pendingKeys: make(map[*Conn]string)}
 		l.task = gnet.RunnableFunc(l.run)
 		next := append(append(make([]*loop, 0, len(old)+1), old...), l)
 		s.loops.Store(&next)
@@ -467,7 +467,7 @@ func (s *Server) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 		return nil, gnet.Close
 	}
 	now := s.cfg.Clock().UnixNano()
-	c := &Conn{l: l, gc: gc, idx: len(l.conns), opened: now, lastRead: now}
+	c := &Conn{l: l, gc: gc, idx: len(l.conns), since: now, lastRead: now}
 	l.conns = append(l.conns, c)
 	gc.SetContext(c)
 	s.c.accepted.Add(1)
@@ -491,6 +491,7 @@ func (s *Server) OnClose(gc gnet.Conn, err error) gnet.Action {
 		l.conns = l.conns[:last]
 	}
 	wasWS := c.state >= stUpgrading
+	delete(l.pendingKeys, c)
 	c.state = stClosed
 	c.out = nil
 	if c.frag != nil {
