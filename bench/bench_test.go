@@ -69,6 +69,13 @@ func newRig(b testing.TB, kind string, conns, topics int) *rig {
 	if err != nil {
 		b.Fatalf("starting %s: %v", kind, err)
 	}
+	return newRigOn(b, kind, srv, conns, topics)
+}
+
+// newRigOn is newRig on a server already started, which it closes if the
+// subscribers cannot be set up.
+func newRigOn(b testing.TB, kind string, srv server, conns, topics int) *rig {
+	b.Helper()
 	cl, err := startClients(srv.Addr(), srv.Path(), srv.Flavour(), conns, topics)
 	if err != nil {
 		_ = srv.Close()

@@ -1,7 +1,10 @@
 // Command benchreport turns the output of several runs of the bench suite
 // into README.md's results section: a table of every scenario and server
 // (median and min-max over the runs) and the ratios against issue 3's
-// targets (each ratio taken within one run, then the median over runs).
+// targets (each ratio taken within one run, then the median over runs),
+// and, when the runs include BenchmarkCluster, a table of its deployments
+// (one node, two gateways on a manager node, two gateways on NATS) with
+// their ratios to the single node.
 //
 //	go run ./cmd/benchreport -readme README.md [-benchstat file] [-command text] run-1.txt run-2.txt ...
 //
@@ -29,6 +32,10 @@ import (
 
 var servers = []string{"firetower", "gorilla", "centrifuge", "floor"}
 
+// clusterKinds are BenchmarkCluster's deployments (its last name element,
+// where the other benchmarks have a server).
+var clusterKinds = []string{"single", "manager", "nats"}
+
 // results[scenario][server][unit][run] = value
 type results map[string]map[string]map[string]map[int]float64
 
@@ -55,7 +62,7 @@ func parse(files []string) (*parsed, error) {
 			}
 			name := procSuffix.ReplaceAllString(fields[0], "")
 			i := strings.LastIndexByte(name, '/')
-			if i < 0 || !slices.Contains(servers, name[i+1:]) {
+			if i < 0 || !slices.Contains(servers, name[i+1:]) && !slices.Contains(clusterKinds, name[i+1:]) {
 				continue
 			}
 			scen, srv := name[:i], name[i+1:]
@@ -249,15 +256,17 @@ func (p *parsed) ratioRows(ts []target, withVerdict bool) []string {
 	return rows
 }
 
-func (p *parsed) table() []string {
+// table is the results of every scenario with a column in cols (servers
+// or clusterKinds); a scenario without any is left out.
+func (p *parsed) table(cols []string) []string {
 	rows := []string{
-		"| scenario | metric | " + strings.Join(servers, " | ") + " |",
-		"|---|---|" + strings.Repeat("---|", len(servers)),
+		"| scenario | metric | " + strings.Join(cols, " | ") + " |",
+		"|---|---|" + strings.Repeat("---|", len(cols)),
 	}
 	for _, scen := range p.scenarios {
 		for _, u := range tableUnits {
 			has := false
-			for _, s := range servers {
+			for _, s := range cols {
 				if len(p.res[scen][s][u]) > 0 {
 					has = true
 				}
@@ -266,10 +275,62 @@ func (p *parsed) table() []string {
 				continue
 			}
 			row := "| " + scenarioTitle(scen) + " | " + u + " |"
-			for _, s := range servers {
+			for _, s := range cols {
 				row += " " + cell(u, summarize(values(p.res[scen][s][u]))) + " |"
 			}
 			rows = append(rows, row)
+		}
+	}
+	return rows
+}
+
+// has reports whether the runs have results for any of cols (servers or
+// clusterKinds).
+func (p *parsed) has(cols []string) bool {
+	for _, scen := range p.scenarios {
+		for _, k := range cols {
+			if len(p.res[scen][k]) > 0 {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// clusterRatios are the cross-node deployments against the single node,
+// each ratio taken within one run.
+func (p *parsed) clusterRatios() []string {
+	type ratio struct{ unit, label string }
+	ratios := []ratio{
+		{"deliveries/s", "deliveries/s: %s / single"},
+		{"cpu-ns/delivery", "CPU per delivery: %s / single"},
+		{"p50-ns", "p50: %s / single"},
+		{"p99-ns", "p99: %s / single"},
+	}
+	var rows []string
+	for _, scen := range p.scenarios {
+		for _, r := range ratios {
+			base := p.res[scen]["single"][r.unit]
+			if len(base) == 0 {
+				continue
+			}
+			for _, k := range clusterKinds[1:] {
+				var per []float64
+				for run, v := range p.res[scen][k][r.unit] {
+					if b, ok := base[run]; ok && v > 0 && b > 0 {
+						per = append(per, v/b)
+					}
+				}
+				s := summarize(per)
+				meas := "no data"
+				switch {
+				case s.n == 1:
+					meas = fmt.Sprintf("%.2f×", s.med)
+				case s.n > 1:
+					meas = fmt.Sprintf("%.2f× (%.2f – %.2f)", s.med, s.lo, s.hi)
+				}
+				rows = append(rows, fmt.Sprintf("| %s | %s | %s |", scenarioTitle(scen), fmt.Sprintf(r.label, k), meas))
+			}
 		}
 	}
 	return rows
@@ -339,14 +400,25 @@ func main() {
 	if *command != "" {
 		out = append(out, "", "Each run: `"+*command+"`")
 	}
-	out = append(out, "", "### Results (median, min – max over the runs)", "")
-	out = append(out, p.table()...)
-	out = append(out, "", "### Targets of issue 3 (ratio within each run; median, min – max over the runs)", "")
-	out = append(out, "| scenario | target | measured | verdict |", "|---|---|---|---|")
-	out = append(out, p.ratioRows(targets, true)...)
-	out = append(out, "", "### Other ratios (no target)", "")
-	out = append(out, "| scenario | ratio | measured |", "|---|---|---|")
-	out = append(out, p.ratioRows(extras, false)...)
+	if p.has(servers) {
+		out = append(out, "", "### Results (median, min – max over the runs)", "")
+		out = append(out, p.table(servers)...)
+		out = append(out, "", "### Targets of issue 3 (ratio within each run; median, min – max over the runs)", "")
+		out = append(out, "| scenario | target | measured | verdict |", "|---|---|---|---|")
+		out = append(out, p.ratioRows(targets, true)...)
+		out = append(out, "", "### Other ratios (no target)", "")
+		out = append(out, "| scenario | ratio | measured |", "|---|---|---|")
+		out = append(out, p.ratioRows(extras, false)...)
+	}
+	if p.has(clusterKinds) {
+		out = append(out, "", "### Cross-node (issue 4; median, min – max over the runs)", "",
+			"`single` is one firetower node; `manager` and `nats` are two gateways in this process,",
+			"subscribers on one and every publish on the other, through a topic-manager node or an",
+			"embedded NATS server (cpu-ns/delivery: the whole cluster's CPU).", "")
+		out = append(out, p.table(clusterKinds)...)
+		out = append(out, "", "| scenario | ratio (within each run) | measured |", "|---|---|---|")
+		out = append(out, p.clusterRatios()...)
+	}
 	if *bstat != "" {
 		b, err := os.ReadFile(*bstat)
 		if err != nil {
