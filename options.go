@@ -190,7 +190,10 @@ func WithPublishPolicy(p PublishPolicy) Option {
 }
 
 // WithOutboundLimit sets how many bytes may wait to be written to one
-// client before the slow-consumer policy applies. Default 4 MiB.
+// client before the slow-consumer policy applies. Default 4 MiB. A client
+// that stops reading costs up to about 2.5 times this in memory (what one
+// write buffers past the limit, and the event loop's buffer growing in
+// powers of two), plus the kernel's socket buffers.
 func WithOutboundLimit(n int) Option {
 	return func(c *config) error { return positive("outbound limit", n, func() { c.outboundLimit = n }) }
 }

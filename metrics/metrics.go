@@ -166,6 +166,8 @@ func NewCollector(t *firetower.Tower) *Collector {
 		func(s *firetower.Stats) float64 { return u(s.Transport.IdleClosed) })
 	counter("firetower_transport_protocol_closes_total", "Connections closed for a websocket protocol error.",
 		func(s *firetower.Stats) float64 { return u(s.Transport.ProtocolClose) })
+	counter("firetower_transport_discarded_frames_total", "Frames not sent because their connection was closing or gone.",
+		func(s *firetower.Stats) float64 { return u(s.Transport.Discarded) })
 	gauge("firetower_outbound_queue_bytes", "Bytes waiting in connections' outbound buffers (as of the last keepalive scan).",
 		func(s *firetower.Stats) float64 { return float64(s.Transport.OutboundBuffered) })
 	c.latency = prometheus.NewDesc("firetower_publish_write_latency_seconds",

@@ -314,6 +314,7 @@ func TestMetricsAfterWorkload(t *testing.T) {
 		{"firetower_transport_writes_total", nil, float64(st.Transport.Writes)},
 		{"firetower_transport_sent_bytes_total", nil, float64(st.Transport.BytesOut)},
 		{"firetower_outbound_queue_bytes", nil, float64(st.Transport.OutboundBuffered)},
+		{"firetower_transport_discarded_frames_total", nil, float64(st.Transport.Discarded)},
 	}
 	for _, w := range want {
 		if got := value(t, fams, "7", w.name, w.labels...); got != w.v {

@@ -84,15 +84,27 @@ func (c *Conn) server() *Server { return c.l.s }
 
 // queue adds f to the connection's batch for this loop turn.
 func (c *Conn) queue(f *Frame) {
+	s := c.server()
 	if c.state != stOpen {
+		s.c.discarded.Add(1) // closing or gone: counted, not sent
 		return
 	}
-	s := c.server()
 	n := len(f.B)
 	if s.cfg.SlowPolicy == SlowDrop && c.gc.OutboundBuffered()+c.outBytes+n > s.cfg.OutboundLimit {
-		s.c.dropped.Add(1)
-		s.h.Dropped(c, n)
-		return
+		// Write what this turn queued first: a client that reads keeps up
+		// even with a burst larger than the limit.
+		if len(c.out) > 0 {
+			c.flush()
+			if c.state != stOpen {
+				s.c.discarded.Add(1)
+				return
+			}
+		}
+		if c.gc.OutboundBuffered()+n > s.cfg.OutboundLimit {
+			s.c.dropped.Add(1)
+			s.h.Dropped(c, n)
+			return
+		}
 	}
 	if len(c.out) == 0 {
 		c.l.dirty = append(c.l.dirty, c)
@@ -113,6 +125,7 @@ func (c *Conn) flush() {
 	out, n := c.out, c.outBytes
 	c.outBytes = 0
 	if c.state != stOpen {
+		c.server().c.discarded.Add(uint64(len(out)))
 		clear(out)
 		c.out = out[:0]
 		return
@@ -155,7 +168,7 @@ func (c *Conn) flush() {
 // writeControl writes a control frame at once (ahead of nothing queued:
 // pongs and pings carry no ordering with data).
 func (c *Conn) writeControl(b []byte) {
-	if c.state == stOpen || c.state == stClosing {
+	if c.state == stOpen { // not while closing: a ping flood gets no answers
 		_, _ = c.gc.Write(b)
 	}
 }
@@ -164,7 +177,17 @@ func (c *Conn) writeControl(b []byte) {
 // from OnTraffic: there the caller returns gnet.Close instead).
 func (c *Conn) closeNow(code int, reason string) {
 	c.sendClose(code, reason)
-	c.closeTCP()
+	c.closeWhenDrained()
+}
+
+// closeWhenDrained closes TCP at once when nothing waits to be written;
+// otherwise the connection stays closing and the keepalive scan closes it
+// once its buffer drained (so the close frame is not lost behind it), when
+// the peer answers the close, or after CloseTimeout.
+func (c *Conn) closeWhenDrained() {
+	if c.state == stClosing && c.gc.OutboundBuffered() == 0 {
+		c.closeTCP()
+	}
 }
 
 // sendClose flushes what is queued and writes a close frame.
@@ -259,6 +282,7 @@ func (c *Conn) readFrames() gnet.Action {
 	buf, _ := c.gc.Peek(-1)
 	off := 0
 	act := gnet.None
+	now := int64(0)
 	for off < len(buf) && act == gnet.None {
 		h, hn, perr := wsproto.ParseHeader(buf[off:])
 		if perr != nil {
@@ -281,6 +305,12 @@ func (c *Conn) readFrames() gnet.Action {
 		payload := buf[off+hn : off+total]
 		off += total
 		s.c.framesIn.Add(1)
+		// Only whole frames count as traffic: a frame dribbled slowly
+		// forever does not keep the connection from its idle timeout.
+		if now == 0 {
+			now = s.cfg.Clock().UnixNano()
+		}
+		c.lastRead = now
 		act = c.frame(h, payload)
 	}
 	// Only discard what was parsed: gnet's Discard(n) with n <= 0 empties
@@ -302,12 +332,16 @@ func (c *Conn) frame(h wsproto.Header, p []byte) gnet.Action {
 	s := c.server()
 	switch h.Op {
 	case ws.OpPing:
+		if c.state != stOpen {
+			return gnet.None // closing: no more answers
+		}
 		if c.gc.OutboundBuffered() > s.cfg.OutboundLimit {
 			// A client that pings but does not read: answering would
-			// grow our buffer without bound.
+			// grow our buffer without bound. The close frame goes after
+			// what is buffered; the scan closes TCP once it drained.
 			s.c.slowClosed.Add(1)
 			c.sendClose(CloseSlowConsumer, "slow consumer")
-			return gnet.Close
+			return gnet.None
 		}
 		var buf [127]byte
 		pong := wsproto.AppendHeader(buf[:0], ws.OpPong, len(p))

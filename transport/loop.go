@@ -207,7 +207,7 @@ func (l *loop) scan() {
 				c.writeControl(s.pingFrame)
 			}
 		case stClosing:
-			if now-c.since > cw {
+			if c.gc.OutboundBuffered() == 0 || now-c.since > cw {
 				l.sweep = append(l.sweep, c)
 			}
 		}

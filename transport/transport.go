@@ -103,6 +103,7 @@ type Stats struct {
 	BytesOut      uint64 // bytes handed to the socket layer
 	Writes        uint64 // write calls (coalesced frames count once)
 	Dropped       uint64 // frames dropped under SlowDrop
+	Discarded     uint64 // frames not sent because their connection was closing or gone
 	SlowClosed    uint64 // connections closed under SlowClose
 	IdleClosed    uint64
 	ProtocolClose uint64 // connections closed for a protocol error
@@ -152,6 +153,7 @@ type counters struct {
 	open                                     atomic.Int64
 	framesIn, messagesIn, bytesOut, writes   atomic.Uint64
 	dropped, slowClosed, idleClosed, protErr atomic.Uint64
+	discarded                                atomic.Uint64
 	latency                                  [LatencyBuckets]atomic.Uint64
 }
 
@@ -202,7 +204,7 @@ func New(cfg Config, h Handler) *Server {
 		cfg.PingInterval = 25 * time.Second
 	}
 	if cfg.CloseTimeout <= 0 {
-		cfg.CloseTimeout = 3 * time.Second
+		cfg.CloseTimeout = 2 * time.Second
 	}
 	if cfg.OutboundLimit <= 0 {
 		cfg.OutboundLimit = 4 << 20
@@ -348,7 +350,7 @@ func (s *Server) Stats() Stats {
 		OutboundBuffered: outbound, WriteLatency: lat,
 		Accepted: s.c.accepted.Load(), Upgraded: s.c.upgraded.Load(), Rejected: s.c.rejected.Load(),
 		Open: s.c.open.Load(), FramesIn: s.c.framesIn.Load(), MessagesIn: s.c.messagesIn.Load(),
-		BytesOut: s.c.bytesOut.Load(), Writes: s.c.writes.Load(), Dropped: s.c.dropped.Load(),
+		BytesOut: s.c.bytesOut.Load(), Writes: s.c.writes.Load(), Dropped: s.c.dropped.Load(), Discarded: s.c.discarded.Load(),
 		SlowClosed: s.c.slowClosed.Load(), IdleClosed: s.c.idleClosed.Load(), ProtocolClose: s.c.protErr.Load(),
 	}
 }
@@ -493,6 +495,7 @@ func (s *Server) OnClose(gc gnet.Conn, err error) gnet.Action {
 	wasWS := c.state >= stUpgrading
 	delete(l.pendingKeys, c)
 	c.state = stClosed
+	s.c.discarded.Add(uint64(len(c.out)))
 	c.out = nil
 	if c.frag != nil {
 		s.bufs.Put(c.frag)
@@ -528,7 +531,6 @@ func (s *Server) OnTraffic(gc gnet.Conn) gnet.Action {
 	if c == nil {
 		return gnet.Close
 	}
-	c.lastRead = s.cfg.Clock().UnixNano()
 	switch c.state {
 	case stHandshake:
 		return c.readHandshake()
