@@ -24,6 +24,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/firetower-go/firetower/internal/protocol"
 	"math/rand/v2"
 	"net"
 	"net/url"
@@ -37,15 +38,15 @@ import (
 
 // Error codes the server sends (see the protocol's error message).
 const (
-	CodeBadRequest      = "bad_request"
-	CodeUnknownType     = "unknown_type"
-	CodeInvalidTopic    = "invalid_topic"
-	CodeForbidden       = "forbidden"
-	CodeTooManyTopics   = "too_many_topics"
-	CodeRateLimited     = "rate_limited"
-	CodeMessageTooLarge = "message_too_large"
-	CodeUnavailable     = "unavailable"
-	CodeInternal        = "internal"
+	CodeBadRequest      = protocol.CodeBadRequest
+	CodeUnknownType     = protocol.CodeUnknownType
+	CodeInvalidTopic    = protocol.CodeInvalidTopic
+	CodeForbidden       = protocol.CodeForbidden
+	CodeTooManyTopics   = protocol.CodeTooManyTopics
+	CodeRateLimited     = protocol.CodeRateLimited
+	CodeMessageTooLarge = protocol.CodeMessageTooLarge
+	CodeUnavailable     = protocol.CodeUnavailable
+	CodeInternal        = protocol.CodeInternal
 )
 
 // Error is an error message from the server.

@@ -5,7 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
+	"github.com/firetower-go/firetower/internal/protocol"
 	"strconv"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -69,50 +69,13 @@ func encodeMsgpack(r request) ([]byte, error) {
 		m["topics"] = r.topics
 	}
 	if r.data != nil {
-		v, err := jsonValue(r.data)
+		v, err := protocol.JSONValue(r.data)
 		if err != nil {
 			return nil, err
 		}
 		m["data"] = v
 	}
 	return msgpack.Marshal(m)
-}
-
-// jsonValue decodes JSON keeping integers exact (int64 or uint64 where they
-// fit) so they survive the conversion to msgpack.
-func jsonValue(data []byte) (any, error) {
-	d := json.NewDecoder(bytes.NewReader(data))
-	d.UseNumber()
-	var v any
-	if err := d.Decode(&v); err != nil {
-		return nil, err
-	}
-	return numbers(v), nil
-}
-
-func numbers(v any) any {
-	switch x := v.(type) {
-	case json.Number:
-		if i, err := strconv.ParseInt(string(x), 10, 64); err == nil {
-			return i
-		}
-		if u, err := strconv.ParseUint(string(x), 10, 64); err == nil {
-			return u
-		}
-		if f, err := strconv.ParseFloat(string(x), 64); err == nil && !math.IsInf(f, 0) {
-			return f
-		}
-		return string(x)
-	case map[string]any:
-		for k, e := range x {
-			x[k] = numbers(e)
-		}
-	case []any:
-		for i, e := range x {
-			x[i] = numbers(e)
-		}
-	}
-	return v
 }
 
 type jsonEnvelope struct {
@@ -221,30 +184,8 @@ func msgpackToJSON(raw []byte) ([]byte, error) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
-	if err := enc.Encode(jsonable(v)); err != nil {
+	if err := enc.Encode(protocol.Jsonable(v)); err != nil {
 		return nil, fmt.Errorf("%w: %v", errNotJSON, err)
 	}
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
-}
-
-// jsonable turns maps with non-string keys (which msgpack allows) into maps
-// keyed by their printed key.
-func jsonable(v any) any {
-	switch x := v.(type) {
-	case map[any]any:
-		m := make(map[string]any, len(x))
-		for k, e := range x {
-			m[fmt.Sprint(k)] = jsonable(e)
-		}
-		return m
-	case map[string]any:
-		for k, e := range x {
-			x[k] = jsonable(e)
-		}
-	case []any:
-		for i, e := range x {
-			x[i] = jsonable(e)
-		}
-	}
-	return v
 }

@@ -84,8 +84,8 @@ func AppendDeliveryMsgpack(dst []byte, topic string, data []byte) ([]byte, error
 	return append(dst, m...), nil
 }
 
-// JSONValue decodes JSON into Go values, with integers kept as int64 where
-// they fit so they survive a msgpack round trip exactly.
+// JSONValue decodes JSON into Go values, with integers kept as int64 or
+// uint64 where they fit so they survive a msgpack round trip exactly.
 func JSONValue(data []byte) (any, error) {
 	d := json.NewDecoder(bytes.NewReader(data))
 	d.UseNumber()
@@ -101,6 +101,9 @@ func numbers(v any) any {
 	case json.Number:
 		if i, err := strconv.ParseInt(string(x), 10, 64); err == nil {
 			return i
+		}
+		if u, err := strconv.ParseUint(string(x), 10, 64); err == nil {
+			return u
 		}
 		f, err := strconv.ParseFloat(string(x), 64)
 		if err != nil || math.IsInf(f, 0) {

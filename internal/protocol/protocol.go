@@ -183,7 +183,7 @@ func DecodeMsgpack(p []byte) (*Request, *RequestError) {
 		if err := msgpack.Unmarshal(raw, &v); err != nil {
 			return nil, &RequestError{Code: CodeBadRequest, Message: "invalid data", ID: r.ID}
 		}
-		j, err := json.Marshal(jsonable(v))
+		j, err := json.Marshal(Jsonable(v))
 		if err != nil {
 			return nil, &RequestError{Code: CodeBadRequest, Message: "data cannot be represented as JSON", ID: r.ID}
 		}
@@ -192,24 +192,24 @@ func DecodeMsgpack(p []byte) (*Request, *RequestError) {
 	return r, nil
 }
 
-// jsonable turns maps with non-string keys (which msgpack allows) into maps
+// Jsonable turns maps with non-string keys (which msgpack allows) into maps
 // keyed by their printed key, so any msgpack value can be carried as JSON.
-func jsonable(v any) any {
+func Jsonable(v any) any {
 	switch x := v.(type) {
 	case map[any]any:
 		m := make(map[string]any, len(x))
 		for k, e := range x {
-			m[fmt.Sprint(k)] = jsonable(e)
+			m[fmt.Sprint(k)] = Jsonable(e)
 		}
 		return m
 	case map[string]any:
 		for k, e := range x {
-			x[k] = jsonable(e)
+			x[k] = Jsonable(e)
 		}
 		return x
 	case []any:
 		for i, e := range x {
-			x[i] = jsonable(e)
+			x[i] = Jsonable(e)
 		}
 		return x
 	}
