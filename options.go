@@ -273,8 +273,8 @@ func OnReadTimeout(mws ...Middleware) Option { return hookOption(HookReadTimeout
 // OnDisconnect runs once a client is gone, after OnUnsubscribe for its topics.
 func OnDisconnect(mws ...Middleware) Option { return hookOption(HookDisconnect, mws) }
 
-// OnSlowConsumer runs when messages to a client were dropped under SlowDrop
-// (once per run of drops; c.Message() is the first message dropped).
+// OnSlowConsumer runs when messages to a client were dropped under SlowDrop,
+// once per run of drops (c.Message() is nil; Tower.Stats counts every drop).
 func OnSlowConsumer(mws ...Middleware) Option { return hookOption(HookSlowConsumer, mws) }
 
 // Use adds middleware around every hook, outside the hook's own chain.

@@ -173,8 +173,9 @@ func (c *Conn) writeControl(b []byte) {
 	}
 }
 
-// closeNow flushes, sends a close frame and closes the TCP connection (not
-// from OnTraffic: there the caller returns gnet.Close instead).
+// closeNow flushes, sends a close frame and closes the TCP connection once
+// the close frame can reach the peer (see closeWhenDrained). Not from
+// OnTraffic: there the caller returns gnet.Close instead.
 func (c *Conn) closeNow(code int, reason string) {
 	c.sendClose(code, reason)
 	c.closeWhenDrained()
