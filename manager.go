@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 )
 
 // Manager connects Towers into a cluster: it routes publishes between the
@@ -55,6 +56,7 @@ type Link interface {
 // LocalManager forms a cluster inside one process. It is what a Tower uses
 // when no Manager is configured.
 type LocalManager struct {
+	joined atomic.Int32 // nodes joined: a lone node publishes without locking
 	mu     sync.RWMutex
 	nodes  map[uint16]*localLink
 	topics map[string]map[uint16]int64 // topic -> node -> count
@@ -80,6 +82,7 @@ func (m *LocalManager) Join(_ context.Context, n Node) (Link, error) {
 	}
 	l := &localLink{m: m, n: n}
 	m.nodes[id] = l
+	m.joined.Add(1)
 	for topic, cnt := range n.Interest() {
 		m.setLocked(id, topic, cnt)
 	}
@@ -113,6 +116,9 @@ func (l *localLink) SetInterest(topic string, count int64) {
 func (l *localLink) Flush(context.Context) error { return nil }
 
 func (l *localLink) Publish(_ context.Context, topic string, data []byte) error {
+	if l.m.joined.Load() <= 1 {
+		return nil // no other node to route to (the default, one process)
+	}
 	id := l.n.NodeID()
 	l.m.mu.RLock()
 	per := l.m.topics[topic]
@@ -153,6 +159,7 @@ func (l *localLink) Close() error {
 		return nil
 	}
 	delete(l.m.nodes, id)
+	l.m.joined.Add(-1)
 	for topic, per := range l.m.topics {
 		if _, ok := per[id]; ok {
 			l.m.setLocked(id, topic, 0)
