@@ -4,7 +4,7 @@ import (
 	"testing"
 
 	"github.com/firetower-go/firetower"
-	"github.com/firetower-go/firetower/internal/managertest"
+	"github.com/firetower-go/firetower/managertest"
 )
 
 func TestLocalManagerConformance(t *testing.T) {

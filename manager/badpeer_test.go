@@ -19,7 +19,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/firetower-go/firetower"
-	"github.com/firetower-go/firetower/internal/managertest"
+	"github.com/firetower-go/firetower/managertest"
 	"github.com/firetower-go/firetower/manager"
 )
 

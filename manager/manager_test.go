@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/firetower-go/firetower"
-	"github.com/firetower-go/firetower/internal/managertest"
+	"github.com/firetower-go/firetower/managertest"
 	"github.com/firetower-go/firetower/manager"
 )
 

@@ -17,6 +17,7 @@ import (
 
 	"github.com/firetower-go/firetower"
 	"github.com/firetower-go/firetower/manager/natsmanager"
+	"github.com/firetower-go/firetower/managertest"
 )
 
 // timeout bounds every wait.
@@ -589,4 +590,22 @@ func (c *client) expectDelivery(topic, data string) {
 		}
 		return
 	}
+}
+
+// TestSharedConformanceSingleServer runs the suite every Manager runs
+// (managertest) against NATS on one server. On a routed cluster, interest
+// crosses routes asynchronously, so the cluster scenarios above probe first.
+func TestSharedConformanceSingleServer(t *testing.T) {
+	managertest.Run(t, managertest.Cluster{
+		Name:  "nats",
+		Exact: false,
+		Managers: func(t *testing.T, n int) []firetower.Manager {
+			url := startServer(t, nil).ClientURL()
+			out := make([]firetower.Manager, n)
+			for i := range out {
+				out[i] = newManager(t, []string{url})
+			}
+			return out
+		},
+	})
 }

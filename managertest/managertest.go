@@ -1,6 +1,8 @@
 // Package managertest is a conformance suite for firetower.Manager
 // implementations: the same cluster scenarios run against the in-process
-// LocalManager, the topic-manager node (one and several) and NATS.
+// LocalManager, the topic-manager node (one and several) and NATS. It is
+// public so that Managers in other modules (the NATS tests, your own) can
+// run it.
 package managertest
 
 import (
