@@ -19,8 +19,8 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/firetower-go/firetower"
-	"github.com/firetower-go/firetower/managertest"
 	"github.com/firetower-go/firetower/manager"
+	"github.com/firetower-go/firetower/managertest"
 )
 
 // Bad peers: raw TCP connections that break the protocol in one way each.

@@ -5,8 +5,8 @@ import (
 	"testing"
 
 	"github.com/firetower-go/firetower"
-	"github.com/firetower-go/firetower/managertest"
 	"github.com/firetower-go/firetower/manager"
+	"github.com/firetower-go/firetower/managertest"
 )
 
 // startManagers starts n manager nodes on free ports.
