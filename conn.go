@@ -20,6 +20,9 @@ type Conn struct {
 	tc    *transport.Conn
 	codec protocol.Codec
 	echo  bool // the client named our subprotocol: echo it in the upgrade
+	// system: upgraded with a valid SystemToken; no hooks run for it and
+	// it may subscribe only to StatsTopic.
+	system bool
 
 	id  string
 	ip  string        // remote IP, only when the per-IP cap is on
@@ -59,6 +62,10 @@ type item struct {
 	buf  []byte
 	fn   func()
 }
+
+// System reports whether this is a system connection (see
+// Tower.SystemToken).
+func (c *Conn) System() bool { return c.system }
 
 // ID is the connection's id, unique in the cluster.
 func (c *Conn) ID() string { return c.id }

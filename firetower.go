@@ -63,6 +63,13 @@ type Tower struct {
 	nextID atomic.Uint64
 	stats  counters
 
+	tokenKey [32]byte       // signs SystemToken
+	bg       sync.WaitGroup // the stats loop
+
+	callMu  sync.Mutex
+	callSeq uint64
+	calls   map[uint64]chan ctlMsg // cluster-wide operations waiting for answers
+
 	ctx    context.Context // cancelled at Shutdown: hooks' context
 	cancel context.CancelFunc
 
@@ -87,6 +94,7 @@ type counters struct {
 	remotePublishFailed, remoteDeliveries atomic.Uint64
 	hookPanics, floodClosed               atomic.Uint64
 	refusedOrigin, refusedLimit           atomic.Uint64
+	badControl                            atomic.Uint64
 }
 
 // Stats is a snapshot of a Tower's counters. Every message that is dropped
@@ -122,6 +130,9 @@ type Stats struct {
 	RefusedLimit uint64
 	// HookPanics counts hook calls that panicked (the client got "internal").
 	HookPanics uint64
+	// BadControl counts system messages from other nodes that could not
+	// be used (undecodable, or on the wrong topic).
+	BadControl uint64
 	Transport  transport.Stats
 }
 
@@ -148,6 +159,9 @@ func New(opts ...Option) (*Tower, error) {
 		mgr:    cfg.manager,
 		bootID: strconv.FormatInt(time.Now().UnixNano()%(1<<40), 36),
 		done:   make(chan struct{}),
+
+		tokenKey: newTokenKey(),
+		calls:    make(map[uint64]chan ctlMsg),
 	}
 	if t.log == nil {
 		t.log = slog.New(slog.DiscardHandler)
@@ -197,6 +211,9 @@ func (t *Tower) Start(ctx context.Context) error {
 		return fmt.Errorf("firetower: joining the manager: %w", err)
 	}
 	t.link = link
+	for topic, n := range t.systemInterest(nil) {
+		link.SetInterest(topic, n) // in Interest too; set here for Managers that do not ask
+	}
 	if err := t.srv.Start(ctx); err != nil {
 		_ = link.Close()
 		t.cancel()
@@ -204,6 +221,10 @@ func (t *Tower) Start(ctx context.Context) error {
 		t.state.Store(2)
 		close(t.done)
 		return fmt.Errorf("firetower: starting the websocket server: %w", err)
+	}
+	if t.cfg.statsInterval > 0 {
+		t.bg.Add(1)
+		go t.statsLoop()
 	}
 	t.log.Info("firetower started", "addr", t.srv.Addr(), "node", t.cfg.nodeID)
 	return nil
@@ -216,6 +237,9 @@ func (t *Tower) Addr() string {
 	}
 	return t.srv.Addr()
 }
+
+// Path is the upgrade path (WithPath).
+func (t *Tower) Path() string { return t.cfg.path }
 
 // Serve starts the Tower and blocks until ctx is done (then shuts down,
 // allowing 10 seconds) or Shutdown is called.
@@ -244,6 +268,7 @@ func (t *Tower) Shutdown(ctx context.Context) error {
 	t.stopOnce.Do(func() {
 		err := t.srv.Shutdown(ctx)
 		t.cancel()
+		t.bg.Wait()
 		if e := t.waitLive(ctx); e != nil && err == nil {
 			err = e
 		}
@@ -308,6 +333,9 @@ func (t *Tower) Publish(ctx context.Context, topic string, data []byte) error {
 	if err := protocol.ValidateTopic(topic); err != nil {
 		return &Error{Code: CodeInvalidTopic, Message: err.Error()}
 	}
+	if IsSystemTopic(topic) {
+		return errReserved
+	}
 	j := data
 	if !json.Valid(data) {
 		j = protocol.AppendJSONString(nil, string(data))
@@ -349,6 +377,7 @@ func (t *Tower) Stats() Stats {
 		FloodClosed:         t.stats.floodClosed.Load(),
 		RefusedOrigin:       t.stats.refusedOrigin.Load(),
 		RefusedLimit:        t.stats.refusedLimit.Load(),
+		BadControl:          t.stats.badControl.Load(),
 		Transport:           t.srv.Stats(),
 	}
 }
@@ -454,6 +483,10 @@ type towerNode struct{ t *Tower }
 func (n towerNode) NodeID() uint16 { return n.t.cfg.nodeID }
 
 func (n towerNode) Deliver(topic string, data []byte) {
+	if IsSystemTopic(topic) && topic != StatsTopic {
+		n.t.control(topic, data)
+		return
+	}
 	n.t.stats.remoteDeliveries.Add(1)
 	j := data
 	if !json.Valid(data) {
@@ -462,7 +495,9 @@ func (n towerNode) Deliver(topic string, data []byte) {
 	n.t.deliverLocal(topic, j, data)
 }
 
-func (n towerNode) Interest() map[string]int64 { return n.t.index.counts() }
+func (n towerNode) Interest() map[string]int64 {
+	return n.t.systemInterest(n.t.index.counts())
+}
 
 // wsHandler receives the transport's events, on event loops.
 type wsHandler struct{ t *Tower }
@@ -480,7 +515,7 @@ func (h wsHandler) Handshake(tc *transport.Conn, hs *wsproto.Handshake) transpor
 	if d, ok := t.admit(ip); !ok {
 		return d
 	}
-	c := &Conn{t: t, tc: tc, id: t.newID(), ip: ip}
+	c := &Conn{t: t, tc: tc, id: t.newID(), ip: ip, system: t.systemRequest(hs.Request)}
 	for _, p := range hs.Protocols {
 		if p == protocol.SubprotocolJSON || p == protocol.SubprotocolMsgpack {
 			c.echo = true
@@ -492,7 +527,7 @@ func (h wsHandler) Handshake(tc *transport.Conn, hs *wsproto.Handshake) transpor
 	}
 	tc.Value = c
 	t.liveAdd()
-	if !t.chains.has(HookConnect) {
+	if c.system || !t.chains.has(HookConnect) {
 		t.opened(c)
 		return transport.Decision{Protocol: c.subprotocol()}
 	}
@@ -660,6 +695,10 @@ func (t *Tower) subscribe(c *Conn, req *protocol.Request) {
 		return
 	}
 	cx := &Context{conn: c, topics: req.Topics}
+	if e := systemTopicsAllowed(c, req.Topics); e != nil {
+		c.sendError(req.ID, e)
+		return
+	}
 	if err := t.run(HookBeforeSubscribe, cx); err != nil {
 		c.sendError(req.ID, asError(err, CodeForbidden))
 		return
@@ -667,6 +706,10 @@ func (t *Tower) subscribe(c *Conn, req *protocol.Request) {
 	topics := cx.topics
 	if e := validTopics(topics); e != nil {
 		c.sendError(req.ID, e)
+		return
+	}
+	if e := systemTopicsAllowed(c, topics); e != nil {
+		c.sendError(req.ID, e) // OnBeforeSubscribe rewrote to a system topic
 		return
 	}
 	c.mu.Lock()
@@ -699,6 +742,20 @@ func (t *Tower) subscribe(c *Conn, req *protocol.Request) {
 	if len(added) > 0 {
 		_ = t.run(HookSubscribe, &Context{conn: c, topics: added})
 	}
+}
+
+// systemTopicsAllowed checks a subscription against the system topics: a
+// system connection may subscribe to StatsTopic only, others to none.
+func systemTopicsAllowed(c *Conn, topics []string) *Error {
+	for _, tp := range topics {
+		switch {
+		case c.system && tp != StatsTopic:
+			return &Error{Code: CodeForbidden, Message: "a system connection may subscribe only to " + StatsTopic}
+		case !c.system && IsSystemTopic(tp):
+			return errReserved
+		}
+	}
+	return nil
 }
 
 func containsString(list []string, s string) bool {
@@ -752,6 +809,16 @@ func (t *Tower) clientPublish(c *Conn, req *protocol.Request) {
 	if e := validTopics(req.Topics); e != nil {
 		c.sendError(req.ID, e)
 		return
+	}
+	if c.system {
+		c.sendError(req.ID, &Error{Code: CodeForbidden, Message: "a system connection may not publish"})
+		return
+	}
+	for _, tp := range req.Topics {
+		if IsSystemTopic(tp) {
+			c.sendError(req.ID, errReserved)
+			return
+		}
 	}
 	switch t.cfg.publishPolicy {
 	case PublishNone:

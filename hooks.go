@@ -126,8 +126,8 @@ func (ch *chains) has(h Hook) bool { return ch[h.index()] != nil }
 // down: it is logged, counted, and becomes an internal error.
 func (t *Tower) run(h Hook, c *Context) (err error) {
 	fn := t.chains[h.index()]
-	if fn == nil {
-		return nil
+	if fn == nil || (c.conn != nil && c.conn.system) {
+		return nil // system connections (the dashboard's) run no hooks
 	}
 	c.hook = h
 	c.tower = t

@@ -63,6 +63,8 @@ type config struct {
 	origins          []string
 	maxConns         int
 	maxConnsPerIP    int
+	statsInterval    time.Duration
+	statsTopics      int
 
 	use   []Middleware
 	hooks [numHooks][]Middleware
@@ -81,6 +83,8 @@ func defaultConfig() config {
 		inboundQueue:     64,
 		workers:          64,
 		maxTopics:        1024,
+		statsInterval:    time.Second,
+		statsTopics:      20,
 	}
 }
 
@@ -332,4 +336,23 @@ func WithMaxConnectionsPerIP(n int) Option {
 		c.maxConnsPerIP = n
 		return nil
 	}
+}
+
+// WithStatsInterval sets how often the Tower publishes its NodeStats on
+// StatsTopic, which it does only while someone in the cluster subscribes
+// to it (the dashboard does). Default 1s; 0 turns it off.
+func WithStatsInterval(d time.Duration) Option {
+	return func(c *config) error {
+		if d < 0 {
+			return fmt.Errorf("%w: stats interval must not be negative, got %v", ErrBadOption, d)
+		}
+		c.statsInterval = d
+		return nil
+	}
+}
+
+// WithStatsTopics sets how many of its topics (those with the most local
+// subscribers) a node lists in its NodeStats. Default 20.
+func WithStatsTopics(n int) Option {
+	return func(c *config) error { return positive("stats topics", n, func() { c.statsTopics = n }) }
 }

@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/firetower-go/firetower/internal/protocol"
+	"github.com/firetower-go/firetower/internal/wsproto"
 )
 
 // registry finds this node's open connections by id, for the server-side
@@ -65,27 +66,27 @@ func (r *registry) each(fn func(*Conn)) {
 	}
 }
 
-// ErrNoConn is returned for a connection id that is not open on this node.
-var ErrNoConn = &Error{Code: "not_found", Message: "no such connection on this node"}
+// ErrNoConn is returned for a connection id that is open on no node.
+var ErrNoConn = &Error{Code: "not_found", Message: "no such connection"}
 
 // Conn returns the open connection with this id on this node, or nil.
 func (t *Tower) Conn(id string) *Conn { return t.conns.get(id) }
 
-// Disconnect closes the connection with this id on this node, with a close
-// code (1000 or 3000-4999) and a reason.
-func (t *Tower) Disconnect(id string, code int, reason string) error {
-	c := t.conns.get(id)
-	if c == nil {
-		return ErrNoConn
+func checkCloseCode(code int) error {
+	if !wsproto.ValidCloseCode(code) || code == 1005 {
+		return fmt.Errorf("%w: invalid close code %d", ErrBadOption, code)
 	}
-	return c.Close(code, reason)
+	return nil
 }
 
-// DisconnectUser closes every connection of a user on this node and
+// disconnectUserLocal closes every connection of a user on this node and
 // returns how many it closed.
-func (t *Tower) DisconnectUser(userID string, code int, reason string) (int, error) {
+func (t *Tower) disconnectUserLocal(userID string, code int, reason string) (int, error) {
 	if userID == "" {
 		return 0, fmt.Errorf("%w: empty user id", ErrBadOption)
+	}
+	if err := checkCloseCode(code); err != nil {
+		return 0, err
 	}
 	var list []*Conn
 	t.conns.each(func(c *Conn) {
@@ -95,29 +96,16 @@ func (t *Tower) DisconnectUser(userID string, code int, reason string) (int, err
 	})
 	n := 0
 	for _, c := range list {
-		if err := c.Close(code, reason); err != nil {
-			if n == 0 && err != ErrClosed {
-				return 0, err
-			}
-			continue
+		if c.Close(code, reason) == nil {
+			n++
 		}
-		n++
 	}
 	return n, nil
 }
 
-// Unsubscribe removes topics from the subscriptions of the connection with
-// this id on this node, as if the client had asked (OnUnsubscribe runs, in
-// order with the client's own requests). It returns once done, or with
-// ctx's error.
-func (t *Tower) Unsubscribe(ctx context.Context, id string, topics ...string) error {
-	if e := validTopics(topics); e != nil {
-		return e
-	}
-	c := t.conns.get(id)
-	if c == nil {
-		return ErrNoConn
-	}
+// unsubscribeLocal runs an unsubscribe for c in order with its requests
+// and waits for it.
+func (t *Tower) unsubscribeLocal(ctx context.Context, c *Conn, topics []string) error {
 	done := make(chan struct{})
 	c.post(item{kind: itemFunc, fn: func() {
 		defer close(done)
@@ -132,5 +120,6 @@ func (t *Tower) Unsubscribe(ctx context.Context, id string, topics ...string) er
 }
 
 // Topics returns the topics with subscribers on this node and their local
-// counts (ConnectNum gives a topic's cluster-wide count).
+// counts (ConnectNum gives a topic's cluster-wide count, ClusterTopics the
+// cluster's list).
 func (t *Tower) Topics() map[string]int64 { return t.index.counts() }

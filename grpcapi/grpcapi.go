@@ -22,7 +22,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
 	"time"
 
@@ -248,27 +247,21 @@ func (s *Server) ListTopics(ctx context.Context, _ *firetowerpb.ListTopicsReques
 		return nil, err
 	}
 	defer cancel()
-	local := s.t.Topics()
-	rows := make([]*firetowerpb.TopicCount, 0, len(local))
-	for t, n := range local {
-		c, err := s.t.ConnectNum(ctx, t)
-		if err != nil {
-			c = -1
-		}
-		rows = append(rows, &firetowerpb.TopicCount{Topic: t, Local: n, Count: c})
+	all, err := s.t.ClusterTopics(ctx, "", 0)
+	if err != nil {
+		return nil, toStatus(err)
 	}
-	sort.Slice(rows, func(i, j int) bool {
-		if rows[i].Count != rows[j].Count {
-			return rows[i].Count > rows[j].Count
-		}
-		return rows[i].Topic < rows[j].Topic
-	})
+	local := s.t.Topics()
+	rows := make([]*firetowerpb.TopicCount, 0, len(all))
+	for _, tc := range all {
+		rows = append(rows, &firetowerpb.TopicCount{Topic: tc.Topic, Local: local[tc.Topic], Count: tc.Count})
+	}
 	return &firetowerpb.ListTopicsResponse{Topics: rows}, nil
 }
 
 // Disconnect implements firetowerpb.PushServiceServer.
 func (s *Server) Disconnect(ctx context.Context, req *firetowerpb.DisconnectRequest) (*firetowerpb.DisconnectResponse, error) {
-	_, cancel, err := s.start(ctx)
+	ctx, cancel, err := s.start(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -281,12 +274,12 @@ func (s *Server) Disconnect(ctx context.Context, req *firetowerpb.DisconnectRequ
 	case (req.GetConnId() == "") == (req.GetUserId() == ""):
 		return nil, statusError(codes.InvalidArgument, firetower.CodeBadRequest, "give exactly one of conn_id and user_id")
 	case req.GetConnId() != "":
-		if err := s.t.Disconnect(req.GetConnId(), code, req.GetReason()); err != nil {
+		if err := s.t.Disconnect(ctx, req.GetConnId(), code, req.GetReason()); err != nil {
 			return nil, toStatus(err)
 		}
 		return &firetowerpb.DisconnectResponse{Disconnected: 1}, nil
 	default:
-		n, err := s.t.DisconnectUser(req.GetUserId(), code, req.GetReason())
+		n, err := s.t.DisconnectUser(ctx, req.GetUserId(), code, req.GetReason())
 		if err != nil {
 			return nil, toStatus(err)
 		}

@@ -9,10 +9,13 @@
 //
 //	POST /api/v1/publish            {"topic":"t","data":<any JSON>}  or  {"topics":["a","b"],"data":...}
 //	POST /api/v1/publish/batch      {"messages":[{"topic":"t","data":...}, ...]}
-//	GET  /api/v1/topics             {"topics":[{"topic":"t","local":n,"count":n}, ...]}  (this node's topics)
+//	GET  /api/v1/topics?q=&top=     {"topics":[{"topic":"t","local":n,"count":n}, ...]}  (the cluster's topics, most subscribers first)
 //	GET  /api/v1/topics/<topic>     {"topic":"t","count":n}  (cluster-wide; the topic path-escaped)
 //	POST /api/v1/disconnect         {"conn_id":"..."} or {"user_id":"..."}, optional "code" (default 1000) and "reason"
 //	POST /api/v1/unsubscribe        {"conn_id":"...","topics":["t", ...]}
+//
+// Disconnect, unsubscribe and the topic list reach every node of a cluster
+// (through its Manager), whichever node serves the request.
 package httpapi
 
 import (
@@ -23,7 +26,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -213,26 +216,31 @@ func (a *api) batch(w http.ResponseWriter, r *http.Request) {
 func (a *api) topics(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := a.ctx(r)
 	defer cancel()
+	q := r.URL.Query()
+	top := 0
+	if v := q.Get("top"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			Error(w, http.StatusBadRequest, firetower.CodeBadRequest, "top must be a number >= 0")
+			return
+		}
+		top = n
+	}
+	all, err := a.t.ClusterTopics(ctx, q.Get("q"), top)
+	if err != nil {
+		Fail(w, err)
+		return
+	}
 	local := a.t.Topics()
 	type row struct {
 		Topic string `json:"topic"`
 		Local int64  `json:"local"`
 		Count int64  `json:"count"`
 	}
-	rows := make([]row, 0, len(local))
-	for t, n := range local {
-		c, err := a.t.ConnectNum(ctx, t)
-		if err != nil {
-			c = -1
-		}
-		rows = append(rows, row{t, n, c})
+	rows := make([]row, 0, len(all))
+	for _, tc := range all {
+		rows = append(rows, row{tc.Topic, local[tc.Topic], tc.Count})
 	}
-	sort.Slice(rows, func(i, j int) bool {
-		if rows[i].Count != rows[j].Count {
-			return rows[i].Count > rows[j].Count
-		}
-		return rows[i].Topic < rows[j].Topic
-	})
 	JSON(w, http.StatusOK, map[string]any{"topics": rows})
 }
 
@@ -265,13 +273,17 @@ func (a *api) disconnect(w http.ResponseWriter, r *http.Request) {
 	case (b.ConnID == "") == (b.UserID == ""):
 		Error(w, http.StatusBadRequest, firetower.CodeBadRequest, "give exactly one of conn_id and user_id")
 	case b.ConnID != "":
-		if err := a.t.Disconnect(b.ConnID, b.Code, b.Reason); err != nil {
+		ctx, cancel := a.ctx(r)
+		defer cancel()
+		if err := a.t.Disconnect(ctx, b.ConnID, b.Code, b.Reason); err != nil {
 			Fail(w, err)
 			return
 		}
 		JSON(w, http.StatusOK, map[string]any{"ok": true, "disconnected": 1})
 	default:
-		n, err := a.t.DisconnectUser(b.UserID, b.Code, b.Reason)
+		ctx, cancel := a.ctx(r)
+		defer cancel()
+		n, err := a.t.DisconnectUser(ctx, b.UserID, b.Code, b.Reason)
 		if err != nil {
 			Fail(w, err)
 			return

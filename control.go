@@ -1,0 +1,292 @@
+package firetower
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/firetower-go/firetower/internal/protocol"
+)
+
+// The server-side operations (disconnect, unsubscribe, the topic list)
+// reach every node of a cluster through the Manager itself: each node has
+// interest in controlTopic, where requests go, and in its own node topic,
+// where the answers to its requests come back. The cluster-wide count of
+// controlTopic is therefore the number of nodes, which tells a requester
+// how many answers to wait for.
+
+// ctlMsg is a request on controlTopic or an answer on a node topic.
+type ctlMsg struct {
+	Op     string   `json:"op"` // disconnect, disconnect_user, unsubscribe, topics; answer
+	Req    uint64   `json:"req"`
+	From   uint16   `json:"from"`
+	Conn   string   `json:"conn,omitempty"`
+	User   string   `json:"user,omitempty"`
+	Code   int      `json:"code,omitempty"`
+	Reason string   `json:"reason,omitempty"`
+	Topics []string `json:"topics,omitempty"`
+	Query  string   `json:"query,omitempty"`
+	Top    int      `json:"top,omitempty"`
+
+	// answers
+	N     int          `json:"n,omitempty"`
+	Err   *Error       `json:"error,omitempty"`
+	Found bool         `json:"found,omitempty"`
+	Rows  []TopicCount `json:"rows,omitempty"`
+}
+
+const opAnswer = "answer"
+
+// defaultCallTimeout bounds a cluster-wide operation whose context has no
+// deadline.
+const defaultCallTimeout = 5 * time.Second
+
+func (t *Tower) nodeTopic() string {
+	return nodeTopicPrefix + strconv.FormatUint(uint64(t.cfg.nodeID), 10)
+}
+
+// systemInterest is the node-level interest every Tower keeps.
+func (t *Tower) systemInterest(m map[string]int64) map[string]int64 {
+	if m == nil {
+		m = make(map[string]int64, 2)
+	}
+	m[controlTopic] = 1
+	m[t.nodeTopic()] = 1
+	return m
+}
+
+// call sends req to every other node and collects their answers: all of
+// them, or those that came before ctx ended (the error then says how many
+// are missing).
+func (t *Tower) call(ctx context.Context, req *ctlMsg) ([]ctlMsg, error) {
+	if t.state.Load() != 1 {
+		return nil, ErrClosed
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, defaultCallTimeout)
+		defer cancel()
+	}
+	nodes, err := t.link.Count(ctx, controlTopic)
+	if err != nil {
+		return nil, &Error{Code: CodeUnavailable, Message: "the cluster could not count its nodes: " + err.Error()}
+	}
+	want := int(nodes) - 1
+	if want <= 0 {
+		return nil, nil
+	}
+	ch := make(chan ctlMsg, want)
+	t.callMu.Lock()
+	t.callSeq++
+	req.Req = t.callSeq
+	t.calls[req.Req] = ch
+	t.callMu.Unlock()
+	defer func() {
+		t.callMu.Lock()
+		delete(t.calls, req.Req)
+		t.callMu.Unlock()
+	}()
+	req.From = t.cfg.nodeID
+	b, err := json.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	if err := t.link.Publish(ctx, controlTopic, b); err != nil {
+		return nil, &Error{Code: CodeUnavailable, Message: "the cluster could not take the request: " + err.Error()}
+	}
+	answers := make([]ctlMsg, 0, want)
+	for len(answers) < want {
+		select {
+		case a := <-ch:
+			answers = append(answers, a)
+		case <-ctx.Done():
+			return answers, &Error{Code: CodeUnavailable, Message: fmt.Sprintf("%d of %d other nodes did not answer: %v", want-len(answers), want, ctx.Err())}
+		case <-t.ctx.Done():
+			return answers, ErrClosed
+		}
+	}
+	return answers, nil
+}
+
+// control handles a message on a system topic from another node. It runs
+// on the Manager's delivery path, so it does not block: an unsubscribe is
+// queued in order with the connection's requests and answered from there.
+func (t *Tower) control(topic string, data []byte) {
+	var m ctlMsg
+	if err := json.Unmarshal(data, &m); err != nil {
+		t.stats.badControl.Add(1)
+		t.log.Warn("firetower: undecodable control message from another node", "topic", topic, "err", err)
+		return
+	}
+	if m.Op == opAnswer {
+		if topic != t.nodeTopic() {
+			t.stats.badControl.Add(1)
+			return
+		}
+		t.callMu.Lock()
+		ch := t.calls[m.Req]
+		t.callMu.Unlock()
+		if ch != nil {
+			select {
+			case ch <- m:
+			default: // more answers than nodes counted: the call has what it waits for
+			}
+		}
+		return
+	}
+	if topic != controlTopic || m.From == t.cfg.nodeID {
+		t.stats.badControl.Add(1)
+		return
+	}
+	ans := ctlMsg{Op: opAnswer, Req: m.Req, From: t.cfg.nodeID}
+	switch m.Op {
+	case "disconnect":
+		if c := t.conns.get(m.Conn); c != nil {
+			ans.Found = true
+			if err := c.Close(m.Code, m.Reason); err != nil && err != ErrClosed {
+				ans.Err = asError(err, CodeBadRequest)
+			}
+		}
+	case "disconnect_user":
+		n, err := t.disconnectUserLocal(m.User, m.Code, m.Reason)
+		ans.N = n
+		if err != nil {
+			ans.Err = asError(err, CodeBadRequest)
+		}
+	case "unsubscribe":
+		c := t.conns.get(m.Conn)
+		if c == nil {
+			break
+		}
+		if e := validTopics(m.Topics); e != nil {
+			ans.Err = e
+			break
+		}
+		ans.Found = true
+		c.post(item{kind: itemFunc, fn: func() {
+			t.unsubscribe(c, &protocol.Request{Topics: m.Topics})
+			t.answer(m.From, &ans)
+		}})
+		return
+	case "topics":
+		ans.Rows = t.localTopics(m.Query, m.Top)
+	default:
+		ans.Err = &Error{Code: CodeUnknownType, Message: "unknown control operation " + strconv.Quote(m.Op)}
+	}
+	t.answer(m.From, &ans)
+}
+
+func (t *Tower) answer(to uint16, a *ctlMsg) {
+	b, err := json.Marshal(a)
+	if err != nil {
+		return
+	}
+	topic := nodeTopicPrefix + strconv.FormatUint(uint64(to), 10)
+	if err := t.link.Publish(t.ctx, topic, b); err != nil {
+		t.stats.remotePublishFailed.Add(1)
+	}
+}
+
+// Disconnect closes the connection with this id, on whichever node of the
+// cluster it is, with a close code (1000 or 3000-4999) and a reason. It
+// returns ErrNoConn when no node has it.
+func (t *Tower) Disconnect(ctx context.Context, id string, code int, reason string) error {
+	if c := t.conns.get(id); c != nil {
+		return c.Close(code, reason)
+	}
+	if err := checkCloseCode(code); err != nil {
+		return err
+	}
+	answers, err := t.call(ctx, &ctlMsg{Op: "disconnect", Conn: id, Code: code, Reason: reason})
+	for _, a := range answers {
+		if a.Found {
+			if a.Err != nil {
+				return a.Err
+			}
+			return nil
+		}
+	}
+	if err != nil {
+		return err
+	}
+	return ErrNoConn
+}
+
+// DisconnectUser closes every connection of a user in the cluster and
+// returns how many it closed. When some nodes did not answer in time, it
+// returns the count of those that did with an error (code unavailable).
+func (t *Tower) DisconnectUser(ctx context.Context, userID string, code int, reason string) (int, error) {
+	n, err := t.disconnectUserLocal(userID, code, reason)
+	if err != nil {
+		return 0, err
+	}
+	answers, err := t.call(ctx, &ctlMsg{Op: "disconnect_user", User: userID, Code: code, Reason: reason})
+	for _, a := range answers {
+		n += a.N
+	}
+	return n, err
+}
+
+// Unsubscribe removes topics from the subscriptions of the connection with
+// this id, on whichever node it is, as if the client had asked
+// (OnUnsubscribe runs, in order with the client's own requests). It
+// returns once done, with ErrNoConn when no node has the connection, or
+// with ctx's error.
+func (t *Tower) Unsubscribe(ctx context.Context, id string, topics ...string) error {
+	if e := validTopics(topics); e != nil {
+		return e
+	}
+	if c := t.conns.get(id); c != nil {
+		return t.unsubscribeLocal(ctx, c, topics)
+	}
+	answers, err := t.call(ctx, &ctlMsg{Op: "unsubscribe", Conn: id, Topics: slices.Clone(topics)})
+	for _, a := range answers {
+		if a.Found {
+			if a.Err != nil {
+				return a.Err
+			}
+			return nil
+		}
+	}
+	if err != nil {
+		return err
+	}
+	return ErrNoConn
+}
+
+// ClusterTopics returns the topics of the whole cluster that contain query
+// (case-insensitive; "" for all), most subscribers first, at most top of
+// them (top <= 0: all). Each node contributes its own top matches, so a
+// count is exact whenever the topic is among the top matches of every node
+// that has it (always, when top <= 0). System topics are left out. When
+// some nodes did not answer in time it returns what it has with an error
+// (code unavailable).
+func (t *Tower) ClusterTopics(ctx context.Context, query string, top int) ([]TopicCount, error) {
+	if t.state.Load() != 1 {
+		return nil, ErrClosed
+	}
+	sum := map[string]int64{}
+	for _, r := range t.localTopics(query, top) {
+		sum[r.Topic] += r.Count
+	}
+	answers, err := t.call(ctx, &ctlMsg{Op: "topics", Query: query, Top: top})
+	for _, a := range answers {
+		for _, r := range a.Rows {
+			if !IsSystemTopic(r.Topic) && r.Count > 0 {
+				sum[r.Topic] += r.Count
+			}
+		}
+	}
+	rows := make([]TopicCount, 0, len(sum))
+	for k, v := range sum {
+		rows = append(rows, TopicCount{Topic: k, Count: v})
+	}
+	sortTopicCounts(rows)
+	if top > 0 && len(rows) > top {
+		rows = rows[:top]
+	}
+	return rows, err
+}
