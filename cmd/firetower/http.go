@@ -17,6 +17,7 @@ import (
 	"github.com/firetower-go/firetower/httpapi"
 	"github.com/firetower-go/firetower/manager"
 	"github.com/firetower-go/firetower/metrics"
+	"github.com/firetower-go/firetower/webclient"
 )
 
 //go:embed web/*.html web/*.js web/*.css
@@ -36,6 +37,7 @@ func newHTTPHandler(t *firetower.Tower, apiKey string) http.Handler {
 		}
 		files.ServeHTTP(w, r)
 	})
+	mux.Handle("GET /firetower.js", webclient.Handler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		io.WriteString(w, "ok\n")

@@ -1,4 +1,4 @@
-// Tests for firetower.js with Node's built-in runner: node --test cmd/firetower/web/
+// Tests for firetower.js with Node's built-in runner: node --test webclient/
 // A fake WebSocket records the frames sent and lets a test inject the
 // server's messages; timers and Math.random are injected, so nothing waits.
 import { test } from 'node:test';
