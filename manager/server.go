@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/firetower-go/firetower"
 )
 
 // ServerConfig configures a topic-manager node. Zero values get the
@@ -35,7 +37,7 @@ type ServerConfig struct {
 // ServerStats are a manager node's counters.
 type ServerStats struct {
 	Nodes          int
-	Topics         int
+	Topics         int // topics with subscribers (system topics left out)
 	Publishes      uint64 // PUBs received
 	Deliveries     uint64 // DELIVERs queued
 	DroppedDeliver uint64 // DELIVERs dropped for a gateway that was too slow
@@ -145,7 +147,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // Stats returns the node's counters.
 func (s *Server) Stats() ServerStats {
 	s.mu.RLock()
-	nodes, topics := len(s.sessions), len(s.topics)
+	nodes, topics := len(s.sessions), 0
+	for t := range s.topics {
+		if !firetower.IsSystemTopic(t) {
+			topics++
+		}
+	}
 	s.mu.RUnlock()
 	return ServerStats{
 		Nodes: nodes, Topics: topics,
@@ -165,12 +172,16 @@ func (s *Server) Count(topic string) int64 {
 	return n
 }
 
-// Topics returns every topic with its cluster-wide count.
+// Topics returns every topic with its cluster-wide count (the nodes'
+// system topics left out).
 func (s *Server) Topics() map[string]int64 {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	out := make(map[string]int64, len(s.topics))
 	for t, per := range s.topics {
+		if firetower.IsSystemTopic(t) {
+			continue
+		}
 		for _, c := range per {
 			out[t] += c
 		}
@@ -305,7 +316,10 @@ func (s *Server) Nodes() []NodeInfo {
 		idx[id] = len(out)
 		out = append(out, NodeInfo{Node: id, Remote: ss.conn.RemoteAddr().String()})
 	}
-	for _, per := range s.topics {
+	for t, per := range s.topics {
+		if firetower.IsSystemTopic(t) {
+			continue
+		}
 		for id, n := range per {
 			if i, ok := idx[id]; ok {
 				out[i].Topics++
