@@ -37,7 +37,7 @@ type ServerConfig struct {
 // ServerStats are a manager node's counters.
 type ServerStats struct {
 	Nodes          int
-	Topics         int // topics with subscribers (system topics left out)
+	Topics         int    // topics with subscribers (system topics left out)
 	Publishes      uint64 // PUBs received
 	Deliveries     uint64 // DELIVERs queued
 	DroppedDeliver uint64 // DELIVERs dropped for a gateway that was too slow
