@@ -1,9 +1,13 @@
 package main
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
 	"crypto/subtle"
 	"embed"
+	"encoding/base64"
 	"encoding/json"
+	"html"
 	"io"
 	"io/fs"
 	"net"
@@ -48,10 +52,11 @@ func newHTTPHandler(t *firetower.Tower, apiKey string) http.Handler {
 		httpapi.JSON(w, http.StatusOK, map[string]any{"ws_port": p, "ws_path": "/ws"})
 	})
 	mux.Handle("/api/v1/", httpapi.New(t, httpapi.Config{APIKey: apiKey}))
-	dash := dashboard.New(t, dashboard.Config{})
+	dash := dashboardLogin(apiKey, dashboard.New(t, dashboard.Config{}))
 	mux.Handle("GET /dashboard", dash)
 	mux.Handle("GET /dashboard/", dash)
-	mux.Handle("GET /metrics", metrics.Handler(metrics.NewRegistry(t)))
+	mux.HandleFunc("POST /dashboard/login", dashboardSignIn(apiKey))
+	mux.Handle("GET /metrics", requireKey(apiKey, metrics.Handler(metrics.NewRegistry(t))))
 	return mux
 }
 
@@ -121,20 +126,98 @@ func managerHTTP(srv *manager.Server, apiKey string) http.Handler {
 	return mux
 }
 
-// requireKey guards h with an API key when one is set.
+// requireKey guards h with an API key when one is set: the request gives
+// it in X-API-Key or as "Authorization: Bearer KEY" (or carries the
+// dashboard's session cookie).
 func requireKey(key string, h http.Handler) http.Handler {
 	if key == "" {
 		return h
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got := r.Header.Get("X-API-Key")
-		if a := r.Header.Get("Authorization"); got == "" && len(a) > 7 && strings.EqualFold(a[:7], "bearer ") {
-			got = strings.TrimSpace(a[7:])
-		}
-		if subtle.ConstantTimeCompare([]byte(got), []byte(key)) != 1 {
+		if !keyGiven(key, r) {
 			httpapi.Error(w, http.StatusUnauthorized, "unauthorized", "missing or wrong API key")
 			return
 		}
 		h.ServeHTTP(w, r)
 	})
+}
+
+func keyGiven(key string, r *http.Request) bool {
+	got := r.Header.Get("X-API-Key")
+	if a := r.Header.Get("Authorization"); got == "" && len(a) > 7 && strings.EqualFold(a[:7], "bearer ") {
+		got = strings.TrimSpace(a[7:])
+	}
+	if got != "" {
+		return subtle.ConstantTimeCompare([]byte(got), []byte(key)) == 1
+	}
+	if c, err := r.Cookie(sessionCookie); err == nil {
+		return subtle.ConstantTimeCompare([]byte(c.Value), []byte(sessionValue(key))) == 1
+	}
+	return false
+}
+
+// sessionCookie holds a browser's dashboard session: a MAC of the API key,
+// so the key itself is not stored in the browser.
+const sessionCookie = "firetower_session"
+
+func sessionValue(key string) string {
+	m := hmac.New(sha256.New, []byte(key))
+	m.Write([]byte("firetower dashboard session"))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+// dashboardLogin guards the dashboard with the API key when one is set. A
+// browser signs in once with the form the page shows (POST
+// /dashboard/login), which sets an HttpOnly session cookie; API clients
+// may send the key in a header instead.
+func dashboardLogin(key string, h http.Handler) http.Handler {
+	if key == "" {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if keyGiven(key, r) {
+			h.ServeHTTP(w, r)
+			return
+		}
+		switch r.URL.Path {
+		case "/dashboard", "/dashboard/", "/dashboard/index.html":
+			loginPage(w, "")
+		default:
+			httpapi.Error(w, http.StatusUnauthorized, "unauthorized", "sign in at /dashboard first")
+		}
+	})
+}
+
+// dashboardSignIn takes the login form's key and sets the session cookie.
+func dashboardSignIn(key string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		r.Body = http.MaxBytesReader(w, r.Body, 4096)
+		got := r.PostFormValue("key")
+		if key != "" && subtle.ConstantTimeCompare([]byte(got), []byte(key)) != 1 {
+			loginPage(w, "wrong key")
+			return
+		}
+		if key != "" {
+			http.SetCookie(w, &http.Cookie{
+				Name: sessionCookie, Value: sessionValue(key), Path: "/dashboard",
+				HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil,
+			})
+		}
+		http.Redirect(w, r, "/dashboard/", http.StatusSeeOther)
+	}
+}
+
+func loginPage(w http.ResponseWriter, msg string) {
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Content-Security-Policy", "default-src 'none'; form-action 'self'; frame-ancestors 'none'")
+	w.WriteHeader(http.StatusUnauthorized)
+	note := ""
+	if msg != "" {
+		note = "<p role=\"alert\">" + html.EscapeString(msg) + "</p>"
+	}
+	io.WriteString(w, `<!doctype html><html lang="en"><meta charset="utf-8"><title>firetower dashboard: sign in</title>
+<h1>firetower dashboard</h1>`+note+`<form method="post" action="/dashboard/login"><label>API key <input type="password" name="key" id="key" autofocus required></label> <button>Sign in</button></form></html>
+`)
 }
