@@ -44,10 +44,10 @@ type unsubEvent struct {
 	topics []string
 }
 
-func newEnv(tb testing.TB, cfg httpapi.Config) *env {
+func newEnv(tb testing.TB, cfg httpapi.Config, opts ...firetower.Option) *env {
 	tb.Helper()
 	e := &env{tb: tb, ids: make(map[string]string), unsubs: make(chan unsubEvent, 256), key: cfg.APIKey}
-	tower, err := firetower.New(
+	tower, err := firetower.New(append([]firetower.Option{
 		firetower.WithAddr("127.0.0.1:0"),
 		firetower.OnConnect(func(next firetower.Handler) firetower.Handler {
 			return func(c *firetower.Context) error {
@@ -73,7 +73,7 @@ func newEnv(tb testing.TB, cfg httpapi.Config) *env {
 				return next(c)
 			}
 		}),
-	)
+	}, opts...)...)
 	if err != nil {
 		tb.Fatalf("firetower.New: %v", err)
 	}
@@ -790,4 +790,77 @@ func waitFor(t *testing.T, cond func() bool, what string) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// TestClusterOperations: the API of one node reaches connections on the
+// other nodes of its cluster: the topic list, disconnect by connection and
+// by user, and unsubscribe.
+func TestClusterOperations(t *testing.T) {
+	m := firetower.NewLocalManager()
+	a := newEnv(t, httpapi.Config{}, firetower.WithManager(m), firetower.WithNodeID(1))
+	b := newEnv(t, httpapi.Config{}, firetower.WithManager(m), firetower.WithNodeID(2))
+	c := newEnv(t, httpapi.Config{}, firetower.WithManager(m), firetower.WithNodeID(3))
+
+	onB := b.dial("onB", url.Values{"user": {"zoe"}})
+	onB.subscribe("/only-b", "/shared")
+	onC := c.dial("onC", url.Values{"user": {"zoe"}})
+	onC.subscribe("/shared")
+	bob := c.dial("bob", url.Values{"user": {"bob"}})
+	bob.subscribe("/shared")
+	a.dial("onA", nil).subscribe("/shared")
+
+	r := a.do("GET", "/api/v1/topics", "")
+	if r.status != http.StatusOK {
+		t.Fatalf("topics: %s", r)
+	}
+	if got, want := string(bytes.TrimSpace(r.body)), `{"topics":[{"topic":"/shared","local":1,"count":4},{"topic":"/only-b","local":0,"count":1}]}`; got != want {
+		t.Errorf("topics from node 1: %s, want %s", got, want)
+	}
+	r = a.do("GET", "/api/v1/topics?q=ONLY&top=5", "")
+	if got, want := string(bytes.TrimSpace(r.body)), `{"topics":[{"topic":"/only-b","local":0,"count":1}]}`; r.status != 200 || got != want {
+		t.Errorf("topics?q=ONLY: %d %s, want %s", r.status, got, want)
+	}
+	wantError(t, a.do("GET", "/api/v1/topics?top=-1", ""), http.StatusBadRequest, firetower.CodeBadRequest)
+
+	// Unsubscribe on node 1 of a connection on node 2: OnUnsubscribe runs
+	// on node 2 before the answer.
+	got := a.ok("POST", "/api/v1/unsubscribe", fmt.Sprintf(`{"conn_id":%q,"topics":["/only-b"]}`, b.connID("onB")))
+	if got["ok"] != true {
+		t.Errorf("unsubscribe answer %v", got)
+	}
+	select {
+	case ev := <-b.unsubs:
+		if ev.connID != b.connID("onB") || fmt.Sprint(ev.topics) != "[/only-b]" {
+			t.Errorf("OnUnsubscribe on node 2: %+v", ev)
+		}
+	default:
+		t.Error("OnUnsubscribe had not run on node 2 when the API answered")
+	}
+	if n, err := a.tower.ConnectNum(context.Background(), "/only-b"); err != nil || n != 0 {
+		t.Errorf("count of /only-b after the unsubscribe: %d, %v; want 0", n, err)
+	}
+	onB.open()
+
+	// Disconnect by user: zoe has one connection on node 2 and one on 3.
+	got = a.ok("POST", "/api/v1/disconnect", `{"user_id":"zoe","code":4002,"reason":"bye"}`)
+	if got["disconnected"] != float64(2) {
+		t.Errorf("disconnect zoe: %v, want 2", got)
+	}
+	for _, cl := range []*client{onB, onC} {
+		if code, reason := cl.closeCode(); code != 4002 || reason != "bye" {
+			t.Errorf("%s: close %d %q, want 4002 bye", cl.name, code, reason)
+		}
+	}
+	// Disconnect by connection id, on node 3.
+	got = a.ok("POST", "/api/v1/disconnect", fmt.Sprintf(`{"conn_id":%q,"code":4003}`, c.connID("bob")))
+	if got["disconnected"] != float64(1) {
+		t.Errorf("disconnect bob: %v", got)
+	}
+	if code, _ := bob.closeCode(); code != 4003 {
+		t.Errorf("bob: close %d, want 4003", code)
+	}
+	// Ids no node has, and bad codes, are refused with no effect.
+	wantError(t, a.do("POST", "/api/v1/disconnect", `{"conn_id":"9-nope-1"}`), http.StatusNotFound, "not_found")
+	wantError(t, a.do("POST", "/api/v1/unsubscribe", `{"conn_id":"9-nope-1","topics":["/shared"]}`), http.StatusNotFound, "not_found")
+	wantError(t, a.do("POST", "/api/v1/disconnect", `{"user_id":"zoe","code":1005}`), http.StatusBadRequest, firetower.CodeBadRequest)
 }
