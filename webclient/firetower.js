@@ -23,6 +23,17 @@
  *   try { await ft.subscribe('bad topic'); } catch (e) { e.code === 'invalid_topic'; }
  *   ft.close();
  *
+ * The url may also be a function that returns the URL, or a Promise of it;
+ * it is called before every connection attempt (the first and each
+ * reconnect), so a page can fetch a fresh, short-lived token each time:
+ *
+ *   const ft = new Firetower(async () => (await (await fetch('token')).json()).url);
+ *
+ * A function that throws, or a Promise that rejects (or gives no string),
+ * counts as a failed attempt: the client emits 'error' with code
+ * 'connect_failed', then backs off and tries again like after a drop.
+ * close() while the Promise is pending stops there: no socket is opened.
+ *
  * Options (all optional): protocols (default ['firetower.v1.json']),
  * reconnect (default true), minDelay / maxDelay in ms (default 500 / 15000):
  * the n-th reconnect attempt in a row waits min(maxDelay, minDelay * 2^(n-1))
@@ -75,6 +86,7 @@
     this._attempt = 0;
     this._timer = null;
     this._started = false;
+    this._gen = 0;                // attempt generation: a stale url Promise is ignored
   }
 
   var P = Firetower.prototype;
@@ -122,24 +134,52 @@
     return p;
   };
 
-  P._fullURL = function () {
-    var u = this.url;
+  P._fullURL = function (u) {
+    if (typeof u !== 'string' || u === '') throw new Error('the url function gave no URL string');
     if (u.charAt(0) === '/' && root.location) {
       u = (root.location.protocol === 'https:' ? 'wss://' : 'ws://') + root.location.host + u;
     }
     return u;
   };
 
+  // _open starts one connection attempt: it gets the URL (calling the url
+  // function, waiting for its Promise), then opens the socket.
   P._open = function () {
     var self = this;
     this._timer = null;
+    var gen = ++this._gen;
+    var u;
+    try {
+      u = typeof this.url === 'function' ? this.url() : this.url;
+    } catch (e) {
+      return this._connectFailed(e);
+    }
+    if (u && typeof u.then === 'function') {
+      // Settled after close(), or after a newer attempt began: ignored.
+      var current = function () { return self._gen === gen && self._started; };
+      Promise.resolve(u).then(function (v) {
+        if (current()) self._dial(v);
+      }, function (e) {
+        if (current()) self._connectFailed(e);
+      });
+      return;
+    }
+    this._dial(u);
+  };
+
+  P._connectFailed = function (e) {
+    var msg = e && e.message ? e.message : String(e);
+    this._emit('error', ftError('connect_failed', msg));
+    this._dropped();
+  };
+
+  P._dial = function (u) {
+    var self = this;
     var sock;
     try {
-      sock = new this._WS(this._fullURL(), this.protocols);
+      sock = new this._WS(this._fullURL(u), this.protocols);
     } catch (e) {
-      this._emit('error', ftError('connect_failed', e.message));
-      this._dropped();
-      return;
+      return this._connectFailed(e);
     }
     this._ws = sock;
     sock.onopen = function () { if (self._ws === sock) self._restore(); };
@@ -302,6 +342,7 @@
   };
 
   P._stop = function () {
+    this._gen++; // a url Promise still pending opens nothing
     if (this._timer !== null) this._clearTimeout(this._timer);
     this._timer = null;
     this._live = false;

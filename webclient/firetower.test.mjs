@@ -33,11 +33,11 @@ class FakeWS {
 }
 
 // setup builds a client with fake WebSocket, timers and randomness.
-function setup(opts = {}) {
+function setup(opts = {}, url = 'ws://example.test/ws') {
   FakeWS.all = [];
   const timers = [];
   const rnd = { value: 0.5 };
-  const ft = new Firetower('ws://example.test/ws', {
+  const ft = new Firetower(url, {
     WebSocket: FakeWS,
     setTimeout: (fn, ms) => { const t = { fn, ms, cleared: false }; timers.push(t); return t; },
     clearTimeout: (t) => { t.cleared = true; },
@@ -239,4 +239,169 @@ test('close stops everything; reconnect:false ends on a drop', async () => {
   assert.equal(n.ft.state, 'closed');
   assert.equal(n.timers.length, 0);
   await assert.rejects(n.ft.subscribe('a'), { code: 'closed' });
+});
+
+// urlSetup builds a client whose url is the function fn, called with the
+// attempt's number; s.calls records the calls.
+function urlSetup(fn, opts = {}) {
+  const calls = [];
+  const s = setup(opts, () => { calls.push(calls.length + 1); return fn(calls.length); });
+  return { ...s, calls };
+}
+
+// deferred is a Promise with its resolve and reject.
+function deferred() {
+  let resolve, reject;
+  const promise = new Promise((res, rej) => { resolve = res; reject = rej; });
+  return { promise, resolve, reject };
+}
+
+test('a url function is called before every attempt', async () => {
+  const s = urlSetup((n) => 'ws://example.test/ws?token=' + n);
+  const p = s.ft.connect();
+  assert.deepEqual(s.calls, [1]);
+  assert.equal(s.ws().url, 'ws://example.test/ws?token=1', 'a plain return value dials at once');
+  s.ws().open();
+  await p;
+  s.ws().drop();
+  assert.equal(s.calls.length, 1, 'not called before the reconnect is due');
+  s.fire();
+  assert.deepEqual(s.calls, [1, 2]);
+  assert.equal(s.ws().url, 'ws://example.test/ws?token=2');
+  s.ws().drop(); // fails before opening
+  s.fire();
+  assert.equal(s.ws().url, 'ws://example.test/ws?token=3');
+  assert.equal(FakeWS.all.length, 3, 'one socket per attempt');
+  assert.deepEqual(s.errors, []);
+  s.ft.close();
+});
+
+test('a url function may return a Promise', async () => {
+  const pending = [];
+  const s = urlSetup(() => { const d = deferred(); pending.push(d); return d.promise; });
+  const connected = s.ft.connect();
+  const sub = s.ft.subscribe('$firetower/stats');
+  assert.equal(s.ft.state, 'connecting');
+  assert.equal(FakeWS.all.length, 0, 'no socket before the URL is known');
+  pending[0].resolve('ws://example.test/ws?system_token=a');
+  await tick();
+  assert.equal(FakeWS.all.length, 1);
+  assert.equal(s.ws().url, 'ws://example.test/ws?system_token=a');
+  s.ws().open();
+  await connected;
+  assert.deepEqual(s.ws().last(), { type: 'subscribe', topics: ['$firetower/stats'], id: 1 });
+  s.ws().recv({ type: 'ack', id: 1, topics: ['$firetower/stats'] });
+  await sub;
+
+  // A reconnect asks again, waits for the new URL, and resubscribes.
+  s.ws().drop();
+  assert.equal(s.ft.state, 'reconnecting');
+  s.fire();
+  assert.equal(pending.length, 2);
+  assert.equal(FakeWS.all.length, 1);
+  pending[1].resolve('ws://example.test/ws?system_token=b');
+  await tick();
+  assert.equal(s.ws().url, 'ws://example.test/ws?system_token=b');
+  s.ws().open();
+  const resub = s.ws().last();
+  assert.deepEqual(resub, { type: 'subscribe', topics: ['$firetower/stats'], id: resub.id });
+  s.ws().recv({ type: 'ack', id: resub.id, topics: ['$firetower/stats'] });
+  await tick();
+  assert.deepEqual(s.states, ['connecting', 'open', 'reconnecting', 'open']);
+  s.ft.close();
+});
+
+test('a url function that rejects or throws is a failed attempt', async () => {
+  const answers = [
+    () => Promise.reject(new Error('token endpoint said 503')),
+    () => { throw new Error('no token'); },
+    () => Promise.resolve(undefined), // no URL at all
+    () => Promise.resolve('ws://example.test/ws?system_token=ok'),
+  ];
+  const s = urlSetup((n) => answers[n - 1]());
+  s.rnd.value = 0;
+  const connected = s.ft.connect();
+  await tick();
+  assert.deepEqual(s.errors.map((e) => e.code), ['connect_failed']);
+  assert.equal(s.errors[0].message, 'token endpoint said 503');
+  assert.equal(s.ft.state, 'reconnecting');
+  assert.equal(s.fire(), 50, 'the first retry waits minDelay scaled by the jitter');
+
+  // A synchronous throw fails the attempt too, and the backoff grows.
+  assert.deepEqual(s.errors.map((e) => e.code), ['connect_failed', 'connect_failed']);
+  assert.equal(s.errors[1].message, 'no token');
+  assert.equal(s.fire(), 100);
+  await tick();
+  assert.equal(s.errors.length, 3);
+  assert.equal(s.errors[2].code, 'connect_failed');
+  assert.equal(FakeWS.all.length, 0, 'no socket for a failed attempt');
+  assert.equal(s.fire(), 200);
+  await tick();
+  assert.equal(FakeWS.all.length, 1);
+  assert.equal(s.ws().url, 'ws://example.test/ws?system_token=ok');
+  s.ws().open();
+  await connected;
+  assert.deepEqual(s.states, ['connecting', 'reconnecting', 'open']);
+
+  // With reconnect: false a failed attempt ends the client.
+  const once = urlSetup(() => Promise.reject(new Error('nope')), { reconnect: false });
+  const p = once.ft.connect();
+  await assert.rejects(p, { code: 'closed' });
+  assert.equal(once.ft.state, 'closed');
+  assert.deepEqual(once.errors.map((e) => e.code), ['connect_failed']);
+  assert.equal(once.timers.length, 0);
+});
+
+test('close() while the url Promise is pending opens no socket', async () => {
+  const pending = [];
+  const s = urlSetup(() => { const d = deferred(); pending.push(d); return d.promise; });
+  const connected = s.ft.connect();
+  const req = s.ft.ping();
+  s.ft.close();
+  await assert.rejects(connected, { code: 'closed' });
+  await assert.rejects(req, { code: 'closed' });
+  pending[0].resolve('ws://example.test/ws?late');
+  await tick();
+  assert.equal(FakeWS.all.length, 0, 'a URL that comes after close() is not dialled');
+  assert.equal(s.ft.state, 'closed');
+  assert.equal(s.timers.length, 0);
+
+  // A rejection after close() is not reported and schedules nothing.
+  const r = urlSetup(() => { const d = deferred(); pending.push(d); return d.promise; });
+  r.ft.connect().catch(() => {});
+  r.ft.close();
+  pending[1].reject(new Error('late failure'));
+  await tick();
+  assert.deepEqual(r.errors, []);
+  assert.equal(r.timers.length, 0);
+  assert.deepEqual(r.states, ['connecting', 'closed']);
+
+  // close() then connect() again: only the new attempt's URL is dialled.
+  const again = urlSetup(() => { const d = deferred(); pending.push(d); return d.promise; });
+  again.ft.connect().catch(() => {});
+  again.ft.close();
+  const second = again.ft.connect();
+  assert.equal(pending.length, 4);
+  pending[3].resolve('ws://example.test/ws?new');
+  pending[2].resolve('ws://example.test/ws?old');
+  await tick();
+  assert.equal(FakeWS.all.length, 1);
+  assert.equal(again.ws().url, 'ws://example.test/ws?new');
+  again.ws().open();
+  await second;
+  again.ft.close();
+});
+
+test('a url function may return a path on the page\'s host', async () => {
+  const saved = globalThis.location;
+  globalThis.location = { protocol: 'https:', host: 'dash.example:8443' };
+  try {
+    const s = urlSetup(() => Promise.resolve('/ws?system_token=x'));
+    s.ft.connect().catch(() => {});
+    await tick();
+    assert.equal(s.ws().url, 'wss://dash.example:8443/ws?system_token=x');
+    s.ft.close();
+  } finally {
+    if (saved === undefined) delete globalThis.location; else globalThis.location = saved;
+  }
 });
