@@ -127,9 +127,9 @@ func (t *Tower) NodeStats() NodeStats {
 		Interval: t.cfg.statsInterval.Seconds(),
 		Stats:    st,
 		Drops: map[string]uint64{
-			"read_queue_full": st.ReadDropped,
-			"slow_consumer":   st.SlowDropped,
-			"closing":         st.Transport.Discarded,
+			"read_queue_full":    st.ReadDropped,
+			"slow_consumer":      st.SlowDropped,
+			"connection_closing": st.Transport.Discarded,
 		},
 		Topics: t.localTopics("", t.cfg.statsTopics),
 	}

@@ -35,6 +35,7 @@
 //	firetower_refused_upgrades_total{reason}   reason="origin" (403) or "limit" (503/429)
 //	firetower_cluster_deliveries_received_total publishes received from other nodes
 //	firetower_cluster_publish_failures_total   publishes the Manager refused
+//	firetower_cluster_bad_control_total        system messages from other nodes that could not be used
 //	firetower_transport_accepted_connections_total TCP connections accepted
 //	firetower_transport_upgrades_total         websocket upgrades completed
 //	firetower_transport_upgrades_rejected_total upgrades refused
@@ -145,6 +146,8 @@ func NewCollector(t *firetower.Tower) *Collector {
 		func(s *firetower.Stats) float64 { return u(s.RemoteDeliveries) })
 	counter("firetower_cluster_publish_failures_total", "Publishes the cluster Manager refused.",
 		func(s *firetower.Stats) float64 { return u(s.RemotePublishFailed) })
+	counter("firetower_cluster_bad_control_total", "System messages from other nodes (cluster-wide operations) that could not be used.",
+		func(s *firetower.Stats) float64 { return u(s.BadControl) })
 
 	gauge("firetower_transport_open_connections", "TCP connections open (upgraded or not).",
 		func(s *firetower.Stats) float64 { return float64(s.Transport.Open) })
