@@ -298,6 +298,7 @@ func TestMetricsAfterWorkload(t *testing.T) {
 		{"firetower_slow_consumer_closes_total", nil, 0},
 		{"firetower_errors_sent_total", nil, 4},
 		{"firetower_hook_panics_total", nil, 0},
+		{"firetower_cluster_bad_control_total", nil, 0},
 		{"firetower_refused_upgrades_total", []string{"reason", "origin"}, 0},
 		{"firetower_refused_upgrades_total", []string{"reason", "limit"}, 0},
 		{"firetower_cluster_deliveries_received_total", nil, 0},
