@@ -172,11 +172,28 @@ func (t *Tower) control(topic string, data []byte) {
 		}})
 		return
 	case "topics":
-		ans.Rows = t.localTopics(m.Query, m.Top)
+		ans.Rows = capRows(t.localTopics(m.Query, m.Top), maxAnswerBytes)
 	default:
 		ans.Err = &Error{Code: CodeUnknownType, Message: "unknown control operation " + strconv.Quote(m.Op)}
 	}
 	t.answer(m.From, &ans)
+}
+
+// maxAnswerBytes bounds a node's topic list in one answer, well under what
+// every Manager carries in one message (NATS's default is 1 MiB).
+const maxAnswerBytes = 256 << 10
+
+// capRows keeps the first rows (the busiest) that fit in about max bytes
+// of JSON.
+func capRows(rows []TopicCount, max int) []TopicCount {
+	size := 0
+	for i, r := range rows {
+		size += len(r.Topic)*2 + 40 // quoted, possibly escaped, with its count
+		if size > max {
+			return rows[:i]
+		}
+	}
+	return rows
 }
 
 func (t *Tower) answer(to uint16, a *ctlMsg) {
@@ -259,9 +276,9 @@ func (t *Tower) Unsubscribe(ctx context.Context, id string, topics ...string) er
 
 // ClusterTopics returns the topics of the whole cluster that contain query
 // (case-insensitive; "" for all), most subscribers first, at most top of
-// them (top <= 0: all). Each node contributes its own top matches, so a
-// count is exact whenever the topic is among the top matches of every node
-// that has it (always, when top <= 0). System topics are left out. When
+// them (top <= 0: all). Each node contributes its own top matches (at
+// most about 256 KiB of them), so a count is exact whenever the topic is
+// among the matches every node that has it sent. System topics are left out. When
 // some nodes did not answer in time it returns what it has with an error
 // (code unavailable).
 func (t *Tower) ClusterTopics(ctx context.Context, query string, top int) ([]TopicCount, error) {

@@ -8,7 +8,9 @@ package managertest
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net/url"
 	"strconv"
 	"sync"
 	"testing"
@@ -39,6 +41,7 @@ func Run(t *testing.T, c Cluster) {
 	t.Run("CountsAndInterestRemoval", func(t *testing.T) { counts(t, c) })
 	t.Run("NoEchoToOrigin", func(t *testing.T) { noEcho(t, c) })
 	t.Run("OrderPerPublisher", func(t *testing.T) { order(t, c) })
+	RunClusterOps(t, c)
 }
 
 // Gateways starts n Towers on the cluster's Managers.
@@ -76,6 +79,9 @@ type Client struct {
 	in   chan Frame
 	seq  int
 	kept []Frame // deliveries read while waiting for an ack
+	// readErr is why the connection ended (a *websocket.CloseError when
+	// the server closed it); set before in is closed.
+	readErr error
 }
 
 // Frame is a decoded server message.
@@ -87,10 +93,26 @@ type Frame struct {
 	Code  string          `json:"code"`
 }
 
+// probeData is what Probe publishes; ExpectDelivery skips it.
+const probeData = `"managertest-probe"`
+
+func (f Frame) isProbe() bool { return f.Type == "publish" && string(f.Data) == probeData }
+
 // Dial connects a client to tw.
 func Dial(t testing.TB, tw *firetower.Tower) *Client {
 	t.Helper()
-	ws, _, err := websocket.DefaultDialer.Dial("ws://"+tw.Addr()+"/ws", nil)
+	return DialQuery(t, tw, nil)
+}
+
+// DialQuery connects a client to tw with a query string on the upgrade
+// URL (the values an OnConnect hook reads, or a system token).
+func DialQuery(t testing.TB, tw *firetower.Tower, query url.Values) *Client {
+	t.Helper()
+	u := "ws://" + tw.Addr() + "/ws"
+	if len(query) > 0 {
+		u += "?" + query.Encode()
+	}
+	ws, _, err := websocket.DefaultDialer.Dial(u, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,6 +125,7 @@ func Dial(t testing.TB, tw *firetower.Tower) *Client {
 		for {
 			_, p, err := ws.ReadMessage()
 			if err != nil {
+				c.readErr = err
 				return
 			}
 			var f Frame
@@ -134,35 +157,88 @@ func (c *Client) request(typ string, topic string, data string) string {
 // Next returns the next server message.
 func (c *Client) Next() Frame {
 	c.t.Helper()
+	f, ok := c.nextWithin(Timeout)
+	if !ok {
+		c.t.Fatal("no message within the timeout")
+	}
+	return f
+}
+
+// nextWithin returns the next server message, or false when none came
+// within d; it fails the test when the connection is closed.
+func (c *Client) nextWithin(d time.Duration) (Frame, bool) {
+	c.t.Helper()
+	timer := time.NewTimer(d)
+	defer timer.Stop()
 	select {
 	case f, ok := <-c.in:
 		if !ok {
-			c.t.Fatal("connection closed")
+			c.t.Fatalf("connection closed: %v", c.readErr)
 		}
-		return f
-	case <-time.After(Timeout):
-		c.t.Fatal("no message within the timeout")
+		return f, true
+	case <-timer.C:
+		return Frame{}, false
 	}
-	return Frame{}
 }
 
-// expectAck reads until the ack for id, failing on an error reply;
-// deliveries read meanwhile are kept for ExpectDelivery.
-func (c *Client) expectAck(id string) {
+// reply reads until the reply to request id and returns it; deliveries
+// read meanwhile (probes aside) are kept for ExpectDelivery.
+func (c *Client) reply(id string) Frame {
 	c.t.Helper()
 	for {
 		f := c.Next()
 		if f.Type == "publish" {
-			c.kept = append(c.kept, f)
+			if !f.isProbe() {
+				c.kept = append(c.kept, f)
+			}
 			continue
 		}
-		if string(f.ID) != strconv.Quote(id) {
-			continue
+		if string(f.ID) == strconv.Quote(id) {
+			return f
 		}
-		if f.Type != "ack" {
-			c.t.Fatalf("request %s: got %s %s", id, f.Type, f.Code)
+	}
+}
+
+// expectAck reads until the ack for id, failing on an error reply.
+func (c *Client) expectAck(id string) {
+	c.t.Helper()
+	if f := c.reply(id); f.Type != "ack" {
+		c.t.Fatalf("request %s: got %s %s", id, f.Type, f.Code)
+	}
+}
+
+// expectError reads until the reply to id and checks it is an error with
+// code.
+func (c *Client) expectError(id, code string) {
+	c.t.Helper()
+	if f := c.reply(id); f.Type != "error" || f.Code != code {
+		c.t.Fatalf("request %s: got %s %q, want error %q", id, f.Type, f.Code, code)
+	}
+}
+
+// ExpectClose reads until the server closes the connection and checks the
+// close code and reason the client got.
+func (c *Client) ExpectClose(code int, reason string) {
+	c.t.Helper()
+	timer := time.NewTimer(Timeout)
+	defer timer.Stop()
+	for {
+		select {
+		case _, ok := <-c.in:
+			if ok {
+				continue
+			}
+			var ce *websocket.CloseError
+			if !errors.As(c.readErr, &ce) {
+				c.t.Fatalf("connection ended with %v, want close %d %q", c.readErr, code, reason)
+			}
+			if ce.Code != code || ce.Text != reason {
+				c.t.Fatalf("closed with %d %q, want %d %q", ce.Code, ce.Text, code, reason)
+			}
+			return
+		case <-timer.C:
+			c.t.Fatalf("not closed within %v (want close %d %q)", Timeout, code, reason)
 		}
-		return
 	}
 }
 
@@ -194,7 +270,7 @@ func (c *Client) ExpectDelivery(topic, data string) {
 		} else {
 			f = c.Next()
 		}
-		if f.Type != "publish" {
+		if f.Type != "publish" || f.isProbe() {
 			continue
 		}
 		if f.Topic != topic || string(f.Data) != data {
