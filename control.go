@@ -188,7 +188,8 @@ const maxAnswerBytes = 256 << 10
 func capRows(rows []TopicCount, max int) []TopicCount {
 	size := 0
 	for i, r := range rows {
-		size += len(r.Topic)*2 + 40 // quoted, possibly escaped, with its count
+		q, _ := json.Marshal(r.Topic) // a string always marshals
+		size += len(q) + 48           // with its count and punctuation
 		if size > max {
 			return rows[:i]
 		}

@@ -79,7 +79,7 @@ func TestSystemConnection(t *testing.T) {
 	// Ordinary clients, and bad tokens, meet OnConnect.
 	for _, query := range []string{"", firetower.SystemTokenParam + "=", firetower.SystemTokenParam + "=zzzz.forged",
 		firetower.SystemTokenParam + "=" + url.QueryEscape(tw.SystemToken(-time.Second)), // expired
-		firetower.SystemTokenParam + "=" + url.QueryEscape(tok[:len(tok)-2]+"xx"),          // altered
+		firetower.SystemTokenParam + "=" + url.QueryEscape(tok[:len(tok)-2]+"xx"),        // altered
 	} {
 		_, resp, err := ptDialRaw(ptURL(tw, query), ptProtoJSON)
 		if err == nil || resp == nil || resp.StatusCode != http.StatusUnauthorized {
