@@ -241,13 +241,16 @@ func (s *Server) Count(ctx context.Context, req *firetowerpb.CountRequest) (*fir
 }
 
 // ListTopics implements firetowerpb.PushServiceServer.
-func (s *Server) ListTopics(ctx context.Context, _ *firetowerpb.ListTopicsRequest) (*firetowerpb.ListTopicsResponse, error) {
+func (s *Server) ListTopics(ctx context.Context, req *firetowerpb.ListTopicsRequest) (*firetowerpb.ListTopicsResponse, error) {
 	ctx, cancel, err := s.start(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer cancel()
-	all, err := s.t.ClusterTopics(ctx, "", 0)
+	if req.GetTop() < 0 {
+		return nil, statusError(codes.InvalidArgument, firetower.CodeBadRequest, "top must be >= 0")
+	}
+	all, err := s.t.ClusterTopics(ctx, req.GetQuery(), int(req.GetTop()))
 	if err != nil {
 		return nil, toStatus(err)
 	}

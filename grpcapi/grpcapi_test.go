@@ -399,6 +399,29 @@ func TestCountAndListTopics(t *testing.T) {
 	if want := "[/chat/world 4 4 orders.eu.42 1 1]"; fmt.Sprint(got) != want {
 		t.Errorf("ListTopics %v, want %s (busiest first)", got, want)
 	}
+	for _, tc := range []struct {
+		req  *pb.ListTopicsRequest
+		want string
+	}{
+		{&pb.ListTopicsRequest{Query: "EU"}, "[orders.eu.42]"},
+		{&pb.ListTopicsRequest{Top: 1}, "[/chat/world]"},
+		{&pb.ListTopicsRequest{Query: "none"}, "[]"},
+	} {
+		res, err := e.api.ListTopics(e.ctx(), tc.req)
+		if err != nil {
+			t.Fatalf("ListTopics %v: %v", tc.req, err)
+		}
+		var names []string
+		for _, r := range res.GetTopics() {
+			names = append(names, r.GetTopic())
+		}
+		if fmt.Sprint(names) != tc.want {
+			t.Errorf("ListTopics %v: %v, want %s", tc.req, names, tc.want)
+		}
+	}
+	if _, err := e.api.ListTopics(e.ctx(), &pb.ListTopicsRequest{Top: -1}); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("ListTopics top -1: %v, want InvalidArgument", err)
+	}
 }
 
 func TestDisconnect(t *testing.T) {

@@ -5,7 +5,7 @@
 // metadata, "authorization: Bearer <key>" or "x-api-key: <key>".
 //
 // Errors are gRPC statuses: INVALID_ARGUMENT (bad input, invalid topic),
-// NOT_FOUND (no such connection on this node), UNAUTHENTICATED (missing or
+// NOT_FOUND (no such connection on any node), UNAUTHENTICATED (missing or
 // wrong key), UNAVAILABLE (the cluster could not take a publish, or the
 // server is shutting down), RESOURCE_EXHAUSTED (a request over the size
 // limit). Each carries a google.rpc.ErrorInfo detail with domain
@@ -331,7 +331,11 @@ func (x *CountResponse) GetCount() int64 {
 }
 
 type ListTopicsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only topics containing this text (case-insensitive); empty for all.
+	Query string `protobuf:"bytes,1,opt,name=query,proto3" json:"query,omitempty"`
+	// At most this many topics; 0 for all.
+	Top           int32 `protobuf:"varint,2,opt,name=top,proto3" json:"top,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -366,12 +370,26 @@ func (*ListTopicsRequest) Descriptor() ([]byte, []int) {
 	return file_firetower_proto_rawDescGZIP(), []int{6}
 }
 
+func (x *ListTopicsRequest) GetQuery() string {
+	if x != nil {
+		return x.Query
+	}
+	return ""
+}
+
+func (x *ListTopicsRequest) GetTop() int32 {
+	if x != nil {
+		return x.Top
+	}
+	return 0
+}
+
 type TopicCount struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Topic string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
 	// Subscribers on this node.
 	Local int64 `protobuf:"varint,2,opt,name=local,proto3" json:"local,omitempty"`
-	// Subscribers in the cluster; -1 when the cluster could not be asked.
+	// Subscribers in the cluster.
 	Count         int64 `protobuf:"varint,3,opt,name=count,proto3" json:"count,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -711,8 +729,10 @@ const file_firetower_proto_rawDesc = "" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\";\n" +
 	"\rCountResponse\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x14\n" +
-	"\x05count\x18\x02 \x01(\x03R\x05count\"\x13\n" +
-	"\x11ListTopicsRequest\"N\n" +
+	"\x05count\x18\x02 \x01(\x03R\x05count\";\n" +
+	"\x11ListTopicsRequest\x12\x14\n" +
+	"\x05query\x18\x01 \x01(\tR\x05query\x12\x10\n" +
+	"\x03top\x18\x02 \x01(\x05R\x03top\"N\n" +
 	"\n" +
 	"TopicCount\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x14\n" +

@@ -5,7 +5,7 @@
 // metadata, "authorization: Bearer <key>" or "x-api-key: <key>".
 //
 // Errors are gRPC statuses: INVALID_ARGUMENT (bad input, invalid topic),
-// NOT_FOUND (no such connection on this node), UNAUTHENTICATED (missing or
+// NOT_FOUND (no such connection on any node), UNAUTHENTICATED (missing or
 // wrong key), UNAVAILABLE (the cluster could not take a publish, or the
 // server is shutting down), RESOURCE_EXHAUSTED (a request over the size
 // limit). Each carries a google.rpc.ErrorInfo detail with domain
@@ -55,13 +55,15 @@ type PushServiceClient interface {
 	PublishBatch(ctx context.Context, in *PublishBatchRequest, opts ...grpc.CallOption) (*PublishBatchResponse, error)
 	// Count is a topic's subscriber count in the whole cluster.
 	Count(ctx context.Context, in *CountRequest, opts ...grpc.CallOption) (*CountResponse, error)
-	// ListTopics lists the topics with subscribers on this node, busiest first.
+	// ListTopics lists the topics with subscribers in the whole cluster,
+	// busiest first.
 	ListTopics(ctx context.Context, in *ListTopicsRequest, opts ...grpc.CallOption) (*ListTopicsResponse, error)
 	// Disconnect closes one connection (conn_id) or every connection of a
-	// user (user_id) on this node.
+	// user (user_id), on whichever nodes of the cluster they are.
 	Disconnect(ctx context.Context, in *DisconnectRequest, opts ...grpc.CallOption) (*DisconnectResponse, error)
 	// Unsubscribe removes topics from a connection's subscriptions, as if the
-	// client had asked (the OnUnsubscribe hook runs).
+	// client had asked (the OnUnsubscribe hook runs, on the connection's
+	// node).
 	Unsubscribe(ctx context.Context, in *UnsubscribeRequest, opts ...grpc.CallOption) (*UnsubscribeResponse, error)
 }
 
@@ -145,13 +147,15 @@ type PushServiceServer interface {
 	PublishBatch(context.Context, *PublishBatchRequest) (*PublishBatchResponse, error)
 	// Count is a topic's subscriber count in the whole cluster.
 	Count(context.Context, *CountRequest) (*CountResponse, error)
-	// ListTopics lists the topics with subscribers on this node, busiest first.
+	// ListTopics lists the topics with subscribers in the whole cluster,
+	// busiest first.
 	ListTopics(context.Context, *ListTopicsRequest) (*ListTopicsResponse, error)
 	// Disconnect closes one connection (conn_id) or every connection of a
-	// user (user_id) on this node.
+	// user (user_id), on whichever nodes of the cluster they are.
 	Disconnect(context.Context, *DisconnectRequest) (*DisconnectResponse, error)
 	// Unsubscribe removes topics from a connection's subscriptions, as if the
-	// client had asked (the OnUnsubscribe hook runs).
+	// client had asked (the OnUnsubscribe hook runs, on the connection's
+	// node).
 	Unsubscribe(context.Context, *UnsubscribeRequest) (*UnsubscribeResponse, error)
 	mustEmbedUnimplementedPushServiceServer()
 }
