@@ -191,8 +191,10 @@
   // _restore subscribes the new socket to every topic, then goes live.
   P._restore = function () {
     var self = this;
+    var sock = this._ws;
     var topics = Array.from(this.topics);
     var done = function (accepted) {
+      if (self._ws !== sock) return; // closed (or dropped) meanwhile, by an 'error' handler say
       // Unsubscribed meanwhile (unsubscribe() resolves at once while not live).
       var extra = accepted.filter(function (t) { return !self.topics.has(t); });
       if (extra.length) self._send({ type: 'unsubscribe', topics: extra }).catch(function () {});

@@ -405,3 +405,23 @@ test('a url function may return a path on the page\'s host', async () => {
     if (saved === undefined) delete globalThis.location; else globalThis.location = saved;
   }
 });
+
+test('close() from an error handler during the resubscription leaves the client closed', async () => {
+  const { ft, ws, fire, states } = await connected();
+  const sub = ft.subscribe('only');
+  ws().recv({ type: 'ack', id: 1, topics: ['only'] });
+  await sub;
+  ws().drop();
+  fire();
+  ws().open();
+  ft.on('error', () => { if (!ft.topics.has('only')) ft.close(); });
+  const all = ws().last();
+  ws().recv({ type: 'error', id: all.id, code: 'forbidden', message: 'no' });
+  await tick();
+  const one = ws().last();
+  ws().recv({ type: 'error', id: one.id, code: 'forbidden', message: 'no' });
+  await tick();
+  assert.equal(ft.state, 'closed');
+  assert.deepEqual(states, ['connecting', 'open', 'reconnecting', 'closed']);
+  await assert.rejects(ft.ping(), { code: 'closed' });
+});
