@@ -609,3 +609,23 @@ func TestSharedConformanceSingleServer(t *testing.T) {
 		},
 	})
 }
+
+// TestSharedClusterOpsRouted runs the suite's scenarios of the cluster-wide
+// operations (disconnect, unsubscribe, the topic list, the stats topic)
+// on a routed 3-node cluster, gateway i on server i%3: requests, answers
+// and stats cross the routes. The suite waits for every node to answer and
+// probes before deliveries, as the scenarios above do.
+func TestSharedClusterOpsRouted(t *testing.T) {
+	managertest.RunClusterOps(t, managertest.Cluster{
+		Name:  "nats-routed",
+		Exact: false,
+		Managers: func(t *testing.T, n int) []firetower.Manager {
+			ss := startCluster(t, 3)
+			out := make([]firetower.Manager, n)
+			for i := range out {
+				out[i] = newManager(t, []string{ss[i%3].ClientURL()})
+			}
+			return out
+		},
+	})
+}
