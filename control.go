@@ -31,7 +31,10 @@ type ctlMsg struct {
 	Query  string   `json:"query,omitempty"`
 	Top    int      `json:"top,omitempty"`
 
+	Limit int `json:"limit,omitempty"`
+
 	// answers
+	Conns []ConnInfo   `json:"conns,omitempty"`
 	N     int          `json:"n,omitempty"`
 	Err   *Error       `json:"error,omitempty"`
 	Found bool         `json:"found,omitempty"`
@@ -173,6 +176,12 @@ func (t *Tower) control(topic string, data []byte) {
 		return
 	case "topics":
 		ans.Rows = capRows(t.localTopics(m.Query, m.Top), maxAnswerBytes)
+	case "presence":
+		if len(m.Topics) != 1 || validTopics(m.Topics) != nil {
+			ans.Err = &Error{Code: CodeInvalidTopic, Message: "presence takes one valid topic"}
+			break
+		}
+		ans.Conns = capConns(t.localPresence(m.Topics[0], m.Limit), maxAnswerBytes)
 	default:
 		ans.Err = &Error{Code: CodeUnknownType, Message: "unknown control operation " + strconv.Quote(m.Op)}
 	}
@@ -307,4 +316,76 @@ func (t *Tower) ClusterTopics(ctx context.Context, query string, top int) ([]Top
 		rows = rows[:top]
 	}
 	return rows, err
+}
+
+// ConnInfo describes a connection for Presence.
+type ConnInfo struct {
+	ID     string `json:"id"`
+	UserID string `json:"user_id,omitempty"`
+	Node   uint16 `json:"node"`
+}
+
+// localPresence lists up to limit (all when limit <= 0) of this node's
+// subscribers of topic.
+func (t *Tower) localPresence(topic string, limit int) []ConnInfo {
+	out := []ConnInfo{}
+	subs := t.index.get(topic)
+	if subs == nil {
+		return out
+	}
+	for _, byCodec := range subs.byLoop {
+		for _, blocks := range byCodec {
+			for _, b := range blocks {
+				for _, tc := range b {
+					if limit > 0 && len(out) >= limit {
+						return out
+					}
+					if c, ok := tc.Value.(*Conn); ok && c != nil {
+						out = append(out, ConnInfo{ID: c.id, UserID: c.UserID(), Node: t.cfg.nodeID})
+					}
+				}
+			}
+		}
+	}
+	return out
+}
+
+// capConns keeps the first connections that fit in about max bytes of JSON.
+func capConns(conns []ConnInfo, max int) []ConnInfo {
+	size := 0
+	for i, c := range conns {
+		id, _ := json.Marshal(c.ID)
+		user, _ := json.Marshal(c.UserID)
+		size += len(id) + len(user) + 40
+		if size > max {
+			return conns[:i]
+		}
+	}
+	return conns
+}
+
+// Presence lists the connections subscribed to topic in the whole cluster
+// (their ids, user ids and nodes), at most limit of them (limit <= 0: all;
+// each node sends at most about 256 KiB of them). The ids are what
+// Disconnect and Unsubscribe take. When some nodes did not answer in time
+// it returns what it has with an error (code unavailable).
+func (t *Tower) Presence(ctx context.Context, topic string, limit int) ([]ConnInfo, error) {
+	if t.state.Load() != 1 {
+		return nil, ErrClosed
+	}
+	if e := validTopics([]string{topic}); e != nil {
+		return nil, e
+	}
+	out := t.localPresence(topic, limit)
+	answers, err := t.call(ctx, &ctlMsg{Op: "presence", Topics: []string{topic}, Limit: limit})
+	for _, a := range answers {
+		if a.Err != nil && err == nil {
+			err = a.Err
+		}
+		out = append(out, a.Conns...)
+	}
+	if limit > 0 && len(out) > limit {
+		out = out[:limit]
+	}
+	return out, err
 }
