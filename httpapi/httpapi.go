@@ -11,6 +11,7 @@
 //	POST /api/v1/publish/batch      {"messages":[{"topic":"t","data":...}, ...]}
 //	GET  /api/v1/topics?q=&top=     {"topics":[{"topic":"t","local":n,"count":n}, ...]}  (the cluster's topics, most subscribers first)
 //	GET  /api/v1/topics/<topic>     {"topic":"t","count":n}  (cluster-wide; the topic path-escaped)
+//	GET  /api/v1/presence/<topic>?limit=  {"topic":"t","connections":[{"id":"..","user_id":"..","node":1}, ...]}  (cluster-wide)
 //	POST /api/v1/disconnect         {"conn_id":"..."} or {"user_id":"..."}, optional "code" (default 1000) and "reason"
 //	POST /api/v1/unsubscribe        {"conn_id":"...","topics":["t", ...]}
 //
@@ -69,6 +70,7 @@ func New(t *firetower.Tower, cfg Config) http.Handler {
 	mux.HandleFunc("POST /api/v1/publish/batch", a.batch)
 	mux.HandleFunc("GET /api/v1/topics", a.topics)
 	mux.HandleFunc("GET /api/v1/topics/{topic...}", a.count)
+	mux.HandleFunc("GET /api/v1/presence/{topic...}", a.presence)
 	mux.HandleFunc("POST /api/v1/disconnect", a.disconnect)
 	mux.HandleFunc("POST /api/v1/unsubscribe", a.unsubscribe)
 	mux.HandleFunc("/api/v1/", func(w http.ResponseWriter, r *http.Request) {
@@ -254,6 +256,27 @@ func (a *api) count(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	JSON(w, http.StatusOK, map[string]any{"topic": topic, "count": n})
+}
+
+func (a *api) presence(w http.ResponseWriter, r *http.Request) {
+	topic := r.PathValue("topic")
+	limit := 0
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			Error(w, http.StatusBadRequest, firetower.CodeBadRequest, "limit must be a number >= 0")
+			return
+		}
+		limit = n
+	}
+	ctx, cancel := a.ctx(r)
+	defer cancel()
+	conns, err := a.t.Presence(ctx, topic, limit)
+	if err != nil {
+		Fail(w, err)
+		return
+	}
+	JSON(w, http.StatusOK, map[string]any{"topic": topic, "connections": conns})
 }
 
 func (a *api) disconnect(w http.ResponseWriter, r *http.Request) {

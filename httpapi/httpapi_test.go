@@ -822,6 +822,38 @@ func TestClusterOperations(t *testing.T) {
 	}
 	wantError(t, a.do("GET", "/api/v1/topics?top=-1", ""), http.StatusBadRequest, firetower.CodeBadRequest)
 
+	// Presence on node 1 lists the subscribers of every node.
+	r = a.do("GET", "/api/v1/presence/"+url.PathEscape("/shared"), "")
+	var pres struct {
+		Topic       string `json:"topic"`
+		Connections []struct {
+			ID     string `json:"id"`
+			UserID string `json:"user_id"`
+			Node   int    `json:"node"`
+		} `json:"connections"`
+	}
+	if err := json.Unmarshal(r.body, &pres); r.status != 200 || err != nil {
+		t.Fatalf("presence: %s (%v)", r, err)
+	}
+	seen := map[string]string{}
+	for _, p := range pres.Connections {
+		seen[p.ID] = fmt.Sprintf("%s@%d", p.UserID, p.Node)
+	}
+	want := map[string]string{b.connID("onB"): "zoe@2", c.connID("onC"): "zoe@3", c.connID("bob"): "bob@3", a.connID("onA"): "@1"}
+	if pres.Topic != "/shared" || fmt.Sprint(seen) != fmt.Sprint(want) {
+		t.Errorf("presence of /shared: %s, want %v", r.body, want)
+	}
+	r = a.do("GET", "/api/v1/presence/%2Fshared?limit=2", "")
+	if err := json.Unmarshal(r.body, &pres); r.status != 200 || err != nil || len(pres.Connections) != 2 {
+		t.Errorf("presence with limit 2: %s", r)
+	}
+	r = a.do("GET", "/api/v1/presence/nobody", "")
+	if got := string(bytes.TrimSpace(r.body)); r.status != 200 || got != `{"connections":[],"topic":"nobody"}` {
+		t.Errorf("presence of an empty topic: %s", r)
+	}
+	wantError(t, a.do("GET", "/api/v1/presence/a%20b", ""), http.StatusBadRequest, firetower.CodeInvalidTopic)
+	wantError(t, a.do("GET", "/api/v1/presence/x?limit=-1", ""), http.StatusBadRequest, firetower.CodeBadRequest)
+
 	// Unsubscribe on node 1 of a connection on node 2: OnUnsubscribe runs
 	// on node 2 before the answer.
 	got := a.ok("POST", "/api/v1/unsubscribe", fmt.Sprintf(`{"conn_id":%q,"topics":["/only-b"]}`, b.connID("onB")))
