@@ -262,6 +262,27 @@ func (s *Server) ListTopics(ctx context.Context, req *firetowerpb.ListTopicsRequ
 	return &firetowerpb.ListTopicsResponse{Topics: rows}, nil
 }
 
+// Presence implements firetowerpb.PushServiceServer.
+func (s *Server) Presence(ctx context.Context, req *firetowerpb.PresenceRequest) (*firetowerpb.PresenceResponse, error) {
+	ctx, cancel, err := s.start(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer cancel()
+	if req.GetLimit() < 0 {
+		return nil, statusError(codes.InvalidArgument, firetower.CodeBadRequest, "limit must be >= 0")
+	}
+	conns, err := s.t.Presence(ctx, req.GetTopic(), int(req.GetLimit()))
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	out := make([]*firetowerpb.ConnInfo, len(conns))
+	for i, c := range conns {
+		out[i] = &firetowerpb.ConnInfo{Id: c.ID, UserId: c.UserID, Node: uint32(c.Node)}
+	}
+	return &firetowerpb.PresenceResponse{Topic: req.GetTopic(), Connections: out}, nil
+}
+
 // Disconnect implements firetowerpb.PushServiceServer.
 func (s *Server) Disconnect(ctx context.Context, req *firetowerpb.DisconnectRequest) (*firetowerpb.DisconnectResponse, error) {
 	ctx, cancel, err := s.start(ctx)

@@ -424,6 +424,32 @@ func TestCountAndListTopics(t *testing.T) {
 	}
 }
 
+func TestPresence(t *testing.T) {
+	e := newEnv(t, grpcapi.Config{}, nil)
+	e.dial("a", url.Values{"user": {"alice"}}).subscribe("/room")
+	e.dial("b", nil).subscribe("/room", "/other")
+	res, err := e.api.Presence(e.ctx(), &pb.PresenceRequest{Topic: "/room"})
+	if err != nil {
+		t.Fatalf("Presence: %v", err)
+	}
+	got := map[string]string{}
+	for _, c := range res.GetConnections() {
+		got[c.GetId()] = fmt.Sprintf("%s@%d", c.GetUserId(), c.GetNode())
+	}
+	if want := map[string]string{e.connID("a"): "alice@1", e.connID("b"): "@1"}; res.GetTopic() != "/room" || fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("Presence /room: %v, want %v", got, want)
+	}
+	res, err = e.api.Presence(e.ctx(), &pb.PresenceRequest{Topic: "/room", Limit: 1})
+	if err != nil || len(res.GetConnections()) != 1 {
+		t.Errorf("Presence limit 1: %v, %v", res, err)
+	}
+	for _, req := range []*pb.PresenceRequest{{Topic: ""}, {Topic: "a b"}, {Topic: "/room", Limit: -1}} {
+		if _, err := e.api.Presence(e.ctx(), req); status.Code(err) != codes.InvalidArgument {
+			t.Errorf("Presence %v: %v, want InvalidArgument", req, err)
+		}
+	}
+}
+
 func TestDisconnect(t *testing.T) {
 	e := newEnv(t, grpcapi.Config{}, nil)
 	victim := e.dial("victim", nil)
@@ -659,6 +685,10 @@ func TestAPIKey(t *testing.T) {
 				},
 				"ListTopics": func(ctx context.Context) error {
 					_, err := e.api.ListTopics(ctx, &pb.ListTopicsRequest{})
+					return err
+				},
+				"Presence": func(ctx context.Context) error {
+					_, err := e.api.Presence(ctx, &pb.PresenceRequest{Topic: "/t"})
 					return err
 				},
 				"Disconnect conn": func(ctx context.Context) error {

@@ -710,6 +710,171 @@ func (x *UnsubscribeResponse) GetTopics() []string {
 	return nil
 }
 
+type PresenceRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Topic string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	// At most this many connections; 0 for all.
+	Limit         int32 `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PresenceRequest) Reset() {
+	*x = PresenceRequest{}
+	mi := &file_firetower_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PresenceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PresenceRequest) ProtoMessage() {}
+
+func (x *PresenceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_firetower_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PresenceRequest.ProtoReflect.Descriptor instead.
+func (*PresenceRequest) Descriptor() ([]byte, []int) {
+	return file_firetower_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *PresenceRequest) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *PresenceRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type ConnInfo struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	UserId        string                 `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	Node          uint32                 `protobuf:"varint,3,opt,name=node,proto3" json:"node,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConnInfo) Reset() {
+	*x = ConnInfo{}
+	mi := &file_firetower_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConnInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConnInfo) ProtoMessage() {}
+
+func (x *ConnInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_firetower_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConnInfo.ProtoReflect.Descriptor instead.
+func (*ConnInfo) Descriptor() ([]byte, []int) {
+	return file_firetower_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ConnInfo) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ConnInfo) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *ConnInfo) GetNode() uint32 {
+	if x != nil {
+		return x.Node
+	}
+	return 0
+}
+
+type PresenceResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Topic         string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	Connections   []*ConnInfo            `protobuf:"bytes,2,rep,name=connections,proto3" json:"connections,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PresenceResponse) Reset() {
+	*x = PresenceResponse{}
+	mi := &file_firetower_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PresenceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PresenceResponse) ProtoMessage() {}
+
+func (x *PresenceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_firetower_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PresenceResponse.ProtoReflect.Descriptor instead.
+func (*PresenceResponse) Descriptor() ([]byte, []int) {
+	return file_firetower_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *PresenceResponse) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *PresenceResponse) GetConnections() []*ConnInfo {
+	if x != nil {
+		return x.Connections
+	}
+	return nil
+}
+
 var File_firetower_proto protoreflect.FileDescriptor
 
 const file_firetower_proto_rawDesc = "" +
@@ -752,13 +917,24 @@ const file_firetower_proto_rawDesc = "" +
 	"\x05topic\x18\x02 \x01(\tR\x05topic\x12\x16\n" +
 	"\x06topics\x18\x03 \x03(\tR\x06topics\"-\n" +
 	"\x13UnsubscribeResponse\x12\x16\n" +
-	"\x06topics\x18\x01 \x03(\tR\x06topics2\xe4\x03\n" +
+	"\x06topics\x18\x01 \x03(\tR\x06topics\"=\n" +
+	"\x0fPresenceRequest\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x14\n" +
+	"\x05limit\x18\x02 \x01(\x05R\x05limit\"G\n" +
+	"\bConnInfo\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
+	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x12\n" +
+	"\x04node\x18\x03 \x01(\rR\x04node\"b\n" +
+	"\x10PresenceResponse\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x128\n" +
+	"\vconnections\x18\x02 \x03(\v2\x16.firetower.v1.ConnInfoR\vconnections2\xaf\x04\n" +
 	"\vPushService\x12F\n" +
 	"\aPublish\x12\x1c.firetower.v1.PublishRequest\x1a\x1d.firetower.v1.PublishResponse\x12U\n" +
 	"\fPublishBatch\x12!.firetower.v1.PublishBatchRequest\x1a\".firetower.v1.PublishBatchResponse\x12@\n" +
 	"\x05Count\x12\x1a.firetower.v1.CountRequest\x1a\x1b.firetower.v1.CountResponse\x12O\n" +
 	"\n" +
-	"ListTopics\x12\x1f.firetower.v1.ListTopicsRequest\x1a .firetower.v1.ListTopicsResponse\x12O\n" +
+	"ListTopics\x12\x1f.firetower.v1.ListTopicsRequest\x1a .firetower.v1.ListTopicsResponse\x12I\n" +
+	"\bPresence\x12\x1d.firetower.v1.PresenceRequest\x1a\x1e.firetower.v1.PresenceResponse\x12O\n" +
 	"\n" +
 	"Disconnect\x12\x1f.firetower.v1.DisconnectRequest\x1a .firetower.v1.DisconnectResponse\x12R\n" +
 	"\vUnsubscribe\x12 .firetower.v1.UnsubscribeRequest\x1a!.firetower.v1.UnsubscribeResponseB7Z5github.com/firetower-go/firetower/grpcapi/firetowerpbb\x06proto3"
@@ -775,7 +951,7 @@ func file_firetower_proto_rawDescGZIP() []byte {
 	return file_firetower_proto_rawDescData
 }
 
-var file_firetower_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_firetower_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_firetower_proto_goTypes = []any{
 	(*PublishRequest)(nil),       // 0: firetower.v1.PublishRequest
 	(*PublishResponse)(nil),      // 1: firetower.v1.PublishResponse
@@ -790,27 +966,33 @@ var file_firetower_proto_goTypes = []any{
 	(*DisconnectResponse)(nil),   // 10: firetower.v1.DisconnectResponse
 	(*UnsubscribeRequest)(nil),   // 11: firetower.v1.UnsubscribeRequest
 	(*UnsubscribeResponse)(nil),  // 12: firetower.v1.UnsubscribeResponse
+	(*PresenceRequest)(nil),      // 13: firetower.v1.PresenceRequest
+	(*ConnInfo)(nil),             // 14: firetower.v1.ConnInfo
+	(*PresenceResponse)(nil),     // 15: firetower.v1.PresenceResponse
 }
 var file_firetower_proto_depIdxs = []int32{
 	0,  // 0: firetower.v1.PublishBatchRequest.messages:type_name -> firetower.v1.PublishRequest
 	7,  // 1: firetower.v1.ListTopicsResponse.topics:type_name -> firetower.v1.TopicCount
-	0,  // 2: firetower.v1.PushService.Publish:input_type -> firetower.v1.PublishRequest
-	2,  // 3: firetower.v1.PushService.PublishBatch:input_type -> firetower.v1.PublishBatchRequest
-	4,  // 4: firetower.v1.PushService.Count:input_type -> firetower.v1.CountRequest
-	6,  // 5: firetower.v1.PushService.ListTopics:input_type -> firetower.v1.ListTopicsRequest
-	9,  // 6: firetower.v1.PushService.Disconnect:input_type -> firetower.v1.DisconnectRequest
-	11, // 7: firetower.v1.PushService.Unsubscribe:input_type -> firetower.v1.UnsubscribeRequest
-	1,  // 8: firetower.v1.PushService.Publish:output_type -> firetower.v1.PublishResponse
-	3,  // 9: firetower.v1.PushService.PublishBatch:output_type -> firetower.v1.PublishBatchResponse
-	5,  // 10: firetower.v1.PushService.Count:output_type -> firetower.v1.CountResponse
-	8,  // 11: firetower.v1.PushService.ListTopics:output_type -> firetower.v1.ListTopicsResponse
-	10, // 12: firetower.v1.PushService.Disconnect:output_type -> firetower.v1.DisconnectResponse
-	12, // 13: firetower.v1.PushService.Unsubscribe:output_type -> firetower.v1.UnsubscribeResponse
-	8,  // [8:14] is the sub-list for method output_type
-	2,  // [2:8] is the sub-list for method input_type
-	2,  // [2:2] is the sub-list for extension type_name
-	2,  // [2:2] is the sub-list for extension extendee
-	0,  // [0:2] is the sub-list for field type_name
+	14, // 2: firetower.v1.PresenceResponse.connections:type_name -> firetower.v1.ConnInfo
+	0,  // 3: firetower.v1.PushService.Publish:input_type -> firetower.v1.PublishRequest
+	2,  // 4: firetower.v1.PushService.PublishBatch:input_type -> firetower.v1.PublishBatchRequest
+	4,  // 5: firetower.v1.PushService.Count:input_type -> firetower.v1.CountRequest
+	6,  // 6: firetower.v1.PushService.ListTopics:input_type -> firetower.v1.ListTopicsRequest
+	13, // 7: firetower.v1.PushService.Presence:input_type -> firetower.v1.PresenceRequest
+	9,  // 8: firetower.v1.PushService.Disconnect:input_type -> firetower.v1.DisconnectRequest
+	11, // 9: firetower.v1.PushService.Unsubscribe:input_type -> firetower.v1.UnsubscribeRequest
+	1,  // 10: firetower.v1.PushService.Publish:output_type -> firetower.v1.PublishResponse
+	3,  // 11: firetower.v1.PushService.PublishBatch:output_type -> firetower.v1.PublishBatchResponse
+	5,  // 12: firetower.v1.PushService.Count:output_type -> firetower.v1.CountResponse
+	8,  // 13: firetower.v1.PushService.ListTopics:output_type -> firetower.v1.ListTopicsResponse
+	15, // 14: firetower.v1.PushService.Presence:output_type -> firetower.v1.PresenceResponse
+	10, // 15: firetower.v1.PushService.Disconnect:output_type -> firetower.v1.DisconnectResponse
+	12, // 16: firetower.v1.PushService.Unsubscribe:output_type -> firetower.v1.UnsubscribeResponse
+	10, // [10:17] is the sub-list for method output_type
+	3,  // [3:10] is the sub-list for method input_type
+	3,  // [3:3] is the sub-list for extension type_name
+	3,  // [3:3] is the sub-list for extension extendee
+	0,  // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_firetower_proto_init() }
@@ -824,7 +1006,7 @@ func file_firetower_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_firetower_proto_rawDesc), len(file_firetower_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   13,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

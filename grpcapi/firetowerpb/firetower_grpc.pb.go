@@ -39,6 +39,7 @@ const (
 	PushService_PublishBatch_FullMethodName = "/firetower.v1.PushService/PublishBatch"
 	PushService_Count_FullMethodName        = "/firetower.v1.PushService/Count"
 	PushService_ListTopics_FullMethodName   = "/firetower.v1.PushService/ListTopics"
+	PushService_Presence_FullMethodName     = "/firetower.v1.PushService/Presence"
 	PushService_Disconnect_FullMethodName   = "/firetower.v1.PushService/Disconnect"
 	PushService_Unsubscribe_FullMethodName  = "/firetower.v1.PushService/Unsubscribe"
 )
@@ -58,6 +59,10 @@ type PushServiceClient interface {
 	// ListTopics lists the topics with subscribers in the whole cluster,
 	// busiest first.
 	ListTopics(ctx context.Context, in *ListTopicsRequest, opts ...grpc.CallOption) (*ListTopicsResponse, error)
+	// Presence lists the connections subscribed to a topic in the whole
+	// cluster: their ids (what Disconnect and Unsubscribe take), user ids
+	// and nodes.
+	Presence(ctx context.Context, in *PresenceRequest, opts ...grpc.CallOption) (*PresenceResponse, error)
 	// Disconnect closes one connection (conn_id) or every connection of a
 	// user (user_id), on whichever nodes of the cluster they are.
 	Disconnect(ctx context.Context, in *DisconnectRequest, opts ...grpc.CallOption) (*DisconnectResponse, error)
@@ -115,6 +120,16 @@ func (c *pushServiceClient) ListTopics(ctx context.Context, in *ListTopicsReques
 	return out, nil
 }
 
+func (c *pushServiceClient) Presence(ctx context.Context, in *PresenceRequest, opts ...grpc.CallOption) (*PresenceResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PresenceResponse)
+	err := c.cc.Invoke(ctx, PushService_Presence_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *pushServiceClient) Disconnect(ctx context.Context, in *DisconnectRequest, opts ...grpc.CallOption) (*DisconnectResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(DisconnectResponse)
@@ -150,6 +165,10 @@ type PushServiceServer interface {
 	// ListTopics lists the topics with subscribers in the whole cluster,
 	// busiest first.
 	ListTopics(context.Context, *ListTopicsRequest) (*ListTopicsResponse, error)
+	// Presence lists the connections subscribed to a topic in the whole
+	// cluster: their ids (what Disconnect and Unsubscribe take), user ids
+	// and nodes.
+	Presence(context.Context, *PresenceRequest) (*PresenceResponse, error)
 	// Disconnect closes one connection (conn_id) or every connection of a
 	// user (user_id), on whichever nodes of the cluster they are.
 	Disconnect(context.Context, *DisconnectRequest) (*DisconnectResponse, error)
@@ -178,6 +197,9 @@ func (UnimplementedPushServiceServer) Count(context.Context, *CountRequest) (*Co
 }
 func (UnimplementedPushServiceServer) ListTopics(context.Context, *ListTopicsRequest) (*ListTopicsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListTopics not implemented")
+}
+func (UnimplementedPushServiceServer) Presence(context.Context, *PresenceRequest) (*PresenceResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Presence not implemented")
 }
 func (UnimplementedPushServiceServer) Disconnect(context.Context, *DisconnectRequest) (*DisconnectResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Disconnect not implemented")
@@ -278,6 +300,24 @@ func _PushService_ListTopics_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _PushService_Presence_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PresenceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PushServiceServer).Presence(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PushService_Presence_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PushServiceServer).Presence(ctx, req.(*PresenceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _PushService_Disconnect_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(DisconnectRequest)
 	if err := dec(in); err != nil {
@@ -336,6 +376,10 @@ var PushService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListTopics",
 			Handler:    _PushService_ListTopics_Handler,
+		},
+		{
+			MethodName: "Presence",
+			Handler:    _PushService_Presence_Handler,
 		},
 		{
 			MethodName: "Disconnect",
