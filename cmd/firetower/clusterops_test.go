@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/url"
@@ -21,11 +22,11 @@ import (
 // gateways; the HTTP API and the dashboard's token on gateway 1 reach what
 // only gateway 2 has.
 //
-// The binary sets no user ids (it has no auth hook) and a client cannot
-// learn its connection id, so a disconnect or unsubscribe of a real
-// connection is out of reach from outside; the root package's managertest
-// scenarios cover those. Here: the topic list, the answers for ids and
-// users no node has (which need every node's answer), and the stats topic.
+// Here: the topic list, presence, unsubscribe and disconnect of a real
+// connection on the other gateway (its id found through presence), the
+// answers for ids and users no node has (which need every node's answer),
+// and the stats topic. The managertest scenarios cover the same operations
+// in-process on every Manager, with user ids (the binary sets none).
 
 func TestClusterOps(t *testing.T) {
 	if testing.Short() {
@@ -115,6 +116,68 @@ func TestClusterOps(t *testing.T) {
 		// the system connection's subscription is no topic of the list
 		checkTopics(t, g1, "", want)
 		checkTopics(t, g2, "?q=$firetower", []topicRow{})
+	})
+
+	t.Run("RealConnectionOnTheOtherGateway", func(t *testing.T) {
+		ws, _, err := websocket.DefaultDialer.Dial("ws://"+g2.ws+"/ws", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ws.Close()
+		_ = ws.SetReadDeadline(time.Now().Add(clusterWait))
+		if err := ws.WriteJSON(map[string]any{"type": "subscribe", "topics": []string{"ops/victim", "ops/keep"}, "id": 1}); err != nil {
+			t.Fatal(err)
+		}
+		var ack wsFrame
+		if err := ws.ReadJSON(&ack); err != nil || ack.Type != "ack" {
+			t.Fatalf("subscribe: %+v %v", ack, err)
+		}
+		poll(t, "gateway 1 to count the victim", countIs(g1.http, "ops/victim", 1))
+
+		var pres struct {
+			Connections []struct {
+				ID   string `json:"id"`
+				Node int    `json:"node"`
+			} `json:"connections"`
+		}
+		if err := getJSON(g1.http, "/api/v1/presence/ops%2Fvictim", &pres); err != nil {
+			t.Fatal(err)
+		}
+		if len(pres.Connections) != 1 || pres.Connections[0].Node != 2 {
+			t.Fatalf("presence of ops/victim from gateway 1: %+v, want one connection on node 2", pres)
+		}
+		id := pres.Connections[0].ID
+
+		// Unsubscribe through gateway 1: in effect when the answer comes.
+		if status, body := postAPI(t, g1, "/api/v1/unsubscribe", `{"conn_id":"`+id+`","topics":["ops/victim"]}`); status != http.StatusOK {
+			t.Fatalf("unsubscribe: %d %s", status, body)
+		}
+		for _, g := range []*gatewayProc{g1, g2} {
+			if ok, err := countIs(g.http, "ops/victim", 0)(); !ok {
+				t.Fatalf("%s after the unsubscribe: %v", g.name, err)
+			}
+		}
+		if ok, err := countIs(g1.http, "ops/keep", 1)(); !ok {
+			t.Fatalf("the other topic: %v", err)
+		}
+
+		// Disconnect through gateway 1: the client sees the code and reason.
+		if status, body := postAPI(t, g1, "/api/v1/disconnect", `{"conn_id":"`+id+`","code":4005,"reason":"moved"}`); status != http.StatusOK {
+			t.Fatalf("disconnect: %d %s", status, body)
+		}
+		for {
+			_, _, err := ws.ReadMessage()
+			if err == nil {
+				continue
+			}
+			var ce *websocket.CloseError
+			if !errors.As(err, &ce) || ce.Code != 4005 || ce.Text != "moved" {
+				t.Fatalf("the client's read ended with %v, want close 4005 moved", err)
+			}
+			break
+		}
+		poll(t, "the disconnected client's subscription to leave", countIs(g1.http, "ops/keep", 0))
+		expectAPI(t, g1, "/api/v1/disconnect", `{"conn_id":"`+id+`"}`, http.StatusNotFound, "not_found")
 	})
 }
 
