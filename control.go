@@ -101,9 +101,15 @@ func (t *Tower) call(ctx context.Context, req *ctlMsg) ([]ctlMsg, error) {
 		return nil, &Error{Code: CodeUnavailable, Message: "the cluster could not take the request: " + err.Error()}
 	}
 	answers := make([]ctlMsg, 0, want)
+	from := make(map[uint16]bool, want)
 	for len(answers) < want {
 		select {
 		case a := <-ch:
+			if from[a.From] || a.From == t.cfg.nodeID {
+				t.stats.badControl.Add(1) // one answer per node
+				continue
+			}
+			from[a.From] = true
 			answers = append(answers, a)
 		case <-ctx.Done():
 			return answers, &Error{Code: CodeUnavailable, Message: fmt.Sprintf("%d of %d other nodes did not answer: %v", want-len(answers), want, ctx.Err())}
@@ -137,7 +143,7 @@ func (t *Tower) control(topic string, data []byte) {
 			case ch <- m:
 			default: // more answers than nodes counted: the call has what it waits for
 			}
-		}
+		} // else: an answer after its call ended (late, or for a previous process)
 		return
 	}
 	if topic != controlTopic || m.From == t.cfg.nodeID {

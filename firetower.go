@@ -27,6 +27,8 @@ package firetower
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -163,6 +165,11 @@ func New(opts ...Option) (*Tower, error) {
 		tokenKey: newTokenKey(),
 		calls:    make(map[uint64]chan ctlMsg),
 	}
+	// Request numbers start at random, so answers meant for a previous
+	// process with this node id match no call of this one.
+	var seed [8]byte
+	_, _ = rand.Read(seed[:]) // crypto/rand.Read never fails (Go 1.24+)
+	t.callSeq = binary.LittleEndian.Uint64(seed[:]) >> 1
 	if t.log == nil {
 		t.log = slog.New(slog.DiscardHandler)
 	}
