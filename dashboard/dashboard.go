@@ -19,7 +19,7 @@
 //	/                    the page (/dashboard redirects to /dashboard/)
 //	/app.js, /style.css  its assets
 //	/firetower.js        the browser client (package webclient)
-//	/token               {"url":"ws://host:port/ws?system_token=…","token":"…","expires":"RFC 3339"}
+//	/token               {"url":"ws://host:port/ws?system_token=…","token":"…","expires":"RFC 3339","node":1}
 //	/topics.json?q=&top= {"topics":[{"topic":…,"count":…}],"query":…,"top":…}, cluster-wide
 //
 // The handler does not authenticate: mount it behind whatever guards the
@@ -254,14 +254,13 @@ func (d *Dashboard) wsBase(r *http.Request) (string, error) {
 }
 
 // validHost accepts a DNS name or an IP address (an IPv6 one without its
-// brackets, possibly with a zone).
+// brackets).
 func validHost(h string) bool {
 	if h == "" || len(h) > 255 {
 		return false
 	}
 	if strings.Contains(h, ":") {
-		ip, _, _ := strings.Cut(h, "%")
-		return net.ParseIP(ip) != nil
+		return net.ParseIP(h) != nil // no zone: browsers take none
 	}
 	for _, c := range h {
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == '_') {
@@ -277,6 +276,9 @@ type TokenResponse struct {
 	URL     string    `json:"url"`
 	Token   string    `json:"token"`
 	Expires time.Time `json:"expires"`
+	// Node is the id of the node that issued the token, whose websocket
+	// the URL reaches (unless Config.WebsocketURL leads elsewhere).
+	Node uint16 `json:"node"`
 }
 
 // token hands out a system token and the URL that uses it.
@@ -297,7 +299,7 @@ func (d *Dashboard) token(w http.ResponseWriter, r *http.Request) {
 	q := u.Query()
 	q.Set(firetower.SystemTokenParam, tok)
 	u.RawQuery = q.Encode()
-	writeJSON(w, http.StatusOK, TokenResponse{URL: u.String(), Token: tok, Expires: expires.UTC()})
+	writeJSON(w, http.StatusOK, TokenResponse{URL: u.String(), Token: tok, Expires: expires.UTC(), Node: d.t.NodeID()})
 }
 
 // TopicsResponse is the answer of topics.json.
@@ -308,7 +310,7 @@ type TopicsResponse struct {
 }
 
 // topics answers topics.json: the cluster's topics matching ?q=, most
-// subscribers first, at most ?top= of them.
+// subscribers first, at most ?top= of them (see Tower.ClusterTopics).
 func (d *Dashboard) topics(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	q := r.URL.Query()
@@ -322,7 +324,9 @@ func (d *Dashboard) topics(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), d.cfg.TopicsTimeout)
 	defer cancel()
-	rows, err := d.t.ClusterTopics(ctx, query, top)
+	// Each node answers with its own top matches: asking each for more
+	// than the page shows makes the sums exact for more topics.
+	rows, err := d.t.ClusterTopics(ctx, query, min(max(4*top, 100), 2000))
 	if err != nil {
 		code, msg := firetower.CodeUnavailable, err.Error()
 		var fe *firetower.Error
@@ -335,6 +339,7 @@ func (d *Dashboard) topics(w http.ResponseWriter, r *http.Request) {
 	if rows == nil {
 		rows = []firetower.TopicCount{}
 	}
+	rows = rows[:min(top, len(rows))]
 	writeJSON(w, http.StatusOK, TopicsResponse{Topics: rows, Query: query, Top: top})
 }
 
