@@ -1,60 +1,145 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
-	"github.com/gorilla/websocket"
 
-	"github.com/firetower-go/firetower"
-	"github.com/firetower-go/firetower/dashboard"
+	"github.com/firetower-go/firetower/client"
 )
+
+// The dashboard of the real binary in headless Chromium: one node, then a
+// cluster of a topic manager and two gateways.
 
 const dashWait = 20 * time.Second
 
-// dashChromium returns the Chromium binary, or "" when there is none.
-func dashChromium() string {
-	for _, name := range []string{"/usr/bin/chromium", "chromium", "chromium-browser"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
+var (
+	dashManagerRE = regexp.MustCompile(`^manager listening on (\S+)$`)
+	dashWSRE      = regexp.MustCompile(`^websocket listening on (ws://\S+)$`)
+	dashHTTPRE    = regexp.MustCompile(`^http listening on (http://\S+)$`)
+)
+
+// dashLines is a process's output: every line kept, waiters woken.
+type dashLines struct {
+	mu      sync.Mutex
+	partial []byte
+	lines   []string
+	notify  chan struct{}
+}
+
+func (l *dashLines) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.partial = append(l.partial, b...)
+	added := false
+	for {
+		i := bytes.IndexByte(l.partial, '\n')
+		if i < 0 {
+			break
+		}
+		l.lines = append(l.lines, string(l.partial[:i]))
+		l.partial = l.partial[i+1:]
+		added = true
+	}
+	if added {
+		close(l.notify)
+		l.notify = make(chan struct{})
+	}
+	return len(b), nil
+}
+
+func (l *dashLines) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Join(l.lines, "\n") + "\n" + string(l.partial)
+}
+
+// dashProc is a firetower process.
+type dashProc struct {
+	name     string
+	cmd      *exec.Cmd
+	out, err *dashLines
+	done     chan struct{}
+}
+
+// dashStart runs the binary with args; it is killed when the test ends.
+func dashStart(t *testing.T, bin, name string, args ...string) *dashProc {
+	t.Helper()
+	p := &dashProc{
+		name: name, cmd: exec.Command(bin, args...), done: make(chan struct{}),
+		out: &dashLines{notify: make(chan struct{})}, err: &dashLines{notify: make(chan struct{})},
+	}
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.err
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("starting %s: %v", name, err)
+	}
+	go func() { _ = p.cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		p.kill()
+		if t.Failed() {
+			t.Logf("%s (%s) stdout:\n%s\nstderr:\n%s", name, strings.Join(args, " "), p.out, p.err)
+		}
+	})
+	return p
+}
+
+func (p *dashProc) kill() {
+	_ = p.cmd.Process.Kill()
+	<-p.done
+}
+
+// wait returns the first submatch of re in a line of the process's stdout.
+func (p *dashProc) wait(t *testing.T, re *regexp.Regexp) string {
+	t.Helper()
+	timer := time.NewTimer(30 * time.Second)
+	defer timer.Stop()
+	for {
+		p.out.mu.Lock()
+		for _, ln := range p.out.lines {
+			if m := re.FindStringSubmatch(ln); m != nil {
+				p.out.mu.Unlock()
+				return m[1]
+			}
+		}
+		ch := p.out.notify
+		p.out.mu.Unlock()
+		select {
+		case <-ch:
+		case <-p.done:
+			t.Fatalf("%s exited before printing a line matching %q", p.name, re)
+		case <-timer.C:
+			t.Fatalf("%s printed no line matching %q within 30s", p.name, re)
 		}
 	}
-	return ""
 }
 
-// dashLog is a buffer safe for concurrent writers and readers.
-type dashLog struct {
-	mu sync.Mutex
-	b  strings.Builder
+// dashGateway runs `firetower serve` and returns it with its websocket and
+// HTTP base URLs.
+func dashGateway(t *testing.T, bin, name string, args ...string) (p *dashProc, wsURL, httpURL string) {
+	t.Helper()
+	p = dashStart(t, bin, name, append([]string{"serve", "--ws-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"}, args...)...)
+	return p, p.wait(t, dashWSRE), p.wait(t, dashHTTPRE)
 }
 
-func (l *dashLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *dashLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// dashTab is one headless Chromium tab showing the dashboard.
+// dashTab is one headless Chromium tab showing a dashboard.
 type dashTab struct {
 	ctx     context.Context
-	console *dashLog
+	console *dashLines
 }
 
 // dashOpen starts a headless Chromium and loads url in a tab.
@@ -62,7 +147,7 @@ func dashOpen(t *testing.T, chrome, url string) *dashTab {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	t.Cleanup(cancel)
-	browserLog := &dashLog{}
+	browserLog := &dashLines{notify: make(chan struct{})}
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx,
 		chromedp.ExecPath(chrome),
 		chromedp.Flag("headless", true),
@@ -83,11 +168,11 @@ func dashOpen(t *testing.T, chrome, url string) *dashTab {
 	browser, cancelBrowser := chromedp.NewContext(allocCtx)
 	t.Cleanup(cancelBrowser)
 	if err := chromedp.Do(browser); err != nil {
-		t.Fatalf("starting %s: %v\n%s", chrome, err, browserLog.String())
+		t.Fatalf("starting %s: %v\n%s", chrome, err, browserLog)
 	}
 	tabCtx, cancelTab := chromedp.NewContext(browser)
 	t.Cleanup(cancelTab)
-	tab := &dashTab{ctx: tabCtx, console: &dashLog{}}
+	tab := &dashTab{ctx: tabCtx, console: &dashLines{notify: make(chan struct{})}}
 	if err := chromedp.Do(tabCtx); err != nil {
 		t.Fatalf("opening a tab: %v", err)
 	}
@@ -99,7 +184,7 @@ func dashOpen(t *testing.T, chrome, url string) *dashTab {
 			fmt.Fprintf(tab.console, "%s\n", m)
 		}
 	}()
-	if err := chromedp.Do(tabCtx, chromedp.EmulateViewport(1280, 900), chromedp.Navigate(url)); err != nil {
+	if err := chromedp.Do(tabCtx, chromedp.EmulateViewport(1280, 1000), chromedp.Navigate(url)); err != nil {
 		t.Fatalf("loading %s: %v", url, err)
 	}
 	return tab
@@ -110,16 +195,20 @@ func (p *dashTab) state() string {
 	ctx, cancel := context.WithTimeout(p.ctx, 5*time.Second)
 	defer cancel()
 	s, err := chromedp.Run(ctx, chromedp.Evaluate[string](`JSON.stringify({
-		feed: document.getElementById('feed-state').textContent,
-		connections: document.getElementById('stat-connections').textContent,
-		deliveries: document.getElementById('rate-deliveries').textContent + ' (' + document.getElementById('rate-deliveries').dataset.value + ')',
-		topics: Array.from(document.querySelectorAll('#topics tbody tr'), r => r.dataset.topic + ' ' + r.querySelector('.local').textContent + '/' + r.querySelector('.count').textContent),
+		url: location.href,
+		state: document.getElementById('state').dataset.state,
+		error: document.getElementById('error').textContent,
+		connections: document.getElementById('connections').dataset.value,
+		rates: ['rate-in', 'rate-publishes', 'rate-deliveries'].map(id => id + '=' + document.getElementById(id).dataset.value),
+		nodes: Array.from(document.querySelectorAll('#nodes tbody tr'), r => r.dataset.node + ' ' + r.dataset.state + ' ' + r.textContent),
+		topicsFrom: document.getElementById('topics').dataset.source,
+		topics: Array.from(document.querySelectorAll('#topics tbody tr'), r => r.dataset.topic + ' ' + r.querySelector('.count').dataset.value),
 		summary: document.getElementById('topics-summary').textContent
 	}, null, 1)`))
 	if err != nil {
 		s = "(page state unavailable: " + err.Error() + ")"
 	}
-	return fmt.Sprintf("dashboard state: %s\nconsole:\n%s", s, p.console.String())
+	return fmt.Sprintf("dashboard: %s\nconsole:\n%s", s, p.console)
 }
 
 // until polls a JavaScript predicate on the page until it holds.
@@ -135,18 +224,20 @@ func (p *dashTab) until(t *testing.T, what, expr string) {
 	}
 }
 
-// typeSearch replaces the text of the topic search box.
-func (p *dashTab) typeSearch(t *testing.T, text string) {
+// search replaces the text of the search box ("" clears it) as typed.
+func (p *dashTab) search(t *testing.T, text string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(p.ctx, dashWait)
 	defer cancel()
-	err := chromedp.Do(ctx,
-		chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
-			_, err := chromedp.Evaluate[bool](`(document.getElementById('topic-search').value = '', true)`)(ctx, tg)
-			return err
-		}),
-		chromedp.SendKeys(chromedp.ID("topic-search"), text))
-	if err != nil {
+	clear := chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := chromedp.Evaluate[bool](`(e => (e.value = '', e.dispatchEvent(new Event('input')), true))(document.getElementById('search'))`)(ctx, tg)
+		return err
+	})
+	steps := []chromedp.Action[chromedp.Void]{clear}
+	if text != "" {
+		steps = append(steps, chromedp.SendKeys(chromedp.ID("search"), text))
+	}
+	if err := chromedp.Do(ctx, steps...); err != nil {
 		t.Fatalf("typing %q in the search box: %v\n%s", text, err, p.state())
 	}
 }
@@ -156,107 +247,154 @@ func dashJS(s string) string {
 	return string(b)
 }
 
-// dashTopicRow is a predicate: the topics table has a row for topic with
-// these local and cluster counts.
-func dashTopicRow(topic string, local, count int) string {
-	return fmt.Sprintf(`Array.from(document.querySelectorAll('#topics tbody tr')).some(r =>
-		r.dataset.topic === %s && r.querySelector('.local').textContent === %s && r.querySelector('.count').textContent === %s)`,
-		dashJS(topic), dashJS(strconv.Itoa(local)), dashJS(strconv.Itoa(count)))
+// dashTopicRow is a predicate: the topics table, from source ("live": the
+// nodes' stats, "search": topics.json), has a row for topic with count.
+func dashTopicRow(source, topic string, count int) string {
+	return fmt.Sprintf(`document.getElementById('topics').dataset.source === %s &&
+		Array.from(document.querySelectorAll('#topics tbody tr')).some(r =>
+			r.dataset.topic === %s && r.querySelector('.count').dataset.value === %s)`,
+		dashJS(source), dashJS(topic), dashJS(strconv.Itoa(count)))
 }
 
-func TestDashboardLive(t *testing.T) {
-	chrome := dashChromium()
+// dashNode is a predicate: the nodes table shows node in state (live or gone).
+func dashNode(node int, state string) string {
+	return fmt.Sprintf(`(r => !!r && r.dataset.state === %s)(document.querySelector('#nodes tbody tr[data-node="%d"]'))`, dashJS(state), node)
+}
+
+// dashValue is a predicate on the data-value of the element with this id.
+func dashValue(id, cond string) string {
+	return fmt.Sprintf(`(v => v !== '' && (%s))(document.getElementById(%s).dataset.value)`, cond, dashJS(id))
+}
+
+// dashClient connects a websocket client, subscribed to topic, that
+// counts its deliveries.
+func dashClient(t *testing.T, wsURL, topic string) (*client.Client, *atomic.Int64) {
+	t.Helper()
+	var got atomic.Int64
+	ctx, cancel := context.WithTimeout(context.Background(), dashWait)
+	defer cancel()
+	c, err := client.Dial(ctx, wsURL, client.WithReconnect(false),
+		client.WithHandler(func(string, []byte) { got.Add(1) }))
+	if err != nil {
+		t.Fatalf("dial %s: %v", wsURL, err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	if err := c.Subscribe(ctx, topic); err != nil {
+		t.Fatalf("subscribe %s: %v", topic, err)
+	}
+	return c, &got
+}
+
+func dashHTTP(t *testing.T, method, url, body string) string {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("%s %s: status %d, body %q", method, url, resp.StatusCode, b)
+	}
+	return string(b)
+}
+
+// dashUsesLibrary checks that the page's socket belongs to firetower.js:
+// the page loads firetower.js, then app.js, which opens no WebSocket of
+// its own, and its client is a Firetower subscribed to the stats.
+func dashUsesLibrary(t *testing.T, tab *dashTab, httpURL string) {
+	t.Helper()
+	if lib := dashHTTP(t, "GET", httpURL+"/dashboard/firetower.js", ""); !strings.Contains(lib, "function Firetower(") {
+		t.Fatal("/dashboard/firetower.js is not firetower.js")
+	}
+	app := dashHTTP(t, "GET", httpURL+"/dashboard/app.js", "")
+	if !strings.Contains(app, "new Firetower(") || strings.Contains(app, "new WebSocket") {
+		t.Fatal("app.js does not use firetower.js, or opens a WebSocket of its own")
+	}
+	tab.until(t, "the page's socket is firetower.js's", `(() => {
+		const src = Array.from(document.scripts, s => new URL(s.src, location.href).pathname);
+		const lib = src.indexOf('/dashboard/firetower.js'), app = src.indexOf('/dashboard/app.js');
+		return lib >= 0 && app > lib && typeof window.Firetower === 'function' &&
+			window.dashboardClient instanceof window.Firetower && window.dashboardClient.state === 'open' &&
+			window.dashboardClient.topics.has('$firetower/stats');
+	})()`)
+}
+
+func dashChecks(t *testing.T) (chrome, bin string) {
+	t.Helper()
+	chrome = chromiumPath()
 	if chrome == "" {
 		t.Skip("chromium not installed (apt-get install chromium): skipping the dashboard browser test")
 	}
+	return chrome, buildServer(t)
+}
 
-	tw, err := firetower.New(firetower.WithAddr("127.0.0.1:0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := tw.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = tw.Shutdown(ctx)
-	})
-	d := dashboard.New(tw, dashboard.Config{Interval: 250 * time.Millisecond})
-	mux := http.NewServeMux()
-	mux.Handle("/dashboard", d)
-	mux.Handle("/dashboard/", d)
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
-	t.Cleanup(d.Close) // ends the page's stream before srv.Close waits for it
+func TestDashboardLive(t *testing.T) {
+	chrome, bin := dashChecks(t)
+	_, wsURL, httpURL := dashGateway(t, bin, "firetower")
+	tab := dashOpen(t, chrome, httpURL+"/dashboard")
 
-	tab := dashOpen(t, chrome, srv.URL+"/dashboard")
-	tab.until(t, "the feed is live", `document.getElementById('feed-state').dataset.state === 'live'`)
-	tab.until(t, "0 connections show", `document.getElementById('stat-connections').textContent === '0'`)
+	tab.until(t, "the page's socket is open", `document.getElementById('state').dataset.state === 'open'`)
+	tab.until(t, "the redirect to /dashboard/ happened", `location.pathname === '/dashboard/'`)
+	dashUsesLibrary(t, tab, httpURL)
+	tab.until(t, "node 1 shows, live", dashNode(1, "live"))
+	// The page's own socket is the only connection.
+	tab.until(t, "1 connection shows", dashValue("connections", "v === '1'"))
 
-	// A websocket client connects and subscribes.
+	// A client connects and subscribes: the page shows it and the topic.
 	topic := "e2e/dash-" + strconv.FormatInt(time.Now().UnixNano(), 36)
-	ws, _, err := websocket.DefaultDialer.Dial("ws://"+tw.Addr()+"/ws", nil)
-	if err != nil {
-		t.Fatalf("dial: %v", err)
-	}
-	received := make(chan struct{}, 1)
-	acked := make(chan struct{})
-	readDone := make(chan struct{})
-	t.Cleanup(func() { ws.Close(); <-readDone })
-	go func() {
-		defer close(readDone)
-		var once sync.Once
-		for {
-			_, b, err := ws.ReadMessage()
-			if err != nil {
-				return
-			}
-			var m struct{ Type string }
-			_ = json.Unmarshal(b, &m)
-			switch m.Type {
-			case "ack":
-				once.Do(func() { close(acked) })
-			case "publish":
-				select {
-				case received <- struct{}{}:
-				default:
-				}
-			}
-		}
-	}()
-	sub, _ := json.Marshal(map[string]any{"type": "subscribe", "topic": topic, "id": "sub"})
-	if err := ws.WriteMessage(websocket.TextMessage, sub); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-acked:
-	case <-time.After(dashWait):
-		t.Fatal("no ack for the subscription")
-	}
+	c, got := dashClient(t, wsURL, topic)
+	tab.until(t, "2 connections show", dashValue("connections", "v === '2'"))
+	tab.until(t, "the topic shows with count 1", dashTopicRow("live", topic, 1))
+	tab.until(t, "node 1's row counts 2 connections",
+		`document.querySelector('#nodes tbody tr[data-node="1"] .connections').dataset.value === '2'`)
 
-	tab.until(t, "1 connection shows", `document.getElementById('stat-connections').textContent === '1'`)
-	tab.until(t, "the topic shows with count 1", dashTopicRow(topic, 1, 1))
+	// The search asks the cluster.
+	tab.search(t, "no-such-topic")
+	tab.until(t, "a search that matches nothing empties the table", `document.getElementById('topics').dataset.source === 'search' &&
+		document.querySelectorAll('#topics tbody tr').length === 0 && document.getElementById('topics-summary').textContent.includes('no-such-topic')`)
+	tab.search(t, topic[len("e2e/"):])
+	tab.until(t, "the topic shows in the search results", dashTopicRow("search", topic, 1))
+	tab.search(t, "")
+	tab.until(t, "the live list is back", dashTopicRow("live", topic, 1))
 
-	// The search box filters the table.
-	tab.typeSearch(t, "no-such-topic")
-	tab.until(t, "the table empties for a search that matches nothing",
-		`document.querySelectorAll('#topics tbody tr').length === 0 && document.getElementById('topics-summary').textContent.includes('no-such-topic')`)
-	tab.typeSearch(t, topic[len("e2e/"):])
-	tab.until(t, "the topic shows again for a matching search", dashTopicRow(topic, 1, 1))
+	// Nothing comes from clients while idle.
+	tab.until(t, "the inbound rate reads 0", dashValue("rate-in", "v === '0'"))
 
-	// The rate is 0 while nothing is published.
-	tab.until(t, "the delivery rate reads 0", `document.getElementById('rate-deliveries').dataset.value === '0'`)
-
-	// Publish until the page's delivery rate moves (a rate is a difference
-	// between two snapshots, so the load runs until the page has seen it).
+	// Publish, through the HTTP API and from the client, until the page's
+	// rates move (a rate is the difference of two stats messages, so the
+	// load runs until the page has seen it).
 	pubCtx, stopPub := context.WithCancel(context.Background())
 	pubDone := make(chan error, 1)
 	go func() {
-		tick := time.NewTicker(50 * time.Millisecond)
+		tick := time.NewTicker(10 * time.Millisecond)
 		defer tick.Stop()
+		hc := &http.Client{Timeout: 10 * time.Second}
 		for i := 0; ; i++ {
-			if err := tw.Publish(pubCtx, topic, fmt.Appendf(nil, `{"n":%d}`, i)); err != nil {
+			body := fmt.Sprintf(`{"topic":%q,"data":{"n":%d}}`, topic, i)
+			req, _ := http.NewRequestWithContext(pubCtx, http.MethodPost, httpURL+"/api/v1/publish", strings.NewReader(body))
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := hc.Do(req)
+			if err == nil {
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					err = fmt.Errorf("POST /api/v1/publish: status %d", resp.StatusCode)
+				}
+			}
+			if err == nil && i%5 == 0 {
+				err = c.Publish(pubCtx, topic, []byte(`{"from":"client"}`))
+			}
+			if pubCtx.Err() != nil {
+				pubDone <- nil
+				return
+			}
+			if err != nil {
 				pubDone <- err
 				return
 			}
@@ -268,19 +406,21 @@ func TestDashboardLive(t *testing.T) {
 			}
 		}
 	}()
-	tab.until(t, "the delivery rate is above 0",
-		`(e => parseFloat(e.dataset.value) > 0 && e.textContent !== '0' && e.textContent !== '–')(document.getElementById('rate-deliveries'))`)
-	tab.until(t, "the publish rate is above 0", `parseFloat(document.getElementById('rate-publishes').dataset.value) > 0`)
+	// The baseline of publishes and deliveries is the stats this page
+	// reads: one per second.
+	tab.until(t, "the publish rate moves", dashValue("rate-publishes", "parseFloat(v) > 5"))
+	tab.until(t, "the delivery rate moves", dashValue("rate-deliveries", "parseFloat(v) > 5"))
+	tab.until(t, "the inbound rate moves", dashValue("rate-in", "parseFloat(v) > 0"))
+	tab.until(t, "the deliveries chart has drawn it", `(f => parseInt(f.querySelector('svg').dataset.points, 10) >= 2 &&
+		parseFloat(f.querySelector('.legend b').dataset.value) > 5 && f.querySelector('path').getAttribute('d').includes('L'))(document.getElementById('chart-deliveries'))`)
+	tab.until(t, "a latency shows", dashValue("latency-p99", "parseFloat(v) >= 0"))
 	stopPub()
 	if err := <-pubDone; err != nil {
-		t.Fatalf("Publish: %v", err)
+		t.Fatalf("publishing: %v", err)
 	}
-	select {
-	case <-received:
-	case <-time.After(dashWait):
-		t.Fatal("the subscriber received none of the publishes")
+	if got.Load() == 0 {
+		t.Fatal("the client received none of the publishes")
 	}
-	tab.until(t, "the deliveries total counts them", `parseInt(document.getElementById('stat-deliveries').dataset.value, 10) > 0`)
 
 	if path := os.Getenv("FIRETOWER_DASHBOARD_SCREENSHOT"); path != "" {
 		ctx, cancel := context.WithTimeout(tab.ctx, dashWait)
@@ -295,10 +435,76 @@ func TestDashboardLive(t *testing.T) {
 	}
 
 	// The client leaves: the page follows.
-	ws.Close()
-	tab.until(t, "0 connections show after the client left", `document.getElementById('stat-connections').textContent === '0'`)
+	_ = c.Close()
+	tab.until(t, "1 connection shows after the client left", dashValue("connections", "v === '1'"))
 	tab.until(t, "the topic is gone", `document.querySelectorAll('#topics tbody tr').length === 0`)
-	if strings.Contains(tab.console.String(), "bad snapshot") {
-		t.Fatalf("the page logged errors:\n%s", tab.console.String())
+	dashCleanConsole(t, tab)
+}
+
+// dashCleanConsole fails the test when the page wrote a warning or an
+// error to its console, or the browser logged one for it (a
+// Content-Security-Policy violation, a failed request, an exception).
+func dashCleanConsole(t *testing.T, tab *dashTab) {
+	t.Helper()
+	// The messages arrive as events: write a marker and wait for it, so
+	// that every message before it is in.
+	const marker = "e2e: end of the checks"
+	tab.until(t, "the marker is written", `(console.info(`+dashJS(marker)+`), true)`)
+	timer := time.NewTimer(dashWait)
+	defer timer.Stop()
+	for {
+		tab.console.mu.Lock()
+		lines := slices.Clone(tab.console.lines)
+		ch := tab.console.notify
+		tab.console.mu.Unlock()
+		if slices.ContainsFunc(lines, func(l string) bool { return strings.Contains(l, marker) }) {
+			for _, l := range lines {
+				for _, bad := range []string{"error:", "warning:", "exception:"} {
+					if strings.HasPrefix(l, bad) {
+						t.Fatalf("the page's console has %q:\n%s", l, tab.console)
+					}
+				}
+			}
+			return
+		}
+		select {
+		case <-ch:
+		case <-timer.C:
+			t.Fatalf("the console marker did not arrive within %v:\n%s", dashWait, tab.console)
+		}
 	}
+}
+
+// TestDashboardCluster opens node 1's dashboard in a cluster of two
+// gateways and a topic manager: it shows both nodes, and a topic
+// subscribed on node 2.
+func TestDashboardCluster(t *testing.T) {
+	chrome, bin := dashChecks(t)
+	mgr := dashStart(t, bin, "manager", "manager", "--addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0")
+	maddr := mgr.wait(t, dashManagerRE)
+	_, _, http1 := dashGateway(t, bin, "gateway 1", "--manager", maddr, "--node-id", "1")
+	g2, ws2, _ := dashGateway(t, bin, "gateway 2", "--manager", maddr, "--node-id", "2")
+
+	tab := dashOpen(t, chrome, http1+"/dashboard/")
+	tab.until(t, "the page's socket is open", `document.getElementById('state').dataset.state === 'open'`)
+	tab.until(t, "node 1 shows, live", dashNode(1, "live"))
+	tab.until(t, "node 2 shows, live", dashNode(2, "live"))
+	tab.until(t, "the page marks node 1 as its own", `!!document.querySelector('#nodes tbody tr[data-node="1"] .own') &&
+		!document.querySelector('#nodes tbody tr[data-node="2"] .own')`)
+
+	topic := "e2e/on-two-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	dashClient(t, ws2, topic)
+	tab.until(t, "2 connections show in the cluster", dashValue("connections", "v === '2'"))
+	tab.until(t, "node 2's row counts its client", `document.querySelector('#nodes tbody tr[data-node="2"] .connections').dataset.value === '1'`)
+	tab.until(t, "node 2's topic shows in the live list", dashTopicRow("live", topic, 1))
+	tab.search(t, topic[len("e2e/"):])
+	tab.until(t, "node 2's topic shows in the search results", dashTopicRow("search", topic, 1))
+	tab.search(t, "")
+
+	// Node 2 dies: the page shows it gone, and the totals lose it.
+	g2.kill()
+	tab.until(t, "node 2 shows as gone", dashNode(2, "gone"))
+	tab.until(t, "1 connection shows in the cluster", dashValue("connections", "v === '1'"))
+	tab.until(t, "node 1 is still live", dashNode(1, "live"))
+	dashCleanConsole(t, tab)
 }
