@@ -128,11 +128,11 @@ func (p *dashProc) wait(t *testing.T, re *regexp.Regexp) string {
 	}
 }
 
-// dashGateway runs `firetower serve` and returns it with its websocket and
-// HTTP base URLs.
-func dashGateway(t *testing.T, bin, name string, args ...string) (p *dashProc, wsURL, httpURL string) {
+// dashGateway runs `firetower serve` on the given addresses and returns it
+// with its websocket and HTTP base URLs.
+func dashGateway(t *testing.T, bin, name, wsAddr, httpAddr string, args ...string) (p *dashProc, wsURL, httpURL string) {
 	t.Helper()
-	p = dashStart(t, bin, name, append([]string{"serve", "--ws-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"}, args...)...)
+	p = dashStart(t, bin, name, append([]string{"serve", "--ws-addr", wsAddr, "--http-addr", httpAddr}, args...)...)
 	return p, p.wait(t, dashWSRE), p.wait(t, dashHTTPRE)
 }
 
@@ -336,7 +336,7 @@ func dashChecks(t *testing.T) (chrome, bin string) {
 
 func TestDashboardLive(t *testing.T) {
 	chrome, bin := dashChecks(t)
-	_, wsURL, httpURL := dashGateway(t, bin, "firetower")
+	srv, wsURL, httpURL := dashGateway(t, bin, "firetower", "127.0.0.1:0", "127.0.0.1:0")
 	tab := dashOpen(t, chrome, httpURL+"/dashboard")
 
 	tab.until(t, "the page's socket is open", `document.getElementById('state').dataset.state === 'open'`)
@@ -439,6 +439,23 @@ func TestDashboardLive(t *testing.T) {
 	tab.until(t, "1 connection shows after the client left", dashValue("connections", "v === '1'"))
 	tab.until(t, "the topic is gone", `document.querySelectorAll('#topics tbody tr').length === 0`)
 	dashCleanConsole(t, tab)
+
+	// The server goes away and comes back on the same addresses: the page
+	// reconnects with a token it fetches for the new attempt (one from
+	// before would not do: the new process has another key).
+	tab.until(t, "the fetch recorder is in", `(() => {
+		const f = window.fetch, rec = window.__e2eFetches = [];
+		window.fetch = function (u) { rec.push(new URL(String(u), location.href).pathname); return f.apply(this, arguments); };
+		return true;
+	})()`)
+	srv.kill()
+	tab.until(t, "the page notices", `document.getElementById('state').dataset.state === 'reconnecting'`)
+	dashGateway(t, bin, "firetower again", strings.TrimPrefix(strings.TrimSuffix(wsURL, "/ws"), "ws://"), strings.TrimPrefix(httpURL, "http://"))
+	tab.until(t, "the page's socket is open again", `document.getElementById('state').dataset.state === 'open' &&
+		window.__e2eFetches.includes('/dashboard/token') && window.dashboardClient.topics.has('$firetower/stats')`)
+	tab.until(t, "node 1 shows, live", dashNode(1, "live"))
+	tab.until(t, "the new process's connection shows", dashValue("connections", "v === '1'"))
+	tab.until(t, "the error is gone", `document.getElementById('error').hidden`)
 }
 
 // dashCleanConsole fails the test when the page wrote a warning or an
@@ -482,8 +499,8 @@ func TestDashboardCluster(t *testing.T) {
 	chrome, bin := dashChecks(t)
 	mgr := dashStart(t, bin, "manager", "manager", "--addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0")
 	maddr := mgr.wait(t, dashManagerRE)
-	_, _, http1 := dashGateway(t, bin, "gateway 1", "--manager", maddr, "--node-id", "1")
-	g2, ws2, _ := dashGateway(t, bin, "gateway 2", "--manager", maddr, "--node-id", "2")
+	_, _, http1 := dashGateway(t, bin, "gateway 1", "127.0.0.1:0", "127.0.0.1:0", "--manager", maddr, "--node-id", "1")
+	g2, ws2, _ := dashGateway(t, bin, "gateway 2", "127.0.0.1:0", "127.0.0.1:0", "--manager", maddr, "--node-id", "2")
 
 	tab := dashOpen(t, chrome, http1+"/dashboard/")
 	tab.until(t, "the page's socket is open", `document.getElementById('state').dataset.state === 'open'`)
