@@ -138,6 +138,9 @@ func (h LatencyHistogram) Quantile(q float64) time.Duration {
 		return 0
 	}
 	rank := uint64(q * float64(total))
+	if rank >= total {
+		rank = total - 1 // q = 1: the largest
+	}
 	var seen uint64
 	for i, n := range h {
 		seen += n
