@@ -24,7 +24,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/firetower-go/firetower/internal/protocol"
 	"math/rand/v2"
 	"net"
 	"net/url"
@@ -34,6 +33,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/firetower-go/firetower/internal/protocol"
 )
 
 // Error codes the server sends (see the protocol's error message).
