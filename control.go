@@ -233,19 +233,7 @@ func (t *Tower) Disconnect(ctx context.Context, id string, code int, reason stri
 	if err := checkCloseCode(code); err != nil {
 		return err
 	}
-	answers, err := t.call(ctx, &ctlMsg{Op: "disconnect", Conn: id, Code: code, Reason: reason})
-	for _, a := range answers {
-		if a.Found {
-			if a.Err != nil {
-				return a.Err
-			}
-			return nil
-		}
-	}
-	if err != nil {
-		return err
-	}
-	return ErrNoConn
+	return foundResult(t.call(ctx, &ctlMsg{Op: "disconnect", Conn: id, Code: code, Reason: reason}))
 }
 
 // DisconnectUser closes every connection of a user in the cluster and
@@ -275,7 +263,12 @@ func (t *Tower) Unsubscribe(ctx context.Context, id string, topics ...string) er
 	if c := t.conns.get(id); c != nil {
 		return t.unsubscribeLocal(ctx, c, topics)
 	}
-	answers, err := t.call(ctx, &ctlMsg{Op: "unsubscribe", Conn: id, Topics: slices.Clone(topics)})
+	return foundResult(t.call(ctx, &ctlMsg{Op: "unsubscribe", Conn: id, Topics: slices.Clone(topics)}))
+}
+
+// foundResult is the outcome of an operation on one connection: the answer
+// of the node that has it, else the call's error, else ErrNoConn.
+func foundResult(answers []ctlMsg, err error) error {
 	for _, a := range answers {
 		if a.Found {
 			if a.Err != nil {

@@ -309,37 +309,7 @@ type wsClient struct {
 
 func dialWS(t *testing.T, g *gatewayProc) *wsClient {
 	t.Helper()
-	ws, _, err := websocket.DefaultDialer.Dial("ws://"+g.ws+"/ws", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &wsClient{t: t, ws: ws, deliveries: make(chan wsFrame, 1<<16), replies: make(chan wsFrame, 64), done: make(chan struct{})}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			_, b, err := ws.ReadMessage()
-			if err != nil {
-				return
-			}
-			var f wsFrame
-			if json.Unmarshal(b, &f) != nil {
-				continue
-			}
-			ch := c.replies
-			if f.Type == "publish" {
-				ch = c.deliveries
-			}
-			select {
-			case ch <- f:
-			case <-c.done:
-				return
-			}
-		}
-	}()
-	t.Cleanup(func() { close(c.done); _ = ws.Close(); wg.Wait() })
-	return c
+	return dialURL(t, "ws://"+g.ws+"/ws", 1<<16)
 }
 
 // subscribe subscribes to topics and waits for the ack.

@@ -87,7 +87,7 @@ func TestClusterOps(t *testing.T) {
 		if err != nil || u.Query().Get(firetower.SystemTokenParam) == "" || tok.Node != 1 {
 			t.Fatalf("token answer %+v (url error %v): want a websocket URL with %s from node 1", tok, err, firetower.SystemTokenParam)
 		}
-		sys := dialURL(t, tok.URL)
+		sys := dialURL(t, tok.URL, 64)
 		sys.subscribe(firetower.StatsTopic)
 		seen := map[uint16]bool{}
 		timer := time.NewTimer(clusterWait)
@@ -230,14 +230,14 @@ func expectAPI(t *testing.T, g *gatewayProc, path, body string, status int, code
 
 // dialURL connects a websocket client to a full URL (dialWS builds it from
 // a gateway's address).
-func dialURL(t *testing.T, u string) *wsClient {
+func dialURL(t *testing.T, u string, queue int) *wsClient {
 	t.Helper()
 	ws, resp, err := websocket.DefaultDialer.Dial(u, nil)
 	if err != nil {
 		t.Fatalf("dial %s: %v", u, err)
 	}
 	resp.Body.Close()
-	c := &wsClient{t: t, ws: ws, deliveries: make(chan wsFrame, 64), replies: make(chan wsFrame, 64), done: make(chan struct{})}
+	c := &wsClient{t: t, ws: ws, deliveries: make(chan wsFrame, queue), replies: make(chan wsFrame, 64), done: make(chan struct{})}
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		for {
