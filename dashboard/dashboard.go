@@ -33,7 +33,6 @@ import (
 	"crypto/sha256"
 	"embed"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"html/template"
 	"io/fs"
@@ -47,6 +46,7 @@ import (
 	"time"
 
 	"github.com/firetower-go/firetower"
+	"github.com/firetower-go/firetower/httpapi"
 	"github.com/firetower-go/firetower/webclient"
 )
 
@@ -286,12 +286,12 @@ func (d *Dashboard) token(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	base, err := d.wsBase(r)
 	if err != nil {
-		writeError(w, http.StatusServiceUnavailable, firetower.CodeUnavailable, err.Error())
+		httpapi.Error(w, http.StatusServiceUnavailable, firetower.CodeUnavailable, err.Error())
 		return
 	}
 	u, err := url.Parse(base)
 	if err != nil || u.Host == "" && !strings.HasPrefix(u.Path, "/") {
-		writeError(w, http.StatusInternalServerError, firetower.CodeInternal, "bad websocket URL "+strconv.Quote(base))
+		httpapi.Error(w, http.StatusInternalServerError, firetower.CodeInternal, "bad websocket URL "+strconv.Quote(base))
 		return
 	}
 	expires := time.Now().Add(d.cfg.TokenTTL).Truncate(time.Second)
@@ -299,7 +299,7 @@ func (d *Dashboard) token(w http.ResponseWriter, r *http.Request) {
 	q := u.Query()
 	q.Set(firetower.SystemTokenParam, tok)
 	u.RawQuery = q.Encode()
-	writeJSON(w, http.StatusOK, TokenResponse{URL: u.String(), Token: tok, Expires: expires.UTC(), Node: d.t.NodeID()})
+	httpapi.JSON(w, http.StatusOK, TokenResponse{URL: u.String(), Token: tok, Expires: expires.UTC(), Node: d.t.NodeID()})
 }
 
 // TopicsResponse is the answer of topics.json.
@@ -328,34 +328,12 @@ func (d *Dashboard) topics(w http.ResponseWriter, r *http.Request) {
 	// than the page shows makes the sums exact for more topics.
 	rows, err := d.t.ClusterTopics(ctx, query, min(max(4*top, 100), 2000))
 	if err != nil {
-		code, msg := firetower.CodeUnavailable, err.Error()
-		var fe *firetower.Error
-		if errors.As(err, &fe) {
-			code, msg = fe.Code, fe.Message
-		}
-		writeError(w, http.StatusServiceUnavailable, code, msg)
+		httpapi.Fail(w, err)
 		return
 	}
 	if rows == nil {
 		rows = []firetower.TopicCount{}
 	}
 	rows = rows[:min(top, len(rows))]
-	writeJSON(w, http.StatusOK, TopicsResponse{Topics: rows, Query: query, Top: top})
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		status, b = http.StatusInternalServerError, []byte(`{"code":"internal","message":"encoding the answer failed"}`)
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_, _ = w.Write(append(b, '\n'))
-}
-
-func writeError(w http.ResponseWriter, status int, code, msg string) {
-	writeJSON(w, status, struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-	}{code, msg})
+	httpapi.JSON(w, http.StatusOK, TopicsResponse{Topics: rows, Query: query, Top: top})
 }
