@@ -1,7 +1,6 @@
 package firetower
 
 import (
-	"fmt"
 	"net/http"
 	"slices"
 	"sync"
@@ -10,7 +9,6 @@ import (
 	"github.com/gobwas/ws"
 
 	"github.com/firetower-go/firetower/internal/protocol"
-	"github.com/firetower-go/firetower/internal/wsproto"
 	"github.com/firetower-go/firetower/transport"
 )
 
@@ -139,8 +137,8 @@ func (c *Conn) Send(data []byte) error {
 // Close closes the connection with a close code (1000, or 3000-4999 for
 // applications) and a reason, after what is already queued for it.
 func (c *Conn) Close(code int, reason string) error {
-	if !wsproto.ValidCloseCode(code) || code == 1005 {
-		return fmt.Errorf("%w: invalid close code %d", ErrBadOption, code)
+	if err := checkCloseCode(code); err != nil {
+		return err
 	}
 	if c.gone.Load() {
 		return ErrClosed

@@ -187,7 +187,7 @@ func (t *Tower) control(topic string, data []byte) {
 			ans.Err = &Error{Code: CodeInvalidTopic, Message: "presence takes one valid topic"}
 			break
 		}
-		ans.Conns = capConns(t.localPresence(m.Topics[0], m.Limit), maxAnswerBytes)
+		ans.Conns = capJSON(t.localPresence(m.Topics[0], m.Limit), maxAnswerBytes, func(c ConnInfo) []string { return []string{c.ID, c.UserID} })
 	default:
 		ans.Err = &Error{Code: CodeUnknownType, Message: "unknown control operation " + strconv.Quote(m.Op)}
 	}
@@ -198,18 +198,25 @@ func (t *Tower) control(topic string, data []byte) {
 // every Manager carries in one message (NATS's default is 1 MiB).
 const maxAnswerBytes = 256 << 10
 
-// capRows keeps the first rows (the busiest) that fit in about max bytes
-// of JSON.
-func capRows(rows []TopicCount, max int) []TopicCount {
+// capJSON keeps the first items (the busiest, or the first listed) whose
+// JSON, as strings measures it, fits in about max bytes.
+func capJSON[T any](items []T, max int, strs func(T) []string) []T {
 	size := 0
-	for i, r := range rows {
-		q, _ := json.Marshal(r.Topic) // a string always marshals
-		size += len(q) + 48           // with its count and punctuation
+	for i, it := range items {
+		size += 48 // numbers, names and punctuation
+		for _, s := range strs(it) {
+			q, _ := json.Marshal(s) // a string always marshals
+			size += len(q)
+		}
 		if size > max {
-			return rows[:i]
+			return items[:i]
 		}
 	}
-	return rows
+	return items
+}
+
+func capRows(rows []TopicCount, max int) []TopicCount {
+	return capJSON(rows, max, func(r TopicCount) []string { return []string{r.Topic} })
 }
 
 func (t *Tower) answer(to uint16, a *ctlMsg) {
@@ -347,20 +354,6 @@ func (t *Tower) localPresence(topic string, limit int) []ConnInfo {
 		}
 	}
 	return out
-}
-
-// capConns keeps the first connections that fit in about max bytes of JSON.
-func capConns(conns []ConnInfo, max int) []ConnInfo {
-	size := 0
-	for i, c := range conns {
-		id, _ := json.Marshal(c.ID)
-		user, _ := json.Marshal(c.UserID)
-		size += len(id) + len(user) + 40
-		if size > max {
-			return conns[:i]
-		}
-	}
-	return conns
 }
 
 // Presence lists the connections subscribed to topic in the whole cluster
