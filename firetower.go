@@ -466,6 +466,9 @@ func (t *Tower) readFinal(c *Context) error {
 	if m == nil {
 		return nil
 	}
+	if IsSystemTopic(m.Topic) {
+		return errReserved // an OnRead hook rewrote the topic to a reserved one
+	}
 	if c.outbox != nil {
 		*c.outbox = append(*c.outbox, *m)
 		return nil

@@ -59,6 +59,23 @@ func TestSystemTopicRewriteRefused(t *testing.T) {
 	}
 }
 
+// Nor does an OnRead that rewrites a publish's topic.
+func TestSystemTopicReadRewriteRefused(t *testing.T) {
+	tw := ptServer(t, firetower.OnRead(func(next firetower.Handler) firetower.Handler {
+		return func(c *firetower.Context) error {
+			c.Message().Topic = "$firetower/control"
+			return next(c)
+		}
+	}))
+	c := ptDial(t, tw, "json")
+	c.sub(t, "room")
+	c.send(t, map[string]any{"type": "publish", "topic": "room", "data": 1, "id": 1})
+	c.expectError(t, 1, "forbidden")
+	if got := tw.Stats().BadControl; got != 0 {
+		t.Fatalf("BadControl %d, want 0", got)
+	}
+}
+
 func TestSystemConnection(t *testing.T) {
 	var hooks atomic.Int64
 	count := func(next firetower.Handler) firetower.Handler {
