@@ -1275,12 +1275,15 @@ func (fl *abFollower) stop() {
 	<-fl.done
 }
 
-// abFlood publishes flood messages in rounds of 16, each round once the follower has
-// received the one before (the flood goes as fast as a client that reads can take
-// it), until done holds; it reports whether done held before the deadline. *seq is
-// the number of the last message published.
+// abFlood publishes flood messages from a client, the follower itself (it is
+// subscribed, so it may publish there), at up to 10,000 a second: a round of 20
+// every 2 ms, each round once the follower has received the one before. It
+// goes on until done holds and reports whether done held before the deadline.
+// *seq is the number of the last message published. Every publish goes through
+// the client protocol; an error frame would end the follower with a failure.
 func abFlood(t testing.TB, tw *firetower.Tower, fl *abFollower, seq *int, done func() bool) bool {
 	t.Helper()
+	var round []byte
 	return abWaitFor(abTimeout, func() bool {
 		if fl.last.Load() < int64(*seq) && fl.failed() == nil {
 			return false // the previous round is still on its way
@@ -1291,11 +1294,14 @@ func abFlood(t testing.TB, tw *firetower.Tower, fl *abFollower, seq *int, done f
 		if done() {
 			return true
 		}
-		for range 16 {
+		round = round[:0]
+		for range 20 {
 			*seq++
-			if err := tw.Publish(context.Background(), abFloodTopic, abFloodMsg(*seq)); err != nil {
-				t.Fatalf("publish: %v", err)
-			}
+			round = append(round, abText(`{"type":"publish","topic":"`+abFloodTopic+`","data":`+string(abFloodMsg(*seq))+`}`)...)
+		}
+		_ = fl.c.SetWriteDeadline(time.Now().Add(abTimeout))
+		if _, err := fl.c.Write(round); err != nil {
+			t.Fatalf("publish: %v", err)
 		}
 		return false
 	})
@@ -1707,7 +1713,7 @@ func TestAbuseForbiddenPublish(t *testing.T) {
 	sub(ac, abr)
 	st0 := tw.Stats()
 
-	n := 50 // below the inbound queue (64): each one is handled, none rate_limited
+	n := 50
 	var batch []byte
 	for i := range n {
 		batch = append(batch, abText(fmt.Sprintf(`{"type":"publish","topic":"%s","data":{"evil":%d},"id":%d}`, topic, i, i))...)
@@ -1794,11 +1800,8 @@ func TestAbuseMaxConnectionsPerIP(t *testing.T) {
 //
 // Pings: one-byte pings; every one is answered with its pong, in order.
 //
-// InvalidJSON: two-byte text messages "{]". They are answered bad_request while the
-// client's inbound queue has room and dropped with rate_limited while it is full; once
-// the queue of rate_limited answers is full too the client is closed with 1008, behind
-// the answers already queued.
-// Every message received is either answered bad_request or counted in ReadDropped.
+// InvalidJSON: two-byte text messages "{]". Each is answered bad_request, in order
+// (on the event loop: an error needs no hook), none is dropped and the client stays.
 func TestAbuseTinyFrames(t *testing.T) {
 	tw := abServer(t)
 	w := abWatch(t, tw, "")
@@ -1879,8 +1882,15 @@ func TestAbuseTinyFrames(t *testing.T) {
 		err := <-werr
 		t.Logf("answers: %d bad_request, %d rate_limited, then %v (write ended: %v)", badRequest, rateLimited, end, err)
 		if end == nil {
+			if rateLimited != 0 || badRequest != uint64(total) || err != nil {
+				t.Fatalf("%d bad_request and %d rate_limited of %d (write: %v): want every one answered bad_request", badRequest, rateLimited, total, err)
+			}
+			if st := tw.Stats(); st.ReadDropped != st0.ReadDropped || st.FloodClosed != st0.FloodClosed {
+				t.Fatalf("dropped %d, flood-closed %d", st.ReadDropped-st0.ReadDropped, st.FloodClosed-st0.FloodClosed)
+			}
 			return
 		}
+		t.Errorf("closed with %v after %d bad_request: a client sending only bad requests is answered, not closed", end, badRequest)
 		if end.code() != 1008 {
 			t.Errorf("closed with %v, want 1008", end)
 		}

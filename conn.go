@@ -34,11 +34,16 @@ type Conn struct {
 	gone atomic.Bool
 
 	// inbox: requests waiting for a worker; at most one worker drains it.
+	// busy is true while a worker owns the inbox or the event loop is
+	// handling a request inline (Tower.onMessage): whoever sets it runs the
+	// connection's requests, one at a time, in order.
 	imu        sync.Mutex
 	inbox      fifo[item]
-	scheduled  bool
-	queued     int // messages in inbox
-	timeouts   int // read-timeout items in inbox
+	busy       bool
+	inBytes    int  // budget held by requests in inbox (see requestCost)
+	paused     bool // reading paused for the inbound budget
+	waiting    bool // in the Tower's list of connections waiting for the total budget
+	timeouts   int  // read-timeout items in inbox
 	slowQueued bool
 	flooding   bool // closed for flooding: further messages are dropped
 }
@@ -46,9 +51,9 @@ type Conn struct {
 type itemKind uint8
 
 const (
-	itemConnect itemKind = iota
-	itemMessage
-	itemReadTimeout
+	itemConnect     itemKind = iota
+	itemRequest              // a decoded request (or its decoding error)
+	itemReadTimeout          // a request dropped over the budget (OnReadTimeout)
 	itemSlow
 	itemFlood
 	itemFunc // run fn in order with the connection's requests
@@ -57,7 +62,9 @@ const (
 
 type item struct {
 	kind itemKind
-	buf  []byte
+	req  *protocol.Request
+	rerr *protocol.RequestError
+	buf  []byte // the message, returned to the pool once handled
 	fn   func()
 }
 
@@ -168,38 +175,42 @@ func (c *Conn) sendError(id []byte, e *Error) {
 	c.reply(func(r protocol.Reply, dst []byte) []byte { return r.Error(dst, id, e.Code, e.Message) })
 }
 
-// post queues an item for the workers; called on the event loop.
+// post queues an item for the workers. Any goroutine; requests
+// (itemRequest, itemReadTimeout) come only from the event loop.
 //
-// A client whose inbound queue is full gets its messages answered with
-// rate_limited (OnReadTimeout) while that second queue has room. A client
-// that overflows even that is closed with 1008: the close is queued behind
-// everything already accepted, so every earlier request still gets its
-// answer first, and what it sends meanwhile is dropped and counted.
+// A request's bytes count against the connection's inbound budget and the
+// Tower's total; past either, the connection's reading is paused, so the
+// client waits in TCP. A request dropped over the budget (itemReadTimeout)
+// is queued behind the accepted ones, so every answer leaves in request
+// order. A client that overflows even that queue is closed with 1008 (the
+// last resort): the close is queued behind everything already accepted, and
+// what it sends meanwhile is dropped and counted.
 func (c *Conn) post(it item) {
 	t := c.t
+	pause := false
 	c.imu.Lock()
 	switch it.kind {
-	case itemMessage:
+	case itemRequest:
+		n := requestCost(it.buf)
+		c.inBytes += n
+		total := t.inbound.add(n)
+		if !c.paused && (c.inBytes >= t.cfg.inboundLimit || total >= t.cfg.inboundTotal) {
+			c.paused, pause = true, true
+		}
+	case itemReadTimeout:
 		if c.flooding {
 			c.imu.Unlock()
-			t.stats.readDropped.Add(1)
 			t.srv.PutBuffer(it.buf)
 			return
 		}
-		if c.queued >= t.cfg.inboundQueue {
-			t.stats.readDropped.Add(1)
-			if c.timeouts >= t.cfg.inboundQueue {
-				c.flooding = true
-				t.srv.PutBuffer(it.buf)
-				t.stats.floodClosed.Add(1)
-				it = item{kind: itemFlood}
-				break
-			}
-			it.kind = itemReadTimeout
-			c.timeouts++
-		} else {
-			c.queued++
+		if c.timeouts >= maxTimeoutsQueued {
+			c.flooding = true
+			t.srv.PutBuffer(it.buf)
+			t.stats.floodClosed.Add(1)
+			it = item{kind: itemFlood}
+			break
 		}
+		c.timeouts++
 	case itemSlow:
 		if c.slowQueued {
 			c.imu.Unlock()
@@ -208,31 +219,102 @@ func (c *Conn) post(it item) {
 		c.slowQueued = true
 	}
 	c.inbox.push(it)
-	kick := !c.scheduled
-	c.scheduled = true
+	kick := !c.busy
+	c.busy = true
 	c.imu.Unlock()
+	if pause {
+		c.tc.PauseReading() // on the loop: only requests pause
+	}
 	if kick {
 		t.work.push(c)
 	}
 }
 
-// next pops the next item; ok is false (and the connection unscheduled)
-// when the inbox is empty.
+// maxTimeoutsQueued bounds the answers to dropped requests waiting behind a
+// connection's accepted ones.
+const maxTimeoutsQueued = 1024
+
+// requestCost is what a queued request counts against the inbound budget:
+// its bytes plus the request's own bookkeeping.
+func requestCost(buf []byte) int { return len(buf) + 256 }
+
+// claim lets the event loop handle a request inline when no worker owns
+// the connection's inbox (so order is kept); release gives it back.
+func (c *Conn) claim() bool {
+	c.imu.Lock()
+	defer c.imu.Unlock()
+	if c.busy {
+		return false
+	}
+	c.busy = true
+	return true
+}
+
+func (c *Conn) release() {
+	c.imu.Lock()
+	kick := c.inbox.len() > 0 // posted meanwhile (a cluster operation, a close)
+	c.busy = kick
+	c.imu.Unlock()
+	if kick {
+		c.t.work.push(c)
+	}
+}
+
+// next pops the next item; ok is false (and the inbox released) when it
+// is empty.
 func (c *Conn) next() (it item, ok bool) {
 	c.imu.Lock()
 	defer c.imu.Unlock()
 	it, ok = c.inbox.pop()
 	if !ok {
-		c.scheduled = false
+		c.busy = false
 		return it, false
 	}
 	switch it.kind {
-	case itemMessage:
-		c.queued--
 	case itemReadTimeout:
 		c.timeouts--
 	case itemSlow:
 		c.slowQueued = false
 	}
 	return it, true
+}
+
+// handled gives back the budget of a request a worker has finished, and
+// resumes the connection's reading once it is under half its budget and
+// the Tower's total allows (otherwise it waits for the total).
+func (c *Conn) handled(n int) {
+	t := c.t
+	total := t.inbound.add(-n)
+	c.imu.Lock()
+	c.inBytes -= n
+	resume := false
+	if c.paused && c.inBytes <= t.cfg.inboundLimit/2 {
+		if total < t.cfg.inboundTotal {
+			c.paused, resume = false, true
+		} else if !c.waiting {
+			c.waiting = true
+			t.inbound.wait(c)
+		}
+	}
+	c.imu.Unlock()
+	if resume {
+		c.tc.ResumeReading()
+	}
+	if total <= t.cfg.inboundTotal/2 {
+		t.inbound.wake()
+	}
+}
+
+// wake resumes a connection that waited for the Tower's total budget.
+func (c *Conn) wake() {
+	c.imu.Lock()
+	c.waiting = false
+	resume := c.paused && c.inBytes <= c.t.cfg.inboundLimit/2
+	if resume {
+		c.paused = false
+	}
+	c.imu.Unlock()
+	if resume {
+		c.tc.ResumeReading()
+	}
 }

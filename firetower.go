@@ -64,6 +64,8 @@ type Tower struct {
 	bootID string
 	nextID atomic.Uint64
 	stats  counters
+	// inbound is the total budget of queued client requests (inbound.go).
+	inbound inboundBudget
 
 	tokenKey [32]byte       // signs SystemToken
 	bg       sync.WaitGroup // the stats loop
@@ -109,9 +111,16 @@ type Stats struct {
 	Publishes     uint64 // publishes delivered locally (client, server or other nodes)
 	Deliveries    uint64 // frames queued for subscribers
 	Errors        uint64 // error messages sent to clients
-	// ReadDropped counts client messages dropped because the client's
-	// inbound queue was full (OnReadTimeout).
+	// ReadDropped counts client messages dropped because the server could
+	// not take them within the read timeout (OnReadTimeout, rate_limited).
 	ReadDropped uint64
+	// ReadPauses counts the times a client's reading was paused because its
+	// queued requests reached the inbound budget (WithInboundLimit,
+	// WithInboundTotal): backpressure, nothing lost.
+	ReadPauses uint64
+	// InboundBytes is the budget held now by queued client requests, all
+	// connections together (at most about WithInboundTotal).
+	InboundBytes int64
 	// SlowDropped counts messages not sent to slow consumers (SlowDrop).
 	SlowDropped uint64
 	// SlowClosed counts connections closed as slow consumers (SlowClose).
@@ -120,10 +129,10 @@ type Stats struct {
 	RemotePublishFailed uint64
 	// RemoteDeliveries counts publishes received from other nodes.
 	RemoteDeliveries uint64
-	// FloodClosed counts connections closed with 1008 because they kept
-	// sending after their inbound queue and their queue of rate_limited
-	// answers were both full (every message dropped from then on is in
-	// ReadDropped too).
+	// FloodClosed counts connections closed with 1008 because, paused past
+	// the read timeout, they kept sending until the queue of their
+	// rate_limited answers was full too (every message dropped from then on
+	// is in ReadDropped too).
 	FloodClosed uint64
 	// RefusedOrigin counts upgrades refused for their Origin (403).
 	RefusedOrigin uint64
@@ -197,6 +206,10 @@ func New(opts ...Option) (*Tower, error) {
 		OutboundLimit:    cfg.outboundLimit,
 		SlowPolicy:       sp,
 		Logger:           t.log,
+		ReadTimeout:      cfg.readTimeout,
+		// What waits unparsed beside what waits queued: while the socket
+		// is out of the read interest only what gnet read before stays.
+		PausedBufferLimit: cfg.inboundLimit + cfg.maxMessage,
 	}, wsHandler{t})
 	return t, nil
 }
@@ -367,7 +380,9 @@ func (t *Tower) ConnectNum(ctx context.Context, topic string) (int64, error) {
 
 // Stats returns the Tower's counters.
 func (t *Tower) Stats() Stats {
+	ts := t.srv.Stats()
 	return Stats{
+		ReadPauses:          ts.ReadPauses,
 		Connections:         t.stats.connections.Load(),
 		Subscriptions:       t.index.subs.Load(),
 		Topics:              t.index.topics.Load(),
@@ -376,8 +391,9 @@ func (t *Tower) Stats() Stats {
 		Deliveries:          t.stats.deliveries.Load(),
 		Errors:              t.stats.errors.Load(),
 		ReadDropped:         t.stats.readDropped.Load(),
+		InboundBytes:        t.inbound.total.Load(),
 		SlowDropped:         t.stats.slowDropped.Load(),
-		SlowClosed:          t.srv.Stats().SlowClosed,
+		SlowClosed:          ts.SlowClosed,
 		RemotePublishFailed: t.stats.remotePublishFailed.Load(),
 		RemoteDeliveries:    t.stats.remoteDeliveries.Load(),
 		HookPanics:          t.stats.hookPanics.Load(),
@@ -385,7 +401,7 @@ func (t *Tower) Stats() Stats {
 		RefusedOrigin:       t.stats.refusedOrigin.Load(),
 		RefusedLimit:        t.stats.refusedLimit.Load(),
 		BadControl:          t.stats.badControl.Load(),
-		Transport:           t.srv.Stats(),
+		Transport:           ts,
 	}
 }
 
@@ -546,17 +562,6 @@ func (h wsHandler) Handshake(tc *transport.Conn, hs *wsproto.Handshake) transpor
 	return transport.Decision{Pending: true}
 }
 
-func (h wsHandler) Message(tc *transport.Conn, op ws.OpCode, payload []byte) int {
-	c := tc.Value.(*Conn)
-	if (op == ws.OpBinary) != (c.codec == protocol.Msgpack) {
-		h.t.srv.PutBuffer(payload)
-		return wsproto.CloseUnsupportedData
-	}
-	h.t.stats.messagesIn.Add(1)
-	c.post(item{kind: itemMessage, buf: payload})
-	return 0
-}
-
 func (h wsHandler) Dropped(tc *transport.Conn, _ int) {
 	c := tc.Value.(*Conn)
 	h.t.stats.slowDropped.Add(1)
@@ -604,12 +609,16 @@ func (t *Tower) process(c *Conn, it item) {
 	switch it.kind {
 	case itemConnect:
 		t.connect(c)
-	case itemMessage:
-		t.request(c, it.buf)
+	case itemRequest:
+		n := requestCost(it.buf)
+		t.handle(c, it.req, it.rerr)
 		t.srv.PutBuffer(it.buf)
+		c.handled(n)
 	case itemReadTimeout:
-		t.readTimeout(c, it.buf)
-		t.srv.PutBuffer(it.buf)
+		t.readTimeout(c, it)
+		if it.buf != nil {
+			t.srv.PutBuffer(it.buf)
+		}
 	case itemSlow:
 		_ = t.run(HookSlowConsumer, &Context{conn: c})
 	case itemFlood:
@@ -667,8 +676,9 @@ func (t *Tower) decode(c *Conn, p []byte) (*protocol.Request, *protocol.RequestE
 	return protocol.DecodeJSON(p)
 }
 
-func (t *Tower) request(c *Conn, p []byte) {
-	req, rerr := t.decode(c, p)
+// handle answers one decoded client request (or its decoding error), on a
+// worker or inline on the event loop (see inbound.go).
+func (t *Tower) handle(c *Conn, req *protocol.Request, rerr *protocol.RequestError) {
 	if rerr != nil {
 		c.sendError(rerr.ID, &Error{Code: rerr.Code, Message: rerr.Message})
 		return
@@ -842,6 +852,18 @@ func (t *Tower) clientPublish(c *Conn, req *protocol.Request) {
 			}
 		}
 	}
+	if t.chains.plainRead {
+		for _, tp := range req.Topics {
+			if err := t.publish(t.ctx, tp, req.Data, req.Data); err != nil {
+				c.sendError(req.ID, asError(err, CodeUnavailable))
+				return
+			}
+		}
+		if req.ID != nil {
+			c.reply(func(r protocol.Reply, dst []byte) []byte { return r.Ack(dst, req.ID, nil, false) })
+		}
+		return
+	}
 	// Every topic's OnRead chain runs first and the publishes go out only
 	// when all passed: a publish to several topics is all or nothing.
 	var out []Message
@@ -863,22 +885,28 @@ func (t *Tower) clientPublish(c *Conn, req *protocol.Request) {
 	}
 }
 
-func (t *Tower) readTimeout(c *Conn, p []byte) {
-	req, rerr := t.decode(c, p)
+// readTimeout answers a request dropped over the inbound budget: OnReadTimeout
+// sees it (c.Message()), the client gets rate_limited with its id.
+func (t *Tower) readTimeout(c *Conn, it item) {
 	var id []byte
-	cx := &Context{conn: c}
-	if rerr == nil {
-		id = req.ID
-		topic := ""
-		if len(req.Topics) > 0 {
-			topic = req.Topics[0]
-		}
-		cx.msg = &Message{Topic: topic, Data: req.Data}
-	} else {
-		id = rerr.ID
-		cx.msg = &Message{Data: append([]byte(nil), p...)}
+	if it.rerr != nil {
+		id = it.rerr.ID
+	} else if it.req != nil {
+		id = it.req.ID
 	}
-	_ = t.run(HookReadTimeout, cx)
+	if t.chains.has(HookReadTimeout) {
+		cx := &Context{conn: c}
+		if it.req != nil {
+			topic := ""
+			if len(it.req.Topics) > 0 {
+				topic = it.req.Topics[0]
+			}
+			cx.msg = &Message{Topic: topic, Data: it.req.Data}
+		} else {
+			cx.msg = &Message{Data: append([]byte(nil), it.buf...)}
+		}
+		_ = t.run(HookReadTimeout, cx)
+	}
 	c.sendError(id, &Error{Code: CodeRateLimited, Message: "message dropped: the server could not keep up with this connection's messages"})
 }
 

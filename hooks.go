@@ -92,19 +92,27 @@ func (c *Context) SetTopics(topics []string) { c.topics = topics }
 // Message is the publication of OnRead, OnReadTimeout and OnSlowConsumer.
 func (c *Context) Message() *Message { return c.msg }
 
-// chains are the hook chains, built once by New.
-type chains [numHooks]Handler
+// chains are the hook chains, built once by New. blocking marks the chains
+// that may block (they run on workers); plainRead: OnRead has no
+// middleware (a client publish needs no Context).
+type chains struct {
+	h         [numHooks]Handler
+	mayBlock  [numHooks]bool
+	plainRead bool
+}
 
 func buildChains(cfg *config, read Handler) chains {
 	var ch chains
+	ch.plainRead = len(cfg.hooks[HookRead.index()]) == 0 && len(cfg.use) == 0
 	for i, h := range hookOrder {
+		ch.mayBlock[i] = !cfg.nonBlocking[i] && (len(cfg.hooks[i]) > 0 || len(cfg.use) > 0)
 		final := func(*Context) error { return nil }
 		if h == HookRead {
 			final = read
 		}
 		if len(cfg.hooks[i]) == 0 && len(cfg.use) == 0 {
 			if h == HookRead {
-				ch[i] = read
+				ch.h[i] = read
 			}
 			continue // nil: nothing to run
 		}
@@ -115,17 +123,22 @@ func buildChains(cfg *config, read Handler) chains {
 		for j := len(cfg.use) - 1; j >= 0; j-- {
 			next = cfg.use[j](next)
 		}
-		ch[i] = next
+		ch.h[i] = next
 	}
 	return ch
 }
 
-func (ch *chains) has(h Hook) bool { return ch[h.index()] != nil }
+// has reports whether hook h runs anything.
+func (ch *chains) has(h Hook) bool { return ch.h[h.index()] != nil }
+
+// nonBlocking reports whether hook h's chain may run on an event loop:
+// empty, or declared non-blocking (WithNonBlockingHooks).
+func (ch *chains) nonBlocking(h Hook) bool { return !ch.mayBlock[h.index()] }
 
 // run runs hook h's chain. A panic in hook code does not take the server
 // down: it is logged, counted, and becomes an internal error.
 func (t *Tower) run(h Hook, c *Context) (err error) {
-	fn := t.chains[h.index()]
+	fn := t.chains.h[h.index()]
 	if fn == nil || (c.conn != nil && c.conn.system) {
 		return nil // system connections (the dashboard's) run no hooks
 	}

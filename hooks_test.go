@@ -330,7 +330,7 @@ func TestHookReadTimeout(t *testing.T) {
 	}
 	drops := make(chan dropped, 256)
 	tw := ptServer(t,
-		firetower.WithInboundQueue(2),
+		firetower.WithInboundLimit(1), firetower.WithReadTimeout(50*time.Millisecond),
 		firetower.OnConnect(ptHook(func(c *firetower.Context) error {
 			c.Conn().SetUserID("flooder")
 			return nil

@@ -56,7 +56,10 @@ type config struct {
 	publishPolicy    PublishPolicy
 	outboundLimit    int
 	slowPolicy       SlowConsumerPolicy
-	inboundQueue     int
+	inboundLimit     int
+	inboundTotal     int
+	readTimeout      time.Duration
+	nonBlocking      [numHooks]bool
 	workers          int
 	maxTopics        int
 	eventLoops       int
@@ -80,7 +83,9 @@ func defaultConfig() config {
 		idleTimeout:      60 * time.Second,
 		handshakeTimeout: 10 * time.Second,
 		outboundLimit:    4 << 20,
-		inboundQueue:     64,
+		inboundLimit:     1 << 20,
+		inboundTotal:     256 << 20,
+		readTimeout:      3 * time.Second,
 		workers:          64,
 		maxTopics:        1024,
 		statsInterval:    time.Second,
@@ -213,11 +218,53 @@ func WithSlowConsumerPolicy(p SlowConsumerPolicy) Option {
 	}
 }
 
-// WithInboundQueue sets how many messages of one client may wait for the
-// hook workers. Past it, OnReadTimeout runs, the message is dropped and the
-// client gets an error with code rate_limited. Default 64.
-func WithInboundQueue(n int) Option {
-	return func(c *config) error { return positive("inbound queue", n, func() { c.inboundQueue = n }) }
+// WithInboundLimit sets how many bytes of one client's requests may wait
+// for the hook workers (each request counts its size plus 256 bytes). Past
+// it the server stops reading that client until the workers have brought it
+// under half: what the client sends waits in TCP, and nothing is lost. Only
+// requests that run hooks which may block wait for workers; the others are
+// handled on the event loop as they arrive (see WithNonBlockingHooks).
+// Default 1 MiB.
+func WithInboundLimit(n int) Option {
+	return func(c *config) error { return positive("inbound limit", n, func() { c.inboundLimit = n }) }
+}
+
+// WithInboundTotal bounds the bytes of requests waiting for the hook
+// workers across all clients; past it, a client that adds a request has its
+// reading paused like one over its own limit, so the total is exceeded by
+// at most one message per client. Default 256 MiB.
+func WithInboundTotal(n int) Option {
+	return func(c *config) error { return positive("inbound total", n, func() { c.inboundTotal = n }) }
+}
+
+// WithReadTimeout sets how long a client's reading may stay paused for its
+// inbound budget. Past it, the server reads the client again and drops its
+// messages until the workers catch up: each runs OnReadTimeout, is counted
+// in Stats.ReadDropped and answered with error rate_limited, in order
+// behind the requests already accepted. A client that fills even that
+// queue of answers (1,024) is closed with 1008, the last resort. Default 3s,
+// as in firetower v0.4.
+func WithReadTimeout(d time.Duration) Option {
+	return func(c *config) error { return positive("read timeout", d, func() { c.readTimeout = d }) }
+}
+
+// WithNonBlockingHooks declares that the chains of these hooks (their own
+// middleware and Use's) never block: no I/O, no waiting on locks held for
+// long. Requests that run only such chains are handled on the event loop as
+// they arrive, without a handoff to a worker; the other requests keep
+// running on workers. A client publish with no OnRead middleware is always
+// handled on the loop. Only HookRead matters today: subscribes wait for the
+// Manager and always run on workers.
+func WithNonBlockingHooks(hooks ...Hook) Option {
+	return func(c *config) error {
+		for _, h := range hooks {
+			if h.index() == HookSlowConsumer.index() && h != HookSlowConsumer {
+				return fmt.Errorf("%w: unknown hook %q", ErrBadOption, h)
+			}
+			c.nonBlocking[h.index()] = true
+		}
+		return nil
+	}
 }
 
 // WithWorkers sets the number of goroutines that run hooks and client
@@ -270,8 +317,10 @@ func OnUnsubscribe(mws ...Middleware) Option { return hookOption(HookUnsubscribe
 // c.Message(). An error stops the publish and reaches the client.
 func OnRead(mws ...Middleware) Option { return hookOption(HookRead, mws) }
 
-// OnReadTimeout runs when a client's messages arrive faster than its hooks
-// run and its inbound queue is full; c.Message() is the dropped message.
+// OnReadTimeout runs for a client message the server could not take within
+// the read timeout (WithReadTimeout) because the client's earlier requests
+// still filled its inbound budget (WithInboundLimit); c.Message() is the
+// dropped message, and the client gets error rate_limited.
 func OnReadTimeout(mws ...Middleware) Option { return hookOption(HookReadTimeout, mws) }
 
 // OnDisconnect runs once a client is gone, after OnUnsubscribe for its topics.

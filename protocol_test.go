@@ -1014,9 +1014,7 @@ func TestProtocolSelfDelivery(t *testing.T) {
 
 func TestProtocolOrder1000(t *testing.T) {
 	const n = 1000
-	// The inbound queue is made large enough that a burst is never rate limited: this test
-	// is about order, not about back pressure.
-	tw := ptServer(t, firetower.WithInboundQueue(2*n))
+	tw := ptServer(t)
 	pub := ptDial(t, tw, "")
 	sub := ptDial(t, tw, "")
 	msub := ptDial(t, tw, "msgpack")
@@ -1414,7 +1412,7 @@ func TestProtocolErrorRateLimited(t *testing.T) {
 	timedOut := make(chan struct{}, 128)
 	var first atomic.Bool
 	tw := ptServer(t,
-		firetower.WithInboundQueue(4),
+		firetower.WithInboundLimit(1), firetower.WithReadTimeout(50*time.Millisecond),
 		firetower.OnRead(ptHook(func(c *firetower.Context) error {
 			if first.CompareAndSwap(false, true) {
 				close(entered)
@@ -1438,9 +1436,10 @@ func TestProtocolErrorRateLimited(t *testing.T) {
 	base := tw.Stats().MessagesIn
 	c.sendText(t, `{"type":"publish","topic":"rl","data":0,"id":0}`)
 	ptRecv(t, entered, "the OnRead hook to start")
-	// With a queue of 4 and the hook stalled on id 0: ids 1-4 are queued
-	// (acked later), 5-8 are answered rate_limited, 9 overflows both queues
-	// and closes the connection with 1008, 10-12 are dropped.
+	// With an inbound budget of one byte and the hook stalled on id 0, the
+	// server stops reading the client; past the read timeout it reads on and
+	// drops what it reads: ids 1-12 are answered rate_limited, after the ack
+	// of id 0, in request order, and the connection stays open.
 	const n = 12
 	for i := 1; i <= n; i++ {
 		c.sendText(t, fmt.Sprintf(`{"type":"publish","topic":"rl","data":%d,"id":%d}`, i, i))
@@ -1452,17 +1451,10 @@ func TestProtocolErrorRateLimited(t *testing.T) {
 	dropped := tw.Stats().ReadDropped
 	releaseAll()
 
-	// Answers come in request order, then the 1008 close.
-	code, _, frames := c.expectClose(t)
-	if code != 1008 {
-		t.Fatalf("close code %d, want 1008 for a client that overflowed both queues", code)
-	}
+	// Answers come in request order: the ack of 0, then the drops.
 	var got []string
-	for _, f := range frames {
-		m, err := c.decode(f)
-		if err != nil {
-			t.Fatalf("undecodable %q: %v", f.data, err)
-		}
+	for len(got) < n+1 {
+		m := c.next(t)
 		switch m.Type {
 		case "ack":
 			got = append(got, "ack"+m.ID)
@@ -1474,21 +1466,27 @@ func TestProtocolErrorRateLimited(t *testing.T) {
 			t.Fatalf("unexpected %s", m)
 		}
 	}
-	want := []string{"ack0", "ack1", "ack2", "ack3", "ack4", "limited5", "limited6", "limited7", "limited8"}
+	want := []string{"ack0"}
+	for i := 1; i <= n; i++ {
+		want = append(want, "limited"+strconv.Itoa(i))
+	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("answers %v, want %v", got, want)
 	}
-	if len(timedOut) != 4 {
-		t.Fatalf("OnReadTimeout ran %d times, want 4", len(timedOut))
+	if len(timedOut) != n {
+		t.Fatalf("OnReadTimeout ran %d times, want %d", len(timedOut), n)
 	}
 	st := tw.Stats()
-	if st.FloodClosed != 1 || st.ReadDropped != 8 || dropped == 0 {
-		t.Fatalf("FloodClosed %d ReadDropped %d, want 1 and 8 (4 rate limited + 4 after the overflow)", st.FloodClosed, st.ReadDropped)
+	if st.FloodClosed != 0 || st.ReadDropped != n || dropped == 0 {
+		t.Fatalf("FloodClosed %d ReadDropped %d, want 0 and %d", st.FloodClosed, st.ReadDropped, n)
 	}
+	// the connection is still served: a publish now goes through
+	c.sendText(t, `{"type":"publish","topic":"rl","data":"after","id":"after"}`)
+	c.expectDelivery(t, "rl", `"after"`) // subscribed too: its own delivery, then the ack
+	c.expectAck(t, "after")
 	// the subscriber receives exactly the accepted messages, in order
-	for i := 0; i <= 4; i++ {
-		sub.expectDelivery(t, "rl", strconv.Itoa(i))
-	}
+	sub.expectDelivery(t, "rl", "0")
+	sub.expectDelivery(t, "rl", `"after"`)
 	sub.expectQuiet(t)
 }
 

@@ -966,7 +966,7 @@ func rfcCases() []rfcCase {
 		},
 
 		// ---- throughput, keepalive, shutdown
-		{name: "pipelined_200_frames_replies_in_order", opts: []firetower.Option{firetower.WithInboundQueue(1024)},
+		{name: "pipelined_200_frames_replies_in_order",
 			run: rfcRunPipelined200, want: "an ack or pong for every id, in order, and every delivery"},
 		{name: "idle_client_pinged_then_closed_1001", opts: keepalive, run: rfcRunIdle, want: "server pings, then close 1001 (or TCP close)"},
 		{name: "client_answering_pings_stays_open", opts: keepalive, run: rfcRunAnswersPings, want: "open after many ping rounds past the idle timeout"},

@@ -127,7 +127,7 @@ func (t *Tower) NodeStats() NodeStats {
 		Interval: t.cfg.statsInterval.Seconds(),
 		Stats:    st,
 		Drops: map[string]uint64{
-			"read_queue_full":    st.ReadDropped,
+			"read_timeout":       st.ReadDropped,
 			"slow_consumer":      st.SlowDropped,
 			"connection_closing": st.Transport.Discarded,
 		},

@@ -3,7 +3,7 @@ package firetower
 import "sync"
 
 // workers runs connections' inboxes on a fixed pool of goroutines. A
-// connection is in the queue at most once (Conn.scheduled), so its items run
+// connection is in the queue at most once (Conn.busy), so its items run
 // in order, one at a time; the queue is bounded by the number of connections.
 type workers struct {
 	mu     sync.Mutex

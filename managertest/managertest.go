@@ -379,7 +379,7 @@ func order(t *testing.T, c Cluster) {
 	pub, sub := Dial(t, towers[0]), Dial(t, towers[1])
 	sub.Subscribe("o")
 	checkCount(t, c, towers[0], "o", 1)
-	// Pipelined in windows below the inbound queue (64), each window acked.
+	// Pipelined in windows, each window acked.
 	const n, window = 500, 50
 	for i := 0; i < n; i += window {
 		var ids []string

@@ -26,7 +26,7 @@
 //	firetower_messages_received_total          client messages received
 //	firetower_publishes_total                  publishes delivered locally
 //	firetower_deliveries_total                 frames queued for subscribers
-//	firetower_dropped_messages_total{reason}   reason="read_queue_full" (inbound queue full, OnReadTimeout)
+//	firetower_dropped_messages_total{reason}   reason="read_timeout" (not taken within the read timeout, OnReadTimeout)
 //	                                           or "slow_consumer" (not sent under SlowDrop)
 //	firetower_slow_consumer_closes_total       connections closed as slow consumers (SlowClose)
 //	firetower_flood_closes_total               connections closed with 1008 for flooding
@@ -61,7 +61,7 @@ import (
 // Drop reasons, the values of the reason label of
 // firetower_dropped_messages_total.
 const (
-	ReasonReadQueueFull = "read_queue_full"
+	ReasonReadTimeout = "read_timeout"
 	ReasonSlowConsumer  = "slow_consumer"
 )
 
@@ -124,8 +124,8 @@ func NewCollector(t *firetower.Tower) *Collector {
 		func(s *firetower.Stats) float64 { return u(s.Publishes) })
 	counter("firetower_deliveries_total", "Frames queued for subscribers.",
 		func(s *firetower.Stats) float64 { return u(s.Deliveries) })
-	const dropHelp = "Messages dropped, by reason: read_queue_full (a client's inbound queue was full), slow_consumer (not sent to a slow consumer under SlowDrop)."
-	add("firetower_dropped_messages_total", dropHelp, prometheus.CounterValue, "reason", ReasonReadQueueFull,
+	const dropHelp = "Messages dropped, by reason: read_timeout (a client message the server could not take within the read timeout), slow_consumer (not sent to a slow consumer under SlowDrop)."
+	add("firetower_dropped_messages_total", dropHelp, prometheus.CounterValue, "reason", ReasonReadTimeout,
 		func(s *firetower.Stats) float64 { return u(s.ReadDropped) })
 	add("firetower_dropped_messages_total", dropHelp, prometheus.CounterValue, "reason", ReasonSlowConsumer,
 		func(s *firetower.Stats) float64 { return u(s.SlowDropped) })
@@ -133,6 +133,12 @@ func NewCollector(t *firetower.Tower) *Collector {
 		func(s *firetower.Stats) float64 { return u(s.SlowClosed) })
 	counter("firetower_flood_closes_total", "Connections closed with 1008 for sending faster than they were served after their queues were full.",
 		func(s *firetower.Stats) float64 { return u(s.FloodClosed) })
+	counter("firetower_read_pauses_total", "Times a client's reading was paused because its queued requests reached the inbound budget (backpressure, nothing dropped).",
+		func(s *firetower.Stats) float64 { return u(s.ReadPauses) })
+	gauge("firetower_inbound_queued_bytes", "Budget held by client requests waiting for the hook workers, all connections together.",
+		func(s *firetower.Stats) float64 { return float64(s.InboundBytes) })
+	gauge("firetower_paused_connections", "Connections whose reading is paused for their inbound budget.",
+		func(s *firetower.Stats) float64 { return float64(s.Transport.Paused) })
 	counter("firetower_errors_sent_total", "Error messages sent to clients.",
 		func(s *firetower.Stats) float64 { return u(s.Errors) })
 	counter("firetower_hook_panics_total", "Hook calls that panicked.",

@@ -40,6 +40,9 @@ type Conn struct {
 	state     connState
 	fragOp    ws.OpCode
 	dropping  bool
+	paused    bool  // PauseReading: frames wait unparsed
+	overflow  bool  // paused too long or too full: read on, into Handler.Overflow
+	pausedAt  int64 // when reading was paused
 	closeCode int
 	since     int64 // when the connection opened (before upgrade), or its close frame was sent
 	lastRead  int64
@@ -78,6 +81,58 @@ func (c *Conn) Accept(protocol string) {
 // Reject refuses an upgrade left Pending with an HTTP status. Any goroutine.
 func (c *Conn) Reject(status int, reason string) {
 	c.l.enqueue(op{kind: opReject, c: c, code: status, reason: reason})
+}
+
+// PauseReading stops taking frames from this connection: what the client
+// sends waits unparsed (where possible, in the kernel: its socket leaves the
+// loop's read interest, so TCP slows the client down) until ResumeReading.
+// The frames already read in this call of Handler.Message's turn stay
+// unparsed too. A connection paused for longer than Config.ReadTimeout, or
+// holding more than Config.PausedBufferLimit unparsed bytes, is read again
+// and its messages go to Handler.Overflow until ResumeReading. Only on the
+// connection's event loop (inside Handler.Message).
+func (c *Conn) PauseReading() {
+	if c.paused || c.state == stClosed {
+		return
+	}
+	s := c.server()
+	c.paused = true
+	c.overflow = false
+	c.pausedAt = s.cfg.Clock().UnixNano()
+	s.c.pauses.Add(1)
+	s.c.paused.Add(1)
+	c.l.gate(c, false)
+}
+
+// ResumeReading undoes PauseReading: the frames that waited are parsed and
+// reading goes on. Any goroutine.
+func (c *Conn) ResumeReading() {
+	c.l.enqueue(op{kind: opResume, c: c})
+}
+
+// resume runs ResumeReading on the loop.
+func (c *Conn) resume() {
+	if !c.paused {
+		return
+	}
+	s := c.server()
+	c.paused, c.overflow = false, false
+	s.c.paused.Add(-1)
+	if c.state != stOpen && c.state != stClosing {
+		return
+	}
+	c.lastRead = s.cfg.Clock().UnixNano() // the pause was ours, not the client's
+	c.l.gate(c, true)
+	if c.gc.InboundBuffered() > 0 && c.readFrames() == gnet.Close {
+		c.closeTCP()
+	}
+}
+
+// startOverflow reads a paused connection again, handing its messages to
+// Handler.Overflow.
+func (c *Conn) startOverflow() {
+	c.overflow = true
+	c.l.gate(c, true)
 }
 
 func (c *Conn) server() *Server { return c.l.s }
@@ -284,7 +339,7 @@ func (c *Conn) readFrames() gnet.Action {
 	off := 0
 	act := gnet.None
 	now := int64(0)
-	for off < len(buf) && act == gnet.None {
+	for off < len(buf) && act == gnet.None && (!c.paused || c.overflow) {
 		h, hn, perr := wsproto.ParseHeader(buf[off:])
 		if perr != nil {
 			act = c.fail(perr.Code, perr.Reason)
@@ -410,6 +465,11 @@ func (c *Conn) message(op ws.OpCode, msg []byte) gnet.Action {
 		return c.fail(wsproto.CloseInvalidPayload, "text message is not valid UTF-8")
 	}
 	s.c.messagesIn.Add(1)
+	if c.overflow {
+		s.c.overflowed.Add(1)
+		s.h.Overflow(c, op, msg)
+		return gnet.None
+	}
 	if code := s.h.Message(c, op, msg); code != 0 {
 		return c.fail(code, "")
 	}

@@ -18,6 +18,7 @@ const (
 	opReject                 // refuse c's pending upgrade with status code
 	opScan                   // timeouts and pings
 	opShutdown               // close everything with 1001
+	opResume                 // resume reading c (Conn.ResumeReading)
 )
 
 type op struct {
@@ -36,6 +37,7 @@ type loop struct {
 	idx  int
 	el   gnet.EventLoop
 	task gnet.Runnable
+	epfd int // gnet's epoll descriptor for the read gate; -1: no gate
 
 	mu         sync.Mutex
 	q          []op
@@ -148,6 +150,8 @@ func (l *loop) apply(o *op) {
 			o.c.reject(o.code, o.reason)
 			o.c.closeTCP()
 		}
+	case opResume:
+		o.c.resume()
 	case opScan:
 		l.mu.Lock()
 		l.scanQueued = false
@@ -165,6 +169,18 @@ func (l *loop) apply(o *op) {
 		}
 		clear(l.sweep)
 		l.sweep = l.sweep[:0]
+	}
+}
+
+// gate turns c's read interest on or off where the loop has a read gate
+// (see readgate_linux.go); a failed epoll call turns the gate off for good.
+func (l *loop) gate(c *Conn, on bool) {
+	if l.epfd < 0 {
+		return
+	}
+	if !setReadInterest(l.epfd, c, on) {
+		l.s.log.Warn("transport: cannot pause reading a connection; paused connections hold their bytes in memory instead", "loop", l.idx)
+		l.epfd = -1
 	}
 }
 
@@ -198,6 +214,12 @@ func (l *loop) scan() {
 			}
 		case stOpen:
 			switch {
+			case c.paused:
+				// Not idle: we stopped reading it. Past the read timeout
+				// what it sent is read again, into Handler.Overflow.
+				if !c.overflow && now-c.pausedAt > int64(s.cfg.ReadTimeout) {
+					l.sweep = append(l.sweep, c)
+				}
 			case now-c.lastRead > idle:
 				l.sweep = append(l.sweep, c)
 			case c.gc.OutboundBuffered() > s.cfg.OutboundLimit:
@@ -215,6 +237,11 @@ func (l *loop) scan() {
 	l.outbound.Store(outbound)
 	for _, c := range l.sweep {
 		switch {
+		case c.state == stOpen && c.paused && !c.overflow:
+			c.startOverflow()
+			if c.readFrames() == gnet.Close {
+				c.closeTCP()
+			}
 		case c.state == stOpen && c.gc.OutboundBuffered() > s.cfg.OutboundLimit:
 			s.c.slowClosed.Add(1)
 			c.closeNow(CloseSlowConsumer, "slow consumer")

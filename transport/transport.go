@@ -60,7 +60,16 @@ type Config struct {
 	Logger           *slog.Logger        // default: discard
 	Clock            func() time.Time    // default time.Now (tests may inject)
 	PendingLimit     int                 // inbound bytes held while an upgrade is pending; default MaxHeaderBytes+MaxMessageSize
-	_                [0]func()           // not comparable
+	// ReadTimeout is how long a connection may stay paused (Conn.PauseReading)
+	// before what it sends is read again and handed to Handler.Overflow.
+	// Default 3s.
+	ReadTimeout time.Duration
+	// PausedBufferLimit bounds the unparsed bytes a paused connection may
+	// hold (where its socket cannot be taken out of the loop's read
+	// interest, or while gnet re-arms it); past it, its frames are read and
+	// handed to Handler.Overflow. Default 1 MiB + MaxMessageSize.
+	PausedBufferLimit int
+	_                 [0]func() // not comparable
 }
 
 // Decision is a Handler's answer to an upgrade request.
@@ -85,6 +94,12 @@ type Handler interface {
 	// Server.PutBuffer when done. A non-zero result closes the connection
 	// with that code.
 	Message(c *Conn, op ws.OpCode, payload []byte) (closeCode int)
+	// Overflow is called instead of Message with each whole message read
+	// from a paused connection (Conn.PauseReading) because it stayed paused
+	// longer than ReadTimeout or held more than PausedBufferLimit unparsed
+	// bytes. The handler must not keep the message for processing: it is
+	// over the connection's budget. payload is the handler's, as in Message.
+	Overflow(c *Conn, op ws.OpCode, payload []byte)
 	// Dropped is called for each frame dropped under SlowDrop.
 	Dropped(c *Conn, size int)
 	// Closed is called once for every connection that reached Handshake,
@@ -107,6 +122,9 @@ type Stats struct {
 	SlowClosed    uint64 // connections closed under SlowClose
 	IdleClosed    uint64
 	ProtocolClose uint64 // connections closed for a protocol error
+	ReadPauses    uint64 // times a connection's reading was paused (Conn.PauseReading)
+	Overflowed    uint64 // messages handed to Handler.Overflow
+	Paused        int64  // connections paused now
 	// OutboundBuffered is the bytes waiting in connections' outbound
 	// buffers, as of the last keepalive scan.
 	OutboundBuffered int64
@@ -156,7 +174,8 @@ type counters struct {
 	open                                     atomic.Int64
 	framesIn, messagesIn, bytesOut, writes   atomic.Uint64
 	dropped, slowClosed, idleClosed, protErr atomic.Uint64
-	discarded                                atomic.Uint64
+	discarded, pauses, overflowed            atomic.Uint64
+	paused                                   atomic.Int64
 	latency                                  [LatencyBuckets]atomic.Uint64
 }
 
@@ -215,6 +234,12 @@ func New(cfg Config, h Handler) *Server {
 	if cfg.PendingLimit <= 0 {
 		cfg.PendingLimit = cfg.MaxHeaderBytes + cfg.MaxMessageSize
 	}
+	if cfg.ReadTimeout <= 0 {
+		cfg.ReadTimeout = 3 * time.Second
+	}
+	if cfg.PausedBufferLimit <= 0 {
+		cfg.PausedBufferLimit = 1<<20 + cfg.MaxMessageSize
+	}
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
 	}
@@ -235,7 +260,7 @@ func New(cfg Config, h Handler) *Server {
 	s.frames.New = func() any { return &Frame{s: s} }
 	s.epoch = time.Now()
 	s.pingFrame = wsproto.AppendFrame(nil, ws.OpPing, nil)
-	m := min(cfg.PingInterval, cfg.IdleTimeout, cfg.HandshakeTimeout, cfg.CloseTimeout)
+	m := min(cfg.PingInterval, cfg.IdleTimeout, cfg.HandshakeTimeout, cfg.CloseTimeout, cfg.ReadTimeout)
 	s.tick = min(max(m/4, 5*time.Millisecond), time.Second)
 	return s
 }
@@ -355,6 +380,7 @@ func (s *Server) Stats() Stats {
 		Open: s.c.open.Load(), FramesIn: s.c.framesIn.Load(), MessagesIn: s.c.messagesIn.Load(),
 		BytesOut: s.c.bytesOut.Load(), Writes: s.c.writes.Load(), Dropped: s.c.dropped.Load(), Discarded: s.c.discarded.Load(),
 		SlowClosed: s.c.slowClosed.Load(), IdleClosed: s.c.idleClosed.Load(), ProtocolClose: s.c.protErr.Load(),
+		ReadPauses: s.c.pauses.Load(), Overflowed: s.c.overflowed.Load(), Paused: s.c.paused.Load(),
 	}
 }
 
@@ -453,7 +479,7 @@ func (s *Server) loopFor(el gnet.EventLoop) *loop {
 	l := s.byEL[el]
 	if l == nil {
 		old := s.loopList()
-		l = &loop{s: s, idx: len(old), el: el, pendingKeys: make(map[*Conn]string)}
+		l = &loop{s: s, idx: len(old), el: el, epfd: epollFD(el), pendingKeys: make(map[*Conn]string)}
 		l.task = gnet.RunnableFunc(l.run)
 		next := append(append(make([]*loop, 0, len(old)+1), old...), l)
 		s.loops.Store(&next)
@@ -504,6 +530,10 @@ func (s *Server) OnClose(gc gnet.Conn, err error) gnet.Action {
 		s.bufs.Put(c.frag)
 		c.frag = nil
 	}
+	if c.paused {
+		c.paused = false
+		s.c.paused.Add(-1)
+	}
 	if wasWS {
 		s.h.Closed(c, c.closeCode, err)
 	}
@@ -543,6 +573,13 @@ func (s *Server) OnTraffic(gc gnet.Conn) gnet.Action {
 		}
 		return gnet.None
 	case stOpen, stClosing:
+		if c.paused && !c.overflow {
+			if gc.InboundBuffered() <= s.cfg.PausedBufferLimit {
+				c.l.gate(c, false) // gnet re-armed reading: take it out again
+				return gnet.None
+			}
+			c.startOverflow() // over the bound: read on, into Handler.Overflow
+		}
 		return c.readFrames()
 	}
 	_, _ = gc.Discard(-1)

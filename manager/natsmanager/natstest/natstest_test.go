@@ -242,7 +242,7 @@ func order(t *testing.T, gws setup) {
 	sub.subscribe("o")
 	waitCount(t, towers[0], "o", 1)
 	probe(t, towers[0], "o", sub)
-	const n, window = 500, 50 // windows below the inbound queue (64)
+	const n, window = 500, 50
 	for i := 0; i < n; i += window {
 		var ids []string
 		for j := i; j < i+window; j++ {
