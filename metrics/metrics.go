@@ -61,8 +61,8 @@ import (
 // Drop reasons, the values of the reason label of
 // firetower_dropped_messages_total.
 const (
-	ReasonReadTimeout = "read_timeout"
-	ReasonSlowConsumer  = "slow_consumer"
+	ReasonReadTimeout  = "read_timeout"
+	ReasonSlowConsumer = "slow_consumer"
 )
 
 // Collector is a prometheus.Collector for one Tower.
