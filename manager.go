@@ -44,7 +44,10 @@ type Link interface {
 	Flush(ctx context.Context) error
 	// Publish sends a publish to every other node with interest in topic,
 	// whose Deliver gets data byte for byte. An error means it could not be
-	// taken (the client gets "unavailable").
+	// taken (the client gets "unavailable"). It is called on event loops
+	// (a client publish is handled there when no hook may block), so it
+	// must hand the publish off and not wait for the network; it does not
+	// keep data after it returns.
 	Publish(ctx context.Context, topic string, data []byte) error
 	// Count is the cluster-wide subscriber count of topic.
 	Count(ctx context.Context, topic string) (int64, error)
