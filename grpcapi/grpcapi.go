@@ -44,7 +44,9 @@ type Config struct {
 	// APIKey, when set, is required on every call as metadata
 	// "authorization: Bearer <key>" or "x-api-key: <key>".
 	APIKey string
-	// MaxBatch bounds the messages of one PublishBatch. Default 1000.
+	// MaxBatch bounds the publishes of one call: every topic of every
+	// message of a PublishBatch counts, as do the topics of a Publish.
+	// Default 1000.
 	MaxBatch int
 	// Timeout bounds one call's work (a shorter client deadline wins).
 	// Default 10s.
@@ -160,6 +162,10 @@ func message(m *firetowerpb.PublishRequest) ([]string, []byte, error) {
 		if err := protocol.ValidateTopic(t); err != nil {
 			return nil, nil, statusError(codes.InvalidArgument, firetower.CodeInvalidTopic, err.Error())
 		}
+		if firetower.IsSystemTopic(t) {
+			return nil, nil, statusError(codes.PermissionDenied, firetower.CodeForbidden,
+				fmt.Sprintf("topic %q: topics starting with %s are reserved for the server", t, firetower.SystemTopicPrefix))
+		}
 	}
 	data := m.GetData()
 	if len(data) == 0 {
@@ -181,6 +187,9 @@ func (s *Server) Publish(ctx context.Context, req *firetowerpb.PublishRequest) (
 	if err != nil {
 		return nil, err
 	}
+	if len(topics) > s.cfg.MaxBatch {
+		return nil, statusError(codes.InvalidArgument, firetower.CodeBadRequest, fmt.Sprintf("a publish names at most %d topics", s.cfg.MaxBatch))
+	}
 	for _, t := range topics {
 		if err := s.t.Publish(ctx, t, data); err != nil {
 			return nil, toStatus(err)
@@ -199,6 +208,18 @@ func (s *Server) PublishBatch(ctx context.Context, req *firetowerpb.PublishBatch
 	msgs := req.GetMessages()
 	if len(msgs) == 0 || len(msgs) > s.cfg.MaxBatch {
 		return nil, statusError(codes.InvalidArgument, firetower.CodeBadRequest, fmt.Sprintf("a batch holds 1 to %d messages", s.cfg.MaxBatch))
+	}
+	// Every topic of every message is one publish: all count toward
+	// MaxBatch.
+	total := 0
+	for _, m := range msgs {
+		total += len(m.GetTopics())
+		if m.GetTopic() != "" {
+			total++
+		}
+	}
+	if total > s.cfg.MaxBatch {
+		return nil, statusError(codes.InvalidArgument, firetower.CodeBadRequest, fmt.Sprintf("a batch makes at most %d publishes (one per topic of each message); this one makes %d", s.cfg.MaxBatch, total))
 	}
 	type checked struct {
 		topics []string

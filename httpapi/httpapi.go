@@ -49,7 +49,9 @@ type Config struct {
 	APIKey string
 	// MaxBody bounds a request body. Default 1 MiB.
 	MaxBody int64
-	// MaxBatch bounds the messages of one batch. Default 1000.
+	// MaxBatch bounds the publishes of one request: every topic of every
+	// message of a batch counts, as do the topics of a single publish.
+	// Default 1000.
 	MaxBatch int
 	// Timeout bounds one request's work. Default 10s.
 	Timeout time.Duration
