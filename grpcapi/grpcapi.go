@@ -29,10 +29,12 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
 	"github.com/firetower-go/firetower"
 	"github.com/firetower-go/firetower/grpcapi/firetowerpb"
+	"github.com/firetower-go/firetower/httpapi"
 	"github.com/firetower-go/firetower/internal/protocol"
 )
 
@@ -55,6 +57,12 @@ type Config struct {
 	// a larger one fails with RESOURCE_EXHAUSTED. Default 1 MiB, the HTTP
 	// API's body limit.
 	MaxMessageSize int
+	// Guard, when set, limits wrong keys per client address (see
+	// httpapi.Guard.Attempt): past its burst a client gets
+	// RESOURCE_EXHAUSTED (reason "too_many_attempts") whatever key it
+	// sends. Share the HTTP API's Guard to count a client's failures
+	// once. The key compared stays APIKey.
+	Guard *httpapi.Guard
 }
 
 // Server implements firetowerpb.PushServiceServer for a Tower.
@@ -134,7 +142,23 @@ func (s *Server) checkKey(ctx context.Context) error {
 			got = strings.TrimLeft(token, " ")
 		}
 	}
-	if subtle.ConstantTimeCompare([]byte(got), []byte(s.cfg.APIKey)) != 1 {
+	match := func() bool { return subtle.ConstantTimeCompare([]byte(got), []byte(s.cfg.APIKey)) == 1 }
+	if s.cfg.Guard != nil && got != "" {
+		addr := ""
+		if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+			addr = p.Addr.String()
+		}
+		ok, wait := s.cfg.Guard.Attempt(addr, "grpc", match)
+		if wait > 0 {
+			return statusError(codes.ResourceExhausted, "too_many_attempts",
+				fmt.Sprintf("too many wrong API keys from this address: try again in %s", wait.Round(time.Second)))
+		}
+		if !ok {
+			return statusError(codes.Unauthenticated, "unauthorized", "missing or wrong API key")
+		}
+		return nil
+	}
+	if !match() {
 		return statusError(codes.Unauthenticated, "unauthorized", "missing or wrong API key")
 	}
 	return nil

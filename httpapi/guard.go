@@ -281,19 +281,31 @@ func (g *Guard) Verify(r *http.Request, got string) (ok bool, retryAfter time.Du
 	if got == "" {
 		return false, 0 // no guess: not counted
 	}
-	client := clientOf(r.RemoteAddr)
+	return g.Attempt(r.RemoteAddr, r.Method+" "+r.URL.Path, func() bool {
+		return subtle.ConstantTimeCompare([]byte(got), g.key) == 1
+	})
+}
+
+// Attempt runs check, a credential check of the client at remoteAddr
+// ("host:port"), under the Guard's limit on failures: when the client's
+// address has failed too often it returns false and how long to wait,
+// without running check; otherwise check's answer, a failure being
+// counted and logged with what (the request, for the log). Other servers
+// (the gRPC API) use it to share the HTTP API's limit.
+func (g *Guard) Attempt(remoteAddr, what string, check func() bool) (ok bool, retryAfter time.Duration) {
+	client := clientOf(remoteAddr)
 	allowed, wait, first := g.limiter.take(client)
 	if !allowed {
 		if first {
-			g.log.Warn("too many wrong API keys: client limited", "client", client, "method", r.Method, "path", r.URL.Path, "retry_after", wait)
+			g.log.Warn("too many wrong API keys: client limited", "client", client, "request", what, "retry_after", wait)
 		}
 		return false, wait
 	}
-	if subtle.ConstantTimeCompare([]byte(got), g.key) == 1 {
+	if check() {
 		g.limiter.refund(client)
 		return true, 0
 	}
-	g.log.Warn("wrong API key", "client", client, "method", r.Method, "path", r.URL.Path, "given", got != "")
+	g.log.Warn("wrong API key", "client", client, "request", what)
 	return false, 0
 }
 

@@ -35,9 +35,15 @@ type httpConfig struct {
 	log            *slog.Logger
 	sessionTTL     time.Duration    // default 12h
 	now            func() time.Time // default time.Now (tests)
+	// shared is the Guard of every server of the command (HTTP and
+	// gRPC), so that a client's wrong keys count once; nil: one is made.
+	shared *httpapi.Guard
 }
 
 func (hc httpConfig) guard() *httpapi.Guard {
+	if hc.shared != nil {
+		return hc.shared
+	}
 	return httpapi.NewGuard(httpapi.GuardConfig{
 		APIKey: hc.apiKey, AllowedHosts: hc.allowedHosts, AllowedOrigins: hc.allowedOrigins,
 		Logger: hc.log, Now: hc.now,

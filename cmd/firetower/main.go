@@ -105,6 +105,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "firetower serve:", err)
 		return 2
 	}
+	hc := trust.httpConfig(*apiKey, log)
 
 	opts := trust.towerOptions(*wsAddr, *httpAddr)
 	if *natsURLs != "" {
@@ -160,7 +161,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "http listening on http://%s\n", ln.Addr())
 	shutdown := t.Shutdown
 	if gln != nil {
-		gs := grpcapi.New(t, grpcapi.Config{APIKey: *apiKey}).NewGRPCServer()
+		gs := grpcapi.New(t, grpcapi.Config{APIKey: *apiKey, Guard: hc.shared}).NewGRPCServer()
 		fmt.Fprintf(stdout, "grpc listening on %s\n", gln.Addr())
 		grpcDone := make(chan struct{})
 		go func() {
@@ -175,7 +176,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return t.Shutdown(ctx)
 		}
 	}
-	return runUntilDone(ctx, log, ln, newHTTPHandler(t, trust.httpConfig(*apiKey, log)), trust.timeouts(), shutdown)
+	return runUntilDone(ctx, log, ln, newHTTPHandler(t, hc), trust.timeouts(), shutdown)
 }
 
 // stopGRPC lets in-flight calls finish, and cuts them off when ctx ends.

@@ -109,12 +109,14 @@ func (tf *trustFlags) towerOptions(listen ...string) []firetower.Option {
 	return []firetower.Option{firetower.WithAllowedOrigins(append(origins, same...)...)}
 }
 
-// httpConfig is what the HTTP handlers of a command trust.
+// httpConfig is what the servers of a command trust, with the one Guard
+// they share.
 func (tf *trustFlags) httpConfig(apiKey string, log *slog.Logger) httpConfig {
 	hc := httpConfig{apiKey: apiKey, allowedHosts: splitList(*tf.hosts), log: log}
 	if tf.origins != nil {
 		hc.allowedOrigins = splitList(*tf.origins)
 	}
+	hc.shared = hc.guard()
 	return hc
 }
 

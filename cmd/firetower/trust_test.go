@@ -18,8 +18,14 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 
 	"github.com/firetower-go/firetower"
+	pb "github.com/firetower-go/firetower/grpcapi/firetowerpb"
 )
 
 // ttRun is mtRun with the command's log kept: it returns the log too.
@@ -501,6 +507,41 @@ func TestManagerHTTPTrust(t *testing.T) {
 	ttWant(t, "foreign Host", r, b, 421, `"code":"misdirected_request"`)
 	r, b = ttDo(t, "POST", base+"/api/v1/publish", "", `{"topic":"news","data":1}`, map[string]string{"Content-Type": "application/x-www-form-urlencoded"})
 	ttWant(t, "curl -d", r, b, 200, `"ok":true`)
+	if code := stop(); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+}
+
+// TestServeWrongKeysCountAcrossAPIs: the HTTP and gRPC push APIs of one
+// process share the limit: wrong keys on HTTP lock the address out of
+// gRPC too.
+func TestServeWrongKeysCountAcrossAPIs(t *testing.T) {
+	const key = "s3cret-key"
+	lines, stop := mtRun(t, "serve", "--ws-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--log-level", "error", "--api-key", key)
+	mtLine(t, lines, "websocket listening on ws://")
+	base := "http://" + mtLine(t, lines, "http listening on http://")
+	gaddr := mtLine(t, lines, "grpc listening on ")
+	cc, err := grpc.NewClient(gaddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	api := pb.NewPushServiceClient(cc)
+	count := func() error {
+		ctx, cancel := context.WithTimeout(metadata.AppendToOutgoingContext(context.Background(), "x-api-key", key), 10*time.Second)
+		defer cancel()
+		_, err := api.Count(ctx, &pb.CountRequest{Topic: "/t"})
+		return err
+	}
+	if err := count(); err != nil {
+		t.Fatalf("gRPC with the key: %v", err)
+	}
+	for range 10 {
+		ttDo(t, "GET", base+"/api/v1/topics", "", "", map[string]string{"X-API-Key": "guess"})
+	}
+	if err := count(); status.Code(err) != codes.ResourceExhausted {
+		t.Errorf("gRPC with the key after 10 wrong keys on HTTP: %v, want ResourceExhausted", err)
+	}
 	if code := stop(); code != 0 {
 		t.Fatalf("exit code %d", code)
 	}

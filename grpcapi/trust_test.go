@@ -1,12 +1,16 @@
 package grpcapi_test
 
 import (
+	"context"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/firetower-go/firetower/grpcapi"
 	pb "github.com/firetower-go/firetower/grpcapi/firetowerpb"
+	"github.com/firetower-go/firetower/httpapi"
 )
 
 // TestBatchReservedTopicSendsNothing: a batch with a reserved topic in the
@@ -58,4 +62,37 @@ func TestBatchCountsTopics(t *testing.T) {
 	}
 	sub.expect("/t", "1")
 	sub.expect("/t", "2")
+}
+
+// TestWrongKeysRateLimited: with a Guard, past its burst of wrong keys a
+// client gets RESOURCE_EXHAUSTED whatever it sends, the right key
+// included; calls without a key are not counted.
+func TestWrongKeysRateLimited(t *testing.T) {
+	const key = "s3cret-key"
+	g := httpapi.NewGuard(httpapi.GuardConfig{APIKey: key, FailedKeyBurst: 3, FailedKeyEvery: time.Hour})
+	e := newEnv(t, grpcapi.Config{APIKey: key, Guard: g}, nil)
+	call := func(kv ...string) error {
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
+		defer cancel()
+		if kv != nil {
+			ctx = metadata.AppendToOutgoingContext(ctx, kv...)
+		}
+		_, err := e.api.Publish(ctx, &pb.PublishRequest{Topic: "/t", Data: []byte(`"x"`)})
+		return err
+	}
+	for range 5 {
+		wantStatus(t, call(), codes.Unauthenticated, "unauthorized")
+	}
+	for range 3 {
+		wantStatus(t, call("x-api-key", "guess"), codes.Unauthenticated, "unauthorized")
+	}
+	wantStatus(t, call("authorization", "Bearer guess"), codes.ResourceExhausted, "too_many_attempts")
+	wantStatus(t, call("x-api-key", key), codes.ResourceExhausted, "too_many_attempts")
+
+	// Another server sharing nothing: the key works.
+	other := newEnv(t, grpcapi.Config{APIKey: key, Guard: httpapi.NewGuard(httpapi.GuardConfig{APIKey: key})}, nil)
+	ctx := metadata.AppendToOutgoingContext(context.Background(), "x-api-key", key)
+	if _, err := other.api.Publish(ctx, &pb.PublishRequest{Topic: "/t", Data: []byte("1")}); err != nil {
+		t.Fatalf("the right key on a fresh Guard: %v", err)
+	}
 }
