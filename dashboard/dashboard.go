@@ -92,6 +92,10 @@ type Config struct {
 	// ".localhost" (see httpapi.GuardConfig); "*" for any. Ignored when
 	// Guard is set.
 	AllowedHosts []string
+	// SignOut, when set, is the URL (relative to the page) the page's
+	// "sign out" button POSTs to, for a server that signs browsers in;
+	// the page then reloads. Default: no button.
+	SignOut string
 	// Guard, when set, checks every request (Host, cross-site) instead of
 	// one made from AllowedHosts: share the Guard of the rest of the
 	// server. A Guard with an API key does not check Host.
@@ -162,6 +166,7 @@ func New(t *firetower.Tower, cfg Config) *Dashboard {
 	var buf bytes.Buffer
 	if err := tpl.Execute(&buf, map[string]any{
 		"Title":      cfg.Title,
+		"SignOut":    cfg.SignOut,
 		"TopN":       cfg.TopN,
 		"StatsTopic": firetower.StatsTopic,
 		"LibTag":     lib.etag[1:9],

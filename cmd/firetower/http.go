@@ -88,7 +88,11 @@ func newHTTPHandler(t *firetower.Tower, hc httpConfig) http.Handler {
 		httpapi.JSON(w, http.StatusOK, map[string]any{"ws_port": p, "ws_path": "/ws"})
 	})
 	mux.Handle("/api/v1/", httpapi.New(t, httpapi.Config{Guard: g}))
-	dash := dashboardLogin(g, sess, dashboard.New(t, dashboard.Config{Guard: g}))
+	dcfg := dashboard.Config{Guard: g}
+	if g.HasKey() {
+		dcfg.SignOut = "logout"
+	}
+	dash := dashboardLogin(g, sess, dashboard.New(t, dcfg))
 	mux.Handle("GET /dashboard", dash)
 	mux.Handle("GET /dashboard/", dash)
 	mux.HandleFunc("POST /dashboard/login", dashboardSignIn(g, sess))

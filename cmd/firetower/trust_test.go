@@ -546,3 +546,23 @@ func TestServeWrongKeysCountAcrossAPIs(t *testing.T) {
 		t.Fatalf("exit code %d", code)
 	}
 }
+
+// TestDashboardSignOutButton: with a key, the dashboard page has a sign-out
+// button posting to /dashboard/logout; without one, none.
+func TestDashboardSignOutButton(t *testing.T) {
+	tw := ttTower(t)
+	for _, key := range []string{"", "k"} {
+		h := newHTTPHandler(tw, httpConfig{apiKey: key})
+		req := httptest.NewRequest("GET", "/dashboard/", nil)
+		req.Host = "127.0.0.1:9998"
+		if key != "" {
+			req.Header.Set("X-API-Key", key)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		has := strings.Contains(rec.Body.String(), `id="signout"`) && strings.Contains(rec.Body.String(), `data-action="logout"`)
+		if rec.Code != 200 || has != (key != "") {
+			t.Errorf("key %q: %d, sign-out button %v", key, rec.Code, has)
+		}
+	}
+}
