@@ -62,9 +62,10 @@ type GuardConfig struct {
 //     cross-site form or a fetch with a text/plain body (a CORS "simple"
 //     request, sent without asking). Programs such as curl send neither
 //     header and are not concerned, whatever their Content-Type; a request
-//     that carries Authorization or X-API-Key cannot come from another
-//     site's page either (a browser asks first, and firetower never says
-//     yes), so it skips the check.
+//     that carries X-API-Key or "Authorization: Bearer" cannot come from
+//     another site's page either (a browser asks first, and firetower
+//     never says yes), so it skips the check. (Basic credentials do not:
+//     a browser adds them by itself.)
 //   - Wrong keys are counted per client address (an IPv6 address by its
 //     /64): past FailedKeyBurst in a row, the address gets 429 until it has
 //     earned a new try, whatever key it presents, and each failure is
@@ -196,7 +197,9 @@ func (g *Guard) crossSite(r *http.Request) string {
 	if safeMethod(r.Method) {
 		return ""
 	}
-	if r.Header.Get("Authorization") != "" || r.Header.Get("X-API-Key") != "" {
+	// A key in a header: no page of another site can send one without
+	// asking first (Bearer, unlike Basic, is never added by the browser).
+	if PresentedKey(r) != "" {
 		return ""
 	}
 	if vals := r.Header.Values("Origin"); len(vals) > 0 {

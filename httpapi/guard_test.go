@@ -63,6 +63,7 @@ func TestCrossSiteBrowserPOSTRefused(t *testing.T) {
 		{"no Origin, Sec-Fetch-Site cross-site", map[string]string{"Content-Type": "text/plain", "Sec-Fetch-Site": "cross-site"}},
 		{"no Origin, Sec-Fetch-Site same-site", map[string]string{"Content-Type": "text/plain", "Sec-Fetch-Site": "same-site"}},
 		{"JSON from another site", map[string]string{"Content-Type": "application/json", "Origin": "http://evil.example"}},
+		{"Basic credentials the browser added", map[string]string{"Content-Type": "text/plain", "Origin": "http://evil.example", "Authorization": "Basic dTpw"}},
 	} {
 		r := e.rawRequest("POST", "", "/api/v1/publish", body, c.hdr)
 		wantError(t, r, http.StatusForbidden, "cross_site")
@@ -86,6 +87,7 @@ func TestCrossSiteBrowserPOSTRefused(t *testing.T) {
 		{"Content-Type": "text/plain", "Origin": "http://127.0.0.1:" + port},
 		{"Content-Type": "text/plain", "Sec-Fetch-Site": "none"},
 		{"Content-Type": "application/json", "Origin": "http://evil.example", "X-API-Key": "anything"},
+		{"Content-Type": "application/json", "Origin": "http://evil.example", "Authorization": "Bearer anything"},
 	} {
 		r := e.rawRequest("POST", "", "/api/v1/publish", `{"topic":"/t","data":`+string(rune('0'+i))+`}`, hdr)
 		if r.status != http.StatusOK {
