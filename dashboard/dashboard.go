@@ -24,7 +24,14 @@
 //
 // The handler does not authenticate: mount it behind whatever guards the
 // rest of the operator's HTTP surface, since a token it hands out lets its
-// holder watch the cluster's stats. It starts no goroutine.
+// holder watch the cluster's stats. It does check the Host header, through
+// an httpapi.Guard (Config.Guard, or one made from Config.AllowedHosts):
+// unless that Guard has an API key, a request naming a host other than an
+// IP address, localhost or an allowed host gets 421, so that a web page
+// whose DNS name was rebound to this server (DNS rebinding) can neither
+// read the page's data nor get a token naming its own host. Behind a proxy
+// that checks hosts itself, set AllowedHosts to "*". It starts no
+// goroutine.
 package dashboard
 
 import (
@@ -80,6 +87,19 @@ type Config struct {
 	TopicsTimeout time.Duration
 	// Title is the page's title. Default "firetower dashboard".
 	Title string
+	// AllowedHosts are the host names requests may name in their Host
+	// header, besides IP addresses, "localhost" and names under
+	// ".localhost" (see httpapi.GuardConfig); "*" for any. Ignored when
+	// Guard is set.
+	AllowedHosts []string
+	// SignOut, when set, is the URL (relative to the page) the page's
+	// "sign out" button POSTs to, for a server that signs browsers in;
+	// the page then reloads. Default: no button.
+	SignOut string
+	// Guard, when set, checks every request (Host, cross-site) instead of
+	// one made from AllowedHosts: share the Guard of the rest of the
+	// server. A Guard with an API key does not check Host.
+	Guard *httpapi.Guard
 }
 
 // Dashboard is the dashboard's http.Handler.
@@ -119,6 +139,9 @@ func New(t *firetower.Tower, cfg Config) *Dashboard {
 	if cfg.Title == "" {
 		cfg.Title = "firetower dashboard"
 	}
+	if cfg.Guard == nil {
+		cfg.Guard = httpapi.NewGuard(httpapi.GuardConfig{AllowedHosts: cfg.AllowedHosts})
+	}
 	d := &Dashboard{t: t, cfg: cfg, assets: map[string]asset{}, webclient: webclient.Handler()}
 	err := fs.WalkDir(static, "static", func(p string, e fs.DirEntry, err error) error {
 		if err != nil || e.IsDir() || p == "static/index.html" {
@@ -143,6 +166,7 @@ func New(t *firetower.Tower, cfg Config) *Dashboard {
 	var buf bytes.Buffer
 	if err := tpl.Execute(&buf, map[string]any{
 		"Title":      cfg.Title,
+		"SignOut":    cfg.SignOut,
 		"TopN":       cfg.TopN,
 		"StatsTopic": firetower.StatsTopic,
 		"LibTag":     lib.etag[1:9],
@@ -164,6 +188,9 @@ func (d *Dashboard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rest, ok := strings.CutPrefix(r.URL.Path, d.cfg.Prefix)
 	if !ok || (rest != "" && rest[0] != '/') {
 		http.NotFound(w, r)
+		return
+	}
+	if !d.cfg.Guard.Check(w, r) {
 		return
 	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {

@@ -16,6 +16,7 @@ import (
 	"github.com/firetower-go/firetower"
 	"github.com/firetower-go/firetower/client"
 	"github.com/firetower-go/firetower/dashboard"
+	"github.com/firetower-go/firetower/httpapi"
 	"github.com/firetower-go/firetower/webclient"
 )
 
@@ -241,7 +242,9 @@ func TestTokenOpensStats(t *testing.T) {
 func TestTokenURL(t *testing.T) {
 	tw := dtTower(t, firetower.WithPath("/live/ws"))
 	port := tw.Addr()[strings.LastIndexByte(tw.Addr(), ':')+1:]
-	d := dashboard.New(tw, dashboard.Config{})
+	// Any Host: this test is about the URL each one gets
+	// (TestForeignHostGetsNoToken: the default refuses most of them).
+	d := dashboard.New(tw, dashboard.Config{AllowedHosts: []string{"*"}})
 	for _, c := range []struct{ host, want string }{
 		{"dash.example.com:8080", "ws://dash.example.com:" + port + "/live/ws"},
 		{"dash.example.com", "ws://dash.example.com:" + port + "/live/ws"},
@@ -271,7 +274,7 @@ func TestTokenURL(t *testing.T) {
 
 	// Config.WebsocketURL overrides the URL; the token joins its query.
 	var asked *http.Request
-	d = dashboard.New(tw, dashboard.Config{WebsocketURL: func(r *http.Request) string {
+	d = dashboard.New(tw, dashboard.Config{AllowedHosts: []string{"*"}, WebsocketURL: func(r *http.Request) string {
 		asked = r
 		return "wss://proxy.example/firetower/ws?tenant=a"
 	}})
@@ -293,7 +296,7 @@ func TestTokenURL(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec = httptest.NewRecorder()
-	dashboard.New(idle, dashboard.Config{}).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/dashboard/token", nil))
+	dashboard.New(idle, dashboard.Config{AllowedHosts: []string{"*"}}).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/dashboard/token", nil))
 	if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), `"code":"unavailable"`) || rec.Header().Get("Cache-Control") != "no-store" {
 		t.Fatalf("token from a Tower not started: %d %s", rec.Code, rec.Body)
 	}
@@ -430,7 +433,7 @@ func TestPages(t *testing.T) {
 	port := tw.Addr()[strings.LastIndexByte(tw.Addr(), ':')+1:]
 	lib := webclient.Source()
 	for _, prefix := range []string{"", "/ops/dash/"} {
-		srv := dtServe(t, dashboard.New(tw, dashboard.Config{Prefix: prefix, Title: "ops <board>"}))
+		srv := dtServe(t, dashboard.New(tw, dashboard.Config{Prefix: prefix, Title: "ops <board>", AllowedHosts: []string{"dash.example"}}))
 		base := "/dashboard"
 		if prefix != "" {
 			base = "/ops/dash"
@@ -505,4 +508,63 @@ func TestPages(t *testing.T) {
 			t.Fatalf("GET %s/topics.json: %d", base, r.code)
 		}
 	}
+}
+
+// TestForeignHostGetsNoToken: by default the dashboard answers only
+// requests naming an IP address, localhost or an allowed host, so that a
+// page whose DNS name was rebound to the server gets no token (one that
+// would name its own host), no topics and no page.
+func TestForeignHostGetsNoToken(t *testing.T) {
+	tw := dtTower(t)
+	port := tw.Addr()[strings.LastIndexByte(tw.Addr(), ':')+1:]
+	for _, c := range []struct {
+		cfg  dashboard.Config
+		host string
+		ok   bool
+	}{
+		{dashboard.Config{}, "evil.example:9998", false},
+		{dashboard.Config{}, "evil.example", false},
+		{dashboard.Config{AllowedHosts: []string{"dash.example"}}, "evil.example:9998", false},
+		{dashboard.Config{Guard: httpapi.NewGuard(httpapi.GuardConfig{AllowedHosts: []string{"dash.example"}})}, "evil.example", false},
+		{dashboard.Config{}, "localhost:9998", true},
+		{dashboard.Config{}, "127.0.0.1:9998", true},
+		{dashboard.Config{AllowedHosts: []string{"dash.example"}}, "dash.example:9998", true},
+		{dashboard.Config{Guard: httpapi.NewGuard(httpapi.GuardConfig{AllowedHosts: []string{"dash.example"}})}, "dash.example", true},
+		// With an API key the key guards (the binary asks for it in front).
+		{dashboard.Config{Guard: httpapi.NewGuard(httpapi.GuardConfig{APIKey: "k"})}, "evil.example", true},
+	} {
+		d := dashboard.New(tw, c.cfg)
+		for _, p := range []string{"/dashboard/token", "/dashboard/topics.json", "/dashboard/", "/dashboard/app.js"} {
+			req := httptest.NewRequest(http.MethodGet, p, nil)
+			req.Host = c.host
+			rec := httptest.NewRecorder()
+			d.ServeHTTP(rec, req)
+			if !c.ok {
+				if rec.Code != http.StatusMisdirectedRequest || strings.Contains(rec.Body.String(), "ws://") || strings.Contains(rec.Body.String(), "token\"") {
+					t.Errorf("Host %q %s (%+v): %d %s, want 421 and nothing else", c.host, p, c.cfg.AllowedHosts, rec.Code, rec.Body)
+				}
+				continue
+			}
+			if rec.Code != http.StatusOK {
+				t.Errorf("Host %q %s: %d %s, want 200", c.host, p, rec.Code, rec.Body)
+				continue
+			}
+			if p == "/dashboard/token" {
+				var tok dashboard.TokenResponse
+				if err := json.Unmarshal(rec.Body.Bytes(), &tok); err != nil {
+					t.Fatal(err)
+				}
+				if want := "ws://" + hostOnlyForTest(c.host) + ":" + port + "/ws?"; !strings.HasPrefix(tok.URL, want) {
+					t.Errorf("Host %q: token URL %s, want %s...", c.host, tok.URL, want)
+				}
+			}
+		}
+	}
+}
+
+func hostOnlyForTest(hostport string) string {
+	if i := strings.LastIndexByte(hostport, ':'); i >= 0 {
+		return hostport[:i]
+	}
+	return hostport
 }

@@ -29,10 +29,12 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
 	"github.com/firetower-go/firetower"
 	"github.com/firetower-go/firetower/grpcapi/firetowerpb"
+	"github.com/firetower-go/firetower/httpapi"
 	"github.com/firetower-go/firetower/internal/protocol"
 )
 
@@ -44,7 +46,9 @@ type Config struct {
 	// APIKey, when set, is required on every call as metadata
 	// "authorization: Bearer <key>" or "x-api-key: <key>".
 	APIKey string
-	// MaxBatch bounds the messages of one PublishBatch. Default 1000.
+	// MaxBatch bounds the publishes of one call: every topic of every
+	// message of a PublishBatch counts, as do the topics of a Publish.
+	// Default 1000.
 	MaxBatch int
 	// Timeout bounds one call's work (a shorter client deadline wins).
 	// Default 10s.
@@ -53,6 +57,12 @@ type Config struct {
 	// a larger one fails with RESOURCE_EXHAUSTED. Default 1 MiB, the HTTP
 	// API's body limit.
 	MaxMessageSize int
+	// Guard, when set, limits wrong keys per client address (see
+	// httpapi.Guard.Attempt): past its burst a client gets
+	// RESOURCE_EXHAUSTED (reason "too_many_attempts") whatever key it
+	// sends. Share the HTTP API's Guard to count a client's failures
+	// once. The key compared stays APIKey.
+	Guard *httpapi.Guard
 }
 
 // Server implements firetowerpb.PushServiceServer for a Tower.
@@ -132,7 +142,23 @@ func (s *Server) checkKey(ctx context.Context) error {
 			got = strings.TrimLeft(token, " ")
 		}
 	}
-	if subtle.ConstantTimeCompare([]byte(got), []byte(s.cfg.APIKey)) != 1 {
+	match := func() bool { return subtle.ConstantTimeCompare([]byte(got), []byte(s.cfg.APIKey)) == 1 }
+	if s.cfg.Guard != nil && got != "" {
+		addr := ""
+		if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+			addr = p.Addr.String()
+		}
+		ok, wait := s.cfg.Guard.Attempt(addr, "grpc", match)
+		if wait > 0 {
+			return statusError(codes.ResourceExhausted, "too_many_attempts",
+				fmt.Sprintf("too many wrong API keys from this address: try again in %s", wait.Round(time.Second)))
+		}
+		if !ok {
+			return statusError(codes.Unauthenticated, "unauthorized", "missing or wrong API key")
+		}
+		return nil
+	}
+	if !match() {
 		return statusError(codes.Unauthenticated, "unauthorized", "missing or wrong API key")
 	}
 	return nil
@@ -160,6 +186,10 @@ func message(m *firetowerpb.PublishRequest) ([]string, []byte, error) {
 		if err := protocol.ValidateTopic(t); err != nil {
 			return nil, nil, statusError(codes.InvalidArgument, firetower.CodeInvalidTopic, err.Error())
 		}
+		if firetower.IsSystemTopic(t) {
+			return nil, nil, statusError(codes.PermissionDenied, firetower.CodeForbidden,
+				fmt.Sprintf("topic %q: topics starting with %s are reserved for the server", t, firetower.SystemTopicPrefix))
+		}
 	}
 	data := m.GetData()
 	if len(data) == 0 {
@@ -181,6 +211,9 @@ func (s *Server) Publish(ctx context.Context, req *firetowerpb.PublishRequest) (
 	if err != nil {
 		return nil, err
 	}
+	if len(topics) > s.cfg.MaxBatch {
+		return nil, statusError(codes.InvalidArgument, firetower.CodeBadRequest, fmt.Sprintf("a publish names at most %d topics", s.cfg.MaxBatch))
+	}
 	for _, t := range topics {
 		if err := s.t.Publish(ctx, t, data); err != nil {
 			return nil, toStatus(err)
@@ -199,6 +232,18 @@ func (s *Server) PublishBatch(ctx context.Context, req *firetowerpb.PublishBatch
 	msgs := req.GetMessages()
 	if len(msgs) == 0 || len(msgs) > s.cfg.MaxBatch {
 		return nil, statusError(codes.InvalidArgument, firetower.CodeBadRequest, fmt.Sprintf("a batch holds 1 to %d messages", s.cfg.MaxBatch))
+	}
+	// Every topic of every message is one publish: all count toward
+	// MaxBatch.
+	total := 0
+	for _, m := range msgs {
+		total += len(m.GetTopics())
+		if m.GetTopic() != "" {
+			total++
+		}
+	}
+	if total > s.cfg.MaxBatch {
+		return nil, statusError(codes.InvalidArgument, firetower.CodeBadRequest, fmt.Sprintf("a batch makes at most %d publishes (one per topic of each message); this one makes %d", s.cfg.MaxBatch, total))
 	}
 	type checked struct {
 		topics []string

@@ -5,7 +5,16 @@
 //
 // Requests and responses are JSON. Errors are {"code": "...", "message":
 // "..."} with a fitting status: 400 bad input, 401 missing or wrong API key,
-// 404 no such connection, 413 body too large, 503 cluster unavailable.
+// 403 a reserved topic or a cross-site browser request, 404 no such
+// connection, 413 body too large, 421 a foreign Host without an API key,
+// 429 too many wrong keys, 503 cluster unavailable.
+//
+// Every request passes a Guard first (see Guard): without an API key the
+// Host header must name this machine or an allowed host (against DNS
+// rebinding), a browser's cross-site POST is refused whatever its
+// Content-Type (against CSRF), and wrong keys are rate limited per client
+// address. Programs such as curl are not concerned by the browser checks:
+// `curl -d '{"topic":...}'` works as it is.
 //
 //	POST /api/v1/publish            {"topic":"t","data":<any JSON>}  or  {"topics":["a","b"],"data":...}
 //	POST /api/v1/publish/batch      {"messages":[{"topic":"t","data":...}, ...]}
@@ -21,14 +30,12 @@ package httpapi
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/firetower-go/firetower"
@@ -42,15 +49,25 @@ type Config struct {
 	APIKey string
 	// MaxBody bounds a request body. Default 1 MiB.
 	MaxBody int64
-	// MaxBatch bounds the messages of one batch. Default 1000.
+	// MaxBatch bounds the publishes of one request: every topic of every
+	// message of a batch counts, as do the topics of a single publish.
+	// Default 1000.
 	MaxBatch int
 	// Timeout bounds one request's work. Default 10s.
 	Timeout time.Duration
+	// AllowedHosts and AllowedOrigins configure the Guard New makes when
+	// Guard is nil (see GuardConfig).
+	AllowedHosts, AllowedOrigins []string
+	// Guard, when set, replaces the one New would make from APIKey,
+	// AllowedHosts and AllowedOrigins (which are then ignored): one Guard
+	// shared by several handlers counts a client's wrong keys once.
+	Guard *Guard
 }
 
 type api struct {
-	t   *firetower.Tower
-	cfg Config
+	t     *firetower.Tower
+	cfg   Config
+	guard *Guard
 }
 
 // New returns the push API for t, routed under /api/v1/.
@@ -64,7 +81,11 @@ func New(t *firetower.Tower, cfg Config) http.Handler {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 10 * time.Second
 	}
-	a := &api{t: t, cfg: cfg}
+	g := cfg.Guard
+	if g == nil {
+		g = NewGuard(GuardConfig{APIKey: cfg.APIKey, AllowedHosts: cfg.AllowedHosts, AllowedOrigins: cfg.AllowedOrigins})
+	}
+	a := &api{t: t, cfg: cfg, guard: g}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /api/v1/publish", a.publish)
 	mux.HandleFunc("POST /api/v1/publish/batch", a.batch)
@@ -76,26 +97,7 @@ func New(t *firetower.Tower, cfg Config) http.Handler {
 	mux.HandleFunc("/api/v1/", func(w http.ResponseWriter, r *http.Request) {
 		Error(w, http.StatusNotFound, "not_found", "no such API endpoint: "+r.Method+" "+r.URL.Path)
 	})
-	return a.auth(mux)
-}
-
-func (a *api) auth(next http.Handler) http.Handler {
-	if a.cfg.APIKey == "" {
-		return next
-	}
-	want := []byte(a.cfg.APIKey)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got := r.Header.Get("X-API-Key")
-		if h := r.Header.Get("Authorization"); got == "" && len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
-			got = strings.TrimSpace(h[7:])
-		}
-		if subtle.ConstantTimeCompare([]byte(got), want) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="firetower"`)
-			Error(w, http.StatusUnauthorized, "unauthorized", "missing or wrong API key")
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
+	return g.Protect(g.RequireKey(mux))
 }
 
 // decode reads a JSON body into v; it writes the error answer itself.
@@ -135,8 +137,9 @@ func (m *message) list() []string {
 	return out
 }
 
-// check validates a message's topics, so that nothing is published when
-// any topic of a request is bad.
+// check validates a message's topics as Tower.Publish will (a reserved
+// $firetower/ topic included), so that nothing is published when any topic
+// of a request is bad.
 func (m *message) check() *firetower.Error {
 	topics := m.list()
 	if len(topics) == 0 {
@@ -146,8 +149,20 @@ func (m *message) check() *firetower.Error {
 		if err := protocol.ValidateTopic(t); err != nil {
 			return &firetower.Error{Code: firetower.CodeInvalidTopic, Message: fmt.Sprintf("topic %q: %v", t, err)}
 		}
+		if firetower.IsSystemTopic(t) {
+			return &firetower.Error{Code: firetower.CodeForbidden, Message: fmt.Sprintf("topic %q: topics starting with %s are reserved for the server", t, firetower.SystemTopicPrefix)}
+		}
 	}
 	return nil
+}
+
+// size is how many publishes m makes: what counts toward MaxBatch.
+func (m *message) size() int {
+	n := len(m.Topics)
+	if m.Topic != "" {
+		n++
+	}
+	return n
 }
 
 func (a *api) publish(w http.ResponseWriter, r *http.Request) {
@@ -156,7 +171,11 @@ func (a *api) publish(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if e := m.check(); e != nil {
-		Error(w, http.StatusBadRequest, e.Code, e.Message)
+		Error(w, status(e.Code), e.Code, e.Message)
+		return
+	}
+	if m.size() > a.cfg.MaxBatch {
+		Error(w, http.StatusBadRequest, firetower.CodeBadRequest, fmt.Sprintf("a publish names at most %d topics", a.cfg.MaxBatch))
 		return
 	}
 	topics := m.list()
@@ -185,10 +204,20 @@ func (a *api) batch(w http.ResponseWriter, r *http.Request) {
 		Error(w, http.StatusBadRequest, firetower.CodeBadRequest, fmt.Sprintf("a batch holds 1 to %d messages", a.cfg.MaxBatch))
 		return
 	}
+	// Every topic of every message counts toward MaxBatch: it is one
+	// publish each.
+	total := 0
+	for i := range b.Messages {
+		total += b.Messages[i].size()
+	}
+	if total > a.cfg.MaxBatch {
+		Error(w, http.StatusBadRequest, firetower.CodeBadRequest, fmt.Sprintf("a batch makes at most %d publishes (one per topic of each message); this one makes %d", a.cfg.MaxBatch, total))
+		return
+	}
 	// Validate everything first, so a bad message publishes nothing.
 	for i := range b.Messages {
 		if e := b.Messages[i].check(); e != nil {
-			Error(w, http.StatusBadRequest, e.Code, fmt.Sprintf("message %d: %s", i, e.Message))
+			Error(w, status(e.Code), e.Code, fmt.Sprintf("message %d: %s", i, e.Message))
 			return
 		}
 		if len(b.Messages[i].Data) == 0 {
@@ -347,6 +376,8 @@ func status(code string) int {
 		return http.StatusServiceUnavailable
 	case firetower.CodeInternal:
 		return http.StatusInternalServerError
+	case firetower.CodeForbidden:
+		return http.StatusForbidden
 	case "not_found":
 		return http.StatusNotFound
 	case firetower.CodeMessageTooLarge:

@@ -680,7 +680,10 @@ func TestBodyLimit(t *testing.T) {
 
 func TestAPIKey(t *testing.T) {
 	const key = "s3cret-key"
-	e := newEnv(t, httpapi.Config{APIKey: key})
+	// This test presents 40 wrong keys from one address on purpose: a
+	// Guard with room for them, so that they all get 401 rather than 429
+	// (TestWrongKeysRateLimited tests the limit).
+	e := newEnv(t, httpapi.Config{APIKey: key, Guard: httpapi.NewGuard(httpapi.GuardConfig{APIKey: key, FailedKeyBurst: 1000})})
 	sub := e.dial("sub", url.Values{"user": {"u1"}})
 	sub.subscribe("/t")
 	id := e.connID("sub")

@@ -1,20 +1,18 @@
 package main
 
 import (
-	"crypto/hmac"
-	"crypto/sha256"
-	"crypto/subtle"
 	"embed"
-	"encoding/base64"
 	"encoding/json"
 	"html"
 	"io"
 	"io/fs"
+	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"sort"
 	"strconv"
-	"strings"
+	"time"
 
 	"github.com/firetower-go/firetower"
 	"github.com/firetower-go/firetower/dashboard"
@@ -27,7 +25,45 @@ import (
 //go:embed web/*.html web/*.js web/*.css
 var webFiles embed.FS
 
-func newHTTPHandler(t *firetower.Tower, apiKey string) http.Handler {
+// httpConfig is what a command's HTTP handlers trust: the API key (none
+// on loopback), the hosts they answer for without one, the browser
+// origins besides the same host, and where failed keys are logged.
+type httpConfig struct {
+	apiKey         string
+	allowedHosts   []string
+	allowedOrigins []string
+	log            *slog.Logger
+	sessionTTL     time.Duration    // default 12h
+	now            func() time.Time // default time.Now (tests)
+	// shared is the Guard of every server of the command (HTTP and
+	// gRPC), so that a client's wrong keys count once; nil: one is made.
+	shared *httpapi.Guard
+}
+
+func (hc httpConfig) guard() *httpapi.Guard {
+	if hc.shared != nil {
+		return hc.shared
+	}
+	return httpapi.NewGuard(httpapi.GuardConfig{
+		APIKey: hc.apiKey, AllowedHosts: hc.allowedHosts, AllowedOrigins: hc.allowedOrigins,
+		Logger: hc.log, Now: hc.now,
+	})
+}
+
+// protect applies g's Host and cross-site checks to everything but
+// /healthz, which tells nothing and must answer whatever name a probe
+// uses.
+func protect(g *httpapi.Guard, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" || g.Check(w, r) {
+			h.ServeHTTP(w, r)
+		}
+	})
+}
+
+func newHTTPHandler(t *firetower.Tower, hc httpConfig) http.Handler {
+	g := hc.guard()
+	sess := newSessions(hc.apiKey, hc.sessionTTL, hc.now)
 	mux := http.NewServeMux()
 	web, _ := fs.Sub(webFiles, "web")
 	files := http.FileServerFS(web)
@@ -51,19 +87,25 @@ func newHTTPHandler(t *firetower.Tower, apiKey string) http.Handler {
 		p, _ := strconv.Atoi(port)
 		httpapi.JSON(w, http.StatusOK, map[string]any{"ws_port": p, "ws_path": "/ws"})
 	})
-	mux.Handle("/api/v1/", httpapi.New(t, httpapi.Config{APIKey: apiKey}))
-	dash := dashboardLogin(apiKey, dashboard.New(t, dashboard.Config{}))
+	mux.Handle("/api/v1/", httpapi.New(t, httpapi.Config{Guard: g}))
+	dcfg := dashboard.Config{Guard: g}
+	if g.HasKey() {
+		dcfg.SignOut = "logout"
+	}
+	dash := dashboardLogin(g, sess, dashboard.New(t, dcfg))
 	mux.Handle("GET /dashboard", dash)
 	mux.Handle("GET /dashboard/", dash)
-	mux.HandleFunc("POST /dashboard/login", dashboardSignIn(apiKey))
-	mux.Handle("GET /metrics", requireKey(apiKey, metrics.Handler(metrics.NewRegistry(t))))
-	return mux
+	mux.HandleFunc("POST /dashboard/login", dashboardSignIn(g, sess))
+	mux.HandleFunc("POST /dashboard/logout", dashboardSignOut(sess))
+	mux.Handle("GET /metrics", requireKey(g, sess, metrics.Handler(metrics.NewRegistry(t))))
+	return protect(g, mux)
 }
 
 // managerHTTP serves a manager node's health, cluster view and push API:
 // GET /healthz, GET /api/v1/stats, GET /api/v1/nodes, GET /api/v1/topics,
 // GET /api/v1/topics/<topic>, POST /api/v1/publish {"topic":..,"data":..}.
-func managerHTTP(srv *manager.Server, apiKey string) http.Handler {
+func managerHTTP(srv *manager.Server, hc httpConfig) http.Handler {
+	g := hc.guard()
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -116,103 +158,137 @@ func managerHTTP(srv *manager.Server, apiKey string) http.Handler {
 			httpapi.Error(w, http.StatusBadRequest, firetower.CodeInvalidTopic, err.Error())
 			return
 		}
+		if firetower.IsSystemTopic(body.Topic) {
+			httpapi.Error(w, http.StatusForbidden, firetower.CodeForbidden, "topics starting with "+firetower.SystemTopicPrefix+" are reserved for the nodes")
+			return
+		}
 		if len(body.Data) == 0 {
 			body.Data = json.RawMessage("null")
 		}
 		n := srv.Publish(body.Topic, body.Data)
 		httpapi.JSON(w, http.StatusOK, map[string]any{"ok": true, "topic": body.Topic, "gateways": n})
 	})
-	mux.Handle("/api/v1/", requireKey(apiKey, api))
-	return mux
+	mux.Handle("/api/v1/", g.RequireKey(api))
+	return protect(g, mux)
 }
 
-// requireKey guards h with an API key when one is set: the request gives
-// it in X-API-Key or as "Authorization: Bearer KEY" (or carries the
-// dashboard's session cookie).
-func requireKey(key string, h http.Handler) http.Handler {
-	if key == "" {
+// requireKey guards h with the API key when one is set: the request gives
+// it in X-API-Key or as "Authorization: Bearer KEY", or carries a live
+// dashboard session.
+func requireKey(g *httpapi.Guard, sess *sessions, h http.Handler) http.Handler {
+	if !g.HasKey() {
 		return h
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !keyGiven(key, r) {
-			httpapi.Error(w, http.StatusUnauthorized, "unauthorized", "missing or wrong API key")
+		if ok, wait := keyGiven(g, sess, r); !ok {
+			g.Refuse(w, wait)
 			return
 		}
 		h.ServeHTTP(w, r)
 	})
 }
 
-func keyGiven(key string, r *http.Request) bool {
-	got := r.Header.Get("X-API-Key")
-	if a := r.Header.Get("Authorization"); got == "" && len(a) > 7 && strings.EqualFold(a[:7], "bearer ") {
-		got = strings.TrimSpace(a[7:])
-	}
-	if got != "" {
-		return subtle.ConstantTimeCompare([]byte(got), []byte(key)) == 1
+// keyGiven checks the key in a header (counted toward the client's
+// limit when wrong), or else the session cookie. retryAfter > 0: the
+// client is limited.
+func keyGiven(g *httpapi.Guard, sess *sessions, r *http.Request) (ok bool, retryAfter time.Duration) {
+	if got := httpapi.PresentedKey(r); got != "" {
+		return g.Verify(r, got)
 	}
 	if c, err := r.Cookie(sessionCookie); err == nil {
-		return subtle.ConstantTimeCompare([]byte(c.Value), []byte(sessionValue(key))) == 1
+		return sess.valid(c.Value), 0
 	}
-	return false
-}
-
-// sessionCookie holds a browser's dashboard session: a MAC of the API key,
-// so the key itself is not stored in the browser.
-const sessionCookie = "firetower_session"
-
-func sessionValue(key string) string {
-	m := hmac.New(sha256.New, []byte(key))
-	m.Write([]byte("firetower dashboard session"))
-	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+	return false, 0
 }
 
 // dashboardLogin guards the dashboard with the API key when one is set. A
-// browser signs in once with the form the page shows (POST
-// /dashboard/login), which sets an HttpOnly session cookie; API clients
-// may send the key in a header instead.
-func dashboardLogin(key string, h http.Handler) http.Handler {
-	if key == "" {
+// browser signs in with the form the page shows (POST /dashboard/login),
+// which sets an HttpOnly session cookie lasting 12 hours, and signs out
+// with POST /dashboard/logout; API clients may send the key in a header
+// instead.
+func dashboardLogin(g *httpapi.Guard, sess *sessions, h http.Handler) http.Handler {
+	if !g.HasKey() {
 		return h
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if keyGiven(key, r) {
+		ok, wait := keyGiven(g, sess, r)
+		if ok {
 			h.ServeHTTP(w, r)
 			return
 		}
 		switch r.URL.Path {
 		case "/dashboard", "/dashboard/", "/dashboard/index.html":
-			loginPage(w, "")
+			if wait > 0 {
+				w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
+				loginPage(w, http.StatusTooManyRequests, "too many wrong keys from this address: try again later")
+				return
+			}
+			loginPage(w, http.StatusUnauthorized, "")
 		default:
+			if wait > 0 {
+				g.Refuse(w, wait)
+				return
+			}
 			httpapi.Error(w, http.StatusUnauthorized, "unauthorized", "sign in at /dashboard first")
 		}
 	})
 }
 
 // dashboardSignIn takes the login form's key and sets the session cookie.
-func dashboardSignIn(key string) http.HandlerFunc {
+// Wrong keys count toward the client's limit, as on the API.
+func dashboardSignIn(g *httpapi.Guard, sess *sessions) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		r.Body = http.MaxBytesReader(w, r.Body, 4096)
-		got := r.PostFormValue("key")
-		if key != "" && subtle.ConstantTimeCompare([]byte(got), []byte(key)) != 1 {
-			loginPage(w, "wrong key")
+		if !g.HasKey() {
+			http.Redirect(w, r, "/dashboard/", http.StatusSeeOther)
 			return
 		}
-		if key != "" {
-			http.SetCookie(w, &http.Cookie{
-				Name: sessionCookie, Value: sessionValue(key), Path: "/dashboard",
-				HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil,
-			})
+		r.Body = http.MaxBytesReader(w, r.Body, 4096)
+		got := r.PostFormValue("key")
+		ok, wait := false, time.Duration(0)
+		if got != "" {
+			ok, wait = g.Verify(r, got)
 		}
+		switch {
+		case wait > 0:
+			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
+			loginPage(w, http.StatusTooManyRequests, "too many wrong keys from this address: try again later")
+			return
+		case !ok:
+			loginPage(w, http.StatusUnauthorized, "wrong key")
+			return
+		}
+		value, expires := sess.issue()
+		http.SetCookie(w, &http.Cookie{
+			Name: sessionCookie, Value: value, Path: "/dashboard", Expires: expires, MaxAge: int(sess.ttl.Seconds()),
+			HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil,
+		})
 		http.Redirect(w, r, "/dashboard/", http.StatusSeeOther)
 	}
 }
 
-func loginPage(w http.ResponseWriter, msg string) {
+// dashboardSignOut ends the session the request carries, for good (the
+// cookie stops working even where a copy of it was kept), and sends the
+// browser back to the sign-in form.
+func dashboardSignOut(sess *sessions) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if c, err := r.Cookie(sessionCookie); err == nil {
+			sess.revoke(c.Value)
+		}
+		http.SetCookie(w, &http.Cookie{
+			Name: sessionCookie, Value: "", Path: "/dashboard", MaxAge: -1,
+			HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil,
+		})
+		w.Header().Set("Cache-Control", "no-store")
+		http.Redirect(w, r, "/dashboard/", http.StatusSeeOther)
+	}
+}
+
+func loginPage(w http.ResponseWriter, status int, msg string) {
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("Cache-Control", "no-store")
 	h.Set("Content-Security-Policy", "default-src 'none'; form-action 'self'; frame-ancestors 'none'")
-	w.WriteHeader(http.StatusUnauthorized)
+	w.WriteHeader(status)
 	note := ""
 	if msg != "" {
 		note = "<p role=\"alert\">" + html.EscapeString(msg) + "</p>"

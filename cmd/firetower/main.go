@@ -56,8 +56,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 func usage(w io.Writer) {
 	fmt.Fprint(w, `usage:
   firetower [serve] [--ws-addr 127.0.0.1:9999] [--http-addr 127.0.0.1:9998] [--grpc-addr HOST:PORT] [--node-id 1]
-                    [--manager host:port[,...] | --nats nats://host:port[,...]] [--legacy-delivery] [--api-key KEY]
+                    [--manager host:port[,...] | --nats nats://host:port[,...]] [--legacy-delivery]
+                    [--api-key KEY | --api-key-file FILE] [--allowed-hosts h,*.d] [--allowed-origins a,b]
+                    [--http-read-timeout 30s]
   firetower manager [--addr 127.0.0.1:6666] [--http-addr 127.0.0.1:6660]
+                    [--api-key KEY | --api-key-file FILE] [--allowed-hosts h,*.d] [--http-read-timeout 30s]
 `)
 }
 
@@ -73,7 +76,12 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	grpcAddr := fs.String("grpc-addr", "", "gRPC push API listen address, e.g. 127.0.0.1:9997 (off when empty)")
 	apiKey := fs.String("api-key", os.Getenv("FIRETOWER_API_KEY"), "key required by the push API (env FIRETOWER_API_KEY); required when --http-addr is not loopback")
+	trust := addTrustFlags(fs, true) // --api-key-file, --allowed-hosts, --allowed-origins, --http-read-timeout (trust.go)
 	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if err := trust.loadKey(fs, apiKey); err != nil {
+		fmt.Fprintln(stderr, "firetower serve:", err)
 		return 2
 	}
 	if *apiKey == "" && !isLoopback(*httpAddr) {
@@ -97,8 +105,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "firetower serve:", err)
 		return 2
 	}
+	hc := trust.httpConfig(*apiKey, log)
 
-	var opts []firetower.Option
+	opts := trust.towerOptions(*wsAddr, *httpAddr)
 	if *natsURLs != "" {
 		nm, err := natsmanager.New(natsmanager.Config{URLs: splitList(*natsURLs), Logger: log})
 		if err != nil {
@@ -152,7 +161,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "http listening on http://%s\n", ln.Addr())
 	shutdown := t.Shutdown
 	if gln != nil {
-		gs := grpcapi.New(t, grpcapi.Config{APIKey: *apiKey}).NewGRPCServer()
+		gs := grpcapi.New(t, grpcapi.Config{APIKey: *apiKey, Guard: hc.shared}).NewGRPCServer()
 		fmt.Fprintf(stdout, "grpc listening on %s\n", gln.Addr())
 		grpcDone := make(chan struct{})
 		go func() {
@@ -167,7 +176,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return t.Shutdown(ctx)
 		}
 	}
-	return runUntilDone(ctx, log, ln, newHTTPHandler(t, *apiKey), shutdown)
+	return runUntilDone(ctx, log, ln, newHTTPHandler(t, hc), trust.timeouts(), shutdown)
 }
 
 // stopGRPC lets in-flight calls finish, and cuts them off when ctx ends.
@@ -232,7 +241,12 @@ func runManager(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	httpAddr := fs.String("http-addr", "127.0.0.1:6660", "HTTP address (health, cluster view, push API)")
 	apiKey := fs.String("api-key", os.Getenv("FIRETOWER_API_KEY"), "key required by the HTTP API (env FIRETOWER_API_KEY); required when --http-addr is not loopback")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	trust := addTrustFlags(fs, false) // --api-key-file, --allowed-hosts, --http-read-timeout (trust.go)
 	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if err := trust.loadKey(fs, apiKey); err != nil {
+		fmt.Fprintln(stderr, "firetower manager:", err)
 		return 2
 	}
 	log, err := newLogger(*logLevel, stderr)
@@ -257,14 +271,14 @@ func runManager(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	}
 	fmt.Fprintf(stdout, "manager listening on %s\n", srv.Addr())
 	fmt.Fprintf(stdout, "http listening on http://%s\n", ln.Addr())
-	return runUntilDone(ctx, log, ln, managerHTTP(srv, *apiKey), srv.Shutdown)
+	return runUntilDone(ctx, log, ln, managerHTTP(srv, trust.httpConfig(*apiKey, log)), trust.timeouts(), srv.Shutdown)
 }
 
-// runUntilDone serves h on ln until ctx ends (a signal) or the HTTP server
-// fails, then stops the HTTP server and calls shutdown, allowing 10 seconds
-// for both. It returns the process exit code.
-func runUntilDone(ctx context.Context, log *slog.Logger, ln net.Listener, h http.Handler, shutdown func(context.Context) error) int {
-	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+// runUntilDone serves h on ln, with the timeouts to, until ctx ends (a
+// signal) or the HTTP server fails, then stops the HTTP server and calls
+// shutdown, allowing 10 seconds for both. It returns the process exit code.
+func runUntilDone(ctx context.Context, log *slog.Logger, ln net.Listener, h http.Handler, to httpTimeouts, shutdown func(context.Context) error) int {
+	hs := newHTTPServer(h, to)
 	httpDone := make(chan error, 1)
 	go func() { httpDone <- hs.Serve(ln) }()
 	code := 0

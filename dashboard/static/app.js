@@ -560,6 +560,20 @@
   window.addEventListener('pageshow', (e) => {
     if (e.persisted) client.connect().catch(() => {}); // back from the page cache
   });
+  // Sign out (shown when the server has sessions): POST, then back to the
+  // page, which shows the sign-in form.
+  const signout = $('signout');
+  if (signout) {
+    signout.addEventListener('click', async () => {
+      signout.disabled = true;
+      try {
+        await fetch(signout.dataset.action, { method: 'POST', cache: 'no-store' });
+      } finally {
+        location.replace('./');
+      }
+    });
+  }
+
   client.connect().catch(() => {});
   if (searching()) runSearch();
   render();
