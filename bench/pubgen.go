@@ -153,7 +153,7 @@ type pubGen struct {
 	lastRecv atomic.Int64 // unix ns of the latest delivery
 
 	noteMu sync.Mutex
-	notes  map[string]string // first error frame, close, bad delivery
+	notes  map[string]string // the first bad frame, error frame, close frame, closed connection
 }
 
 // runPublishers is the child's main.
@@ -534,15 +534,12 @@ func (w *pubWorker) read(c *pubConn) {
 				got = w.message(c, p, now, lat) || got
 			}
 		case 0x8:
-			code := 0
+			why := "server sent close (no status code)"
 			if len(p) >= 2 {
-				code = int(p[0])<<8 | int(p[1])
+				why = fmt.Sprintf("server sent close %d %q", int(p[0])<<8|int(p[1]), p[2:])
 			}
-			reason := ""
-			if len(p) > 2 {
-				reason = string(p[2:])
-			}
-			c.markClosed(fmt.Sprintf("server sent close %d %q", code, reason))
+			g.note("close frame", c, why)
+			c.markClosed(why)
 		case 0x9:
 			_ = c.send(appendClientFrame(nil, 0xA, p))
 		}
@@ -766,7 +763,7 @@ func (g *pubGen) result(start, expected int64) string {
 	}
 	g.noteMu.Lock()
 	var notes []string
-	for _, k := range []string{"bad", "error", "close"} {
+	for _, k := range []string{"bad", "error", "close frame", "close"} {
 		if v, ok := g.notes[k]; ok {
 			notes = append(notes, k+": "+v)
 		}
