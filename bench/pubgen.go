@@ -52,7 +52,10 @@ import (
 //
 // chat: member g publishes its k-th message (k < msgs) at
 // start + k*period + g*period/total, a steady rate spread evenly over the
-// period; every delivery's publish->receive latency is recorded.
+// period; every delivery's publish->receive latency is recorded, from the
+// time the publish was written (lag is how late the schedule ran at worst:
+// a load generator starved of CPU would send late, not the server deliver
+// late, so that time is not counted against the server; the parent logs it).
 
 // pubConfig is read from the environment by the child.
 type pubConfig struct {
@@ -151,6 +154,7 @@ type pubGen struct {
 
 	recLat   atomic.Bool
 	lastRecv atomic.Int64 // unix ns of the latest delivery
+	maxLag   atomic.Int64 // chat: the most a publish went out after its time
 
 	noteMu sync.Mutex
 	notes  map[string]string // the first bad frame, error frame, close frame, closed connection
@@ -713,7 +717,11 @@ func (g *pubGen) chat(start int64, period time.Duration, msgs int, stall time.Du
 				if c.closed.Load() {
 					continue
 				}
-				buf, scratch = c.publishFrame(buf[:0], scratch, false, time.Now().UnixNano())
+				now := time.Now().UnixNano()
+				if now-due > g.maxLag.Load() {
+					g.maxLag.Store(now - due)
+				}
+				buf, scratch = c.publishFrame(buf[:0], scratch, false, now)
 				if c.send(buf) == nil {
 					c.sent.Add(1)
 				}
@@ -769,7 +777,7 @@ func (g *pubGen) result(start, expected int64) string {
 		}
 	}
 	g.noteMu.Unlock()
-	return fmt.Sprintf("result sent=%d recv=%d expected=%d acks=%d errors=%d bad=%d gaps=%d closed=%d elapsed=%d latn=%d p50=%d p99=%d max=%d first=%s",
+	return fmt.Sprintf("result sent=%d recv=%d expected=%d acks=%d errors=%d bad=%d gaps=%d closed=%d elapsed=%d latn=%d p50=%d p99=%d max=%d lag=%d first=%s",
 		sent, recv, expected*int64(len(g.conns)), acks, errs, bad, gaps, closed, g.lastRecv.Load()-start,
-		len(all), p50, p99, mx, oneLine(strings.Join(notes, "; ")))
+		len(all), p50, p99, mx, g.maxLag.Load(), oneLine(strings.Join(notes, "; ")))
 }

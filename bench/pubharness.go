@@ -40,6 +40,7 @@ type pubResult struct {
 	elapsed              time.Duration
 	latN                 int
 	p50, p99, max        int64
+	lag                  time.Duration // chat: the most a publish went out after its time
 	notes                []string
 }
 
@@ -59,6 +60,7 @@ func (r *pubResult) add(o pubResult) {
 	// With several processes (or runs) the larger quantiles are kept
 	// (conservative), as clients.latency does.
 	r.p50, r.p99, r.max = max(r.p50, o.p50), max(r.p99, o.p99), max(r.max, o.max)
+	r.lag = max(r.lag, o.lag)
 	r.notes = append(r.notes, o.notes...)
 }
 
@@ -105,6 +107,8 @@ func parsePubResult(line string) (pubResult, error) {
 			r.p99 = n
 		case "max":
 			r.max = n
+		case "lag":
+			r.lag = time.Duration(n)
 		}
 	}
 	return r, nil
