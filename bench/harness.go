@@ -33,6 +33,8 @@ func runChild() (code int, ok bool) {
 		return 0, false
 	case "clients":
 		err = runLoadGen(os.Stdin, os.Stdout)
+	case "publishers":
+		err = runPublishers(os.Stdin, os.Stdout)
 	case "server":
 		err = runServerChild(os.Stdin, os.Stdout)
 	default:
@@ -162,13 +164,21 @@ type clients struct {
 // startClients connects conns subscribers to the server at addr (connection
 // i subscribes to topic i % topics) and returns once all are subscribed.
 func startClients(addr, path, flavour string, conns, topics int) (*clients, error) {
+	return startLoad("clients", addr, path, flavour, conns, topics)
+}
+
+// startLoad starts the load generator of role ("clients" or "publishers")
+// for conns connections over topics topics, in as many child processes as
+// the descriptor limit needs (connection i of a process is connection
+// from+i of the whole), and returns once all are subscribed.
+func startLoad(role, addr, path, flavour string, conns, topics int, env ...string) (*clients, error) {
 	c := &clients{conns: conns}
 	for from := 0; from < conns; from += maxConnsPerChild {
 		n := min(maxConnsPerChild, conns-from)
-		p, err := startProc("clients",
-			"FTBENCH_ADDR="+addr, "FTBENCH_PATH="+path, "FTBENCH_FLAVOUR="+flavour,
-			"FTBENCH_FROM="+strconv.Itoa(from), "FTBENCH_CONNS="+strconv.Itoa(n),
-			"FTBENCH_TOPICS="+strconv.Itoa(topics))
+		p, err := startProc(role, append([]string{
+			"FTBENCH_ADDR=" + addr, "FTBENCH_PATH=" + path, "FTBENCH_FLAVOUR=" + flavour,
+			"FTBENCH_FROM=" + strconv.Itoa(from), "FTBENCH_CONNS=" + strconv.Itoa(n),
+			"FTBENCH_TOTAL=" + strconv.Itoa(conns), "FTBENCH_TOPICS=" + strconv.Itoa(topics)}, env...)...)
 		if err != nil {
 			c.close()
 			return nil, err

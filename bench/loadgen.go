@@ -255,24 +255,63 @@ func (g *loadGen) connectAll() error {
 
 const wsGUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
-// dial connects c in blocking mode (with timeouts), upgrades, subscribes,
-// waits for the subscription's ack and leaves the socket non-blocking.
+// dial connects c, upgrades and subscribes it to its topic, and leaves
+// the socket non-blocking.
 func (g *loadGen) dial(c *loadConn) error {
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	d := wsDialer{sa: g.sa, host: g.host, path: g.cfg.path, flavour: g.cfg.flavour}
+	fd, pend, err := d.dial(topicName(c.ti))
 	if err != nil {
 		return err
+	}
+	c.fd, c.pend = fd, pend
+	return nil
+}
+
+// wsDialer opens subscribed websocket connections to one server.
+type wsDialer struct {
+	sa      syscall.SockaddrInet4
+	host    string // host:port, for the Host header
+	path    string
+	flavour string
+}
+
+// newWSDialer resolves addr ("ip:port", IPv4).
+func newWSDialer(addr, path, flavour string) (wsDialer, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return wsDialer{}, err
+	}
+	ip := net.ParseIP(host).To4()
+	p, err := strconv.Atoi(port)
+	if ip == nil || err != nil {
+		return wsDialer{}, fmt.Errorf("bad address %q", addr)
+	}
+	d := wsDialer{host: addr, path: path, flavour: flavour}
+	d.sa.Port = p
+	copy(d.sa.Addr[:], ip)
+	return d, nil
+}
+
+// dial connects in blocking mode (with timeouts), upgrades, subscribes to
+// topic, waits for the subscription's ack and returns the socket
+// non-blocking, with whatever bytes arrived after the ack (pend).
+func (d wsDialer) dial(topic string) (fd int, pend []byte, err error) {
+	fd, err = syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, nil, err
 	}
 	ok := false
 	defer func() {
 		if !ok {
 			_ = syscall.Close(fd)
+			fd = -1
 		}
 	}()
 	tv := syscall.Timeval{Sec: 30}
 	_ = syscall.SetsockoptTimeval(fd, syscall.SOL_SOCKET, syscall.SO_RCVTIMEO, &tv)
 	_ = syscall.SetsockoptTimeval(fd, syscall.SOL_SOCKET, syscall.SO_SNDTIMEO, &tv)
 	_ = syscall.SetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1)
-	sa := g.sa
+	sa := d.sa
 	for {
 		err = syscall.Connect(fd, &sa)
 		if err != syscall.EINTR {
@@ -280,26 +319,26 @@ func (g *loadGen) dial(c *loadConn) error {
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("connect: %w", err)
+		return fd, nil, fmt.Errorf("connect: %w", err)
 	}
 	var k [16]byte
 	_, _ = rand.Read(k[:])
 	key := base64.StdEncoding.EncodeToString(k[:])
-	req := "GET " + g.cfg.path + " HTTP/1.1\r\nHost: " + g.host +
+	req := "GET " + d.path + " HTTP/1.1\r\nHost: " + d.host +
 		"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + key +
 		"\r\nSec-WebSocket-Version: 13\r\n\r\n"
 	if err := writeAll(fd, []byte(req)); err != nil {
-		return fmt.Errorf("writing the upgrade request: %w", err)
+		return fd, nil, fmt.Errorf("writing the upgrade request: %w", err)
 	}
 	buf := make([]byte, 0, 4096)
 	end := -1
 	for end < 0 {
 		if len(buf) == cap(buf) {
-			return errors.New("upgrade response too large")
+			return fd, nil, errors.New("upgrade response too large")
 		}
 		n, err := readSome(fd, buf[len(buf):cap(buf)])
 		if err != nil {
-			return fmt.Errorf("reading the upgrade response: %w", err)
+			return fd, nil, fmt.Errorf("reading the upgrade response: %w", err)
 		}
 		buf = buf[:len(buf)+n]
 		end = bytes.Index(buf, []byte("\r\n\r\n"))
@@ -307,23 +346,22 @@ func (g *loadGen) dial(c *loadConn) error {
 	head := buf[:end]
 	if !bytes.HasPrefix(head, []byte("HTTP/1.1 101 ")) {
 		line, _, _ := bytes.Cut(head, []byte("\r\n"))
-		return fmt.Errorf("upgrade refused: %q", line)
+		return fd, nil, fmt.Errorf("upgrade refused: %q", line)
 	}
 	h := sha1.Sum([]byte(key + wsGUID))
 	if got := headerValue(head, "sec-websocket-accept"); string(got) != base64.StdEncoding.EncodeToString(h[:]) {
-		return fmt.Errorf("bad Sec-WebSocket-Accept %q", got)
+		return fd, nil, fmt.Errorf("bad Sec-WebSocket-Accept %q", got)
 	}
-	pend := append([]byte(nil), buf[end+4:]...)
+	pend = append([]byte(nil), buf[end+4:]...)
 
-	topic := topicName(c.ti)
 	var sub []byte
-	if g.cfg.flavour == flavourCentrifuge {
+	if d.flavour == flavourCentrifuge {
 		sub = []byte(`{"id":1,"connect":{}}` + "\n" + `{"id":2,"subscribe":{"channel":` + strconv.Quote(topic) + `}}`)
 	} else {
 		sub = []byte(`{"type":"subscribe","topic":` + strconv.Quote(topic) + `,"id":1}`)
 	}
 	if err := writeAll(fd, appendClientFrame(nil, 0x1, sub)); err != nil {
-		return fmt.Errorf("writing the subscribe request: %w", err)
+		return fd, nil, fmt.Errorf("writing the subscribe request: %w", err)
 	}
 	// Read frames until the subscription's ack.
 	rbuf := make([]byte, 4096)
@@ -332,26 +370,26 @@ func (g *loadGen) dial(c *loadConn) error {
 		for {
 			fin, op, payload, n, err := parseServerFrame(pend[off:])
 			if err != nil {
-				return err
+				return fd, nil, err
 			}
 			if n == 0 {
 				break
 			}
 			off += n
 			if !fin {
-				return errors.New("fragmented frame during setup")
+				return fd, nil, errors.New("fragmented frame during setup")
 			}
 			switch op {
 			case 0x1, 0x2:
-				done, err := g.setupMessage(fd, payload)
+				done, err := d.setupMessage(fd, payload)
 				if err != nil {
-					return err
+					return fd, nil, err
 				}
 				if done {
 					acked = true
 				}
 			case 0x8:
-				return fmt.Errorf("server closed the connection during setup: %q", payload)
+				return fd, nil, fmt.Errorf("server closed the connection during setup: %q", payload)
 			case 0x9:
 				_ = writeAll(fd, appendClientFrame(nil, 0xA, payload))
 			}
@@ -365,25 +403,26 @@ func (g *loadGen) dial(c *loadConn) error {
 		}
 		n, err := readSome(fd, rbuf)
 		if err != nil {
-			return fmt.Errorf("waiting for the subscribe ack: %w", err)
+			return fd, nil, fmt.Errorf("waiting for the subscribe ack: %w", err)
 		}
 		pend = append(pend, rbuf[:n]...)
 	}
 	if len(pend) > 0 {
-		c.pend = append([]byte(nil), pend...)
+		pend = append([]byte(nil), pend...)
+	} else {
+		pend = nil
 	}
 	if err := syscall.SetNonblock(fd, true); err != nil {
-		return err
+		return fd, nil, err
 	}
-	c.fd = fd
 	ok = true
-	return nil
+	return fd, pend, nil
 }
 
 // setupMessage handles a message received before the ack; done reports the
 // ack of the subscription.
-func (g *loadGen) setupMessage(fd int, p []byte) (done bool, err error) {
-	if g.cfg.flavour == flavourCentrifuge {
+func (d wsDialer) setupMessage(fd int, p []byte) (done bool, err error) {
+	if d.flavour == flavourCentrifuge {
 		for line := range bytes.SplitSeq(p, []byte("\n")) {
 			switch {
 			case len(line) == 0:

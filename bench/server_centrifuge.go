@@ -13,7 +13,8 @@ import (
 
 // centrifugeServer is github.com/centrifugal/centrifuge with its default
 // in-memory broker and its websocket handler, every option at its default.
-// Any client may connect (anonymous) and subscribe to any channel.
+// Any client may connect (anonymous), subscribe to any channel and publish
+// to any channel.
 type centrifugeServer struct {
 	node *centrifuge.Node
 	ln   net.Listener
@@ -31,6 +32,12 @@ func newCentrifugeServer() (*centrifugeServer, error) {
 	node.OnConnect(func(c *centrifuge.Client) {
 		c.OnSubscribe(func(_ centrifuge.SubscribeEvent, cb centrifuge.SubscribeCallback) {
 			cb(centrifuge.SubscribeReply{}, nil)
+		})
+		// A client may publish to any channel through its protocol's
+		// publish command (Ingest, Chat); no client info is attached, so a
+		// delivery looks the same as a server-side publish's.
+		c.OnPublish(func(_ centrifuge.PublishEvent, cb centrifuge.PublishCallback) {
+			cb(centrifuge.PublishReply{}, nil)
 		})
 	})
 	if err := node.Run(); err != nil {

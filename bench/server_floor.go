@@ -22,7 +22,9 @@ import (
 
 // floorServer is the physical floor: a gnet server that accepts websocket
 // upgrades, records each connection's subscription from its first text
-// frame (answering with a fixed ack), and writes pre-built delivery frames
+// frame (answering with a fixed ack), fans out a client's publish frame
+// (found by its prefix, the data cut out of it by position, no answer to
+// the publisher), and writes pre-built delivery frames
 // to subscribers, queued per event loop and written once per connection per
 // loop turn (the frames queued for a connection are copied into one buffer
 // and written with one write). No hooks, no limits, no keepalive, no
@@ -215,7 +217,11 @@ func (s *floorServer) OnTraffic(gc gnet.Conn) gnet.Action {
 		}
 		off += n
 		switch op {
-		case 0x1: // text: a subscribe request
+		case 0x1: // text: a publish, or a subscribe request
+			if bytes.HasPrefix(payload, floorPublishPrefix) {
+				s.clientPublish(payload)
+				continue
+			}
 			if c.topic == "" {
 				if t := jsonTopic(payload); t != "" {
 					c.topic = t
@@ -274,6 +280,21 @@ func parseClientFrame(b []byte) (op byte, payload []byte, n int) {
 		payload[i] ^= mask[i&3]
 	}
 	return op, payload, h + ln
+}
+
+var floorPublishPrefix = []byte(`{"type":"publish",`)
+
+// clientPublish fans out a client's publish with no protocol work: the
+// topic is what follows "topic":", the data everything between "data": and
+// the closing brace (the load generator puts data last), and nothing
+// answers the publisher (it gets its own delivery, as every subscriber).
+func (s *floorServer) clientPublish(p []byte) {
+	topic := jsonTopic(p)
+	i := bytes.Index(p, []byte(`"data":`))
+	if topic == "" || i < 0 || p[len(p)-1] != '}' {
+		return
+	}
+	_ = s.Publish(topic, p[i+len(`"data":`):len(p)-1])
 }
 
 // jsonTopic finds "topic":"..." in a subscribe request.

@@ -4,7 +4,10 @@
 // targets (each ratio taken within one run, then the median over runs),
 // and, when the runs include BenchmarkCluster, a table of its deployments
 // (one node, two gateways on a manager node, two gateways on NATS) with
-// their ratios to the single node.
+// their ratios to the single node, and, when they include the scenarios
+// where clients publish (BenchmarkIngest, BenchmarkChat), a table of those
+// with issue 10's targets (losses and error frames judged on the worst
+// run, not the median).
 //
 //	go run ./cmd/benchreport -readme README.md [-benchstat file] [-command text] run-1.txt run-2.txt ...
 //
@@ -118,12 +121,13 @@ func values(m map[int]float64) []float64 {
 	return out
 }
 
-// units shown in the results table, in order.
-var tableUnits = []string{"deliveries/s", "cpu-ns/delivery", "p50-ns", "p99-ns", "bytes/conn", "allocs/delivery", "B/delivery"}
+// units shown in the results tables, in order.
+var tableUnits = []string{"publishes/s", "deliveries/s", "expected-deliveries/s", "cpu-ns/publish", "cpu-ns/delivery",
+	"p50-ns", "p99-ns", "bytes/conn", "allocs/delivery", "B/delivery", "lost", "error-frames", "closed-conns"}
 
 func format(unit string, v float64) string {
 	switch unit {
-	case "deliveries/s":
+	case "deliveries/s", "publishes/s", "expected-deliveries/s":
 		switch {
 		case v >= 1e6:
 			return fmt.Sprintf("%.2fM", v/1e6)
@@ -133,7 +137,7 @@ func format(unit string, v float64) string {
 		return fmt.Sprintf("%.0f", v)
 	case "p50-ns", "p99-ns":
 		return fmt.Sprintf("%.1f ms", v/1e6)
-	case "cpu-ns/delivery":
+	case "cpu-ns/delivery", "cpu-ns/publish":
 		if v >= 1000 {
 			return fmt.Sprintf("%.1f µs", v/1000)
 		}
@@ -142,6 +146,8 @@ func format(unit string, v float64) string {
 		return fmt.Sprintf("%.0f B", v)
 	case "allocs/delivery":
 		return fmt.Sprintf("%.4f", v)
+	case "lost", "error-frames", "closed-conns":
+		return fmt.Sprintf("%.0f", v)
 	}
 	return fmt.Sprintf("%g", v)
 }
@@ -162,16 +168,27 @@ func scenarioTitle(scen string) string {
 	return t
 }
 
-// target is one of issue 3's targets: ratio = firetower/other (or
-// other/firetower when inverse), compared with bound.
+// target is one of issue 3's or issue 10's targets: ratio =
+// firetower/other (or other/firetower when inverse), compared with bound.
 type target struct {
-	prefix  string // scenario prefix
+	prefix  string // scenario prefix, or a regular expression if it starts with ^
 	unit    string
 	other   string // "" for an absolute bound on firetower's value
 	inverse bool   // ratio is other/firetower
 	atMost  bool   // ratio (or value) must be <= bound, else >=
 	bound   float64
 	label   string
+}
+
+// worstRun reports whether the verdict takes the worst run rather than the
+// median: a loss or an error frame in any run misses a target of none.
+func (t target) worstRun() bool { return t.unit == "lost" || t.unit == "error-frames" }
+
+func (t target) matches(scen string) bool {
+	if strings.HasPrefix(t.prefix, "^") {
+		return regexp.MustCompile(t.prefix).MatchString(scen)
+	}
+	return strings.HasPrefix(scen, t.prefix)
 }
 
 var targets = []target{
@@ -184,6 +201,41 @@ var targets = []target{
 	{"BenchmarkIdleMemory/", "bytes/conn", "", false, true, 2048, "firetower ≤ 2 KiB per connection"},
 	{"BenchmarkIdleMemory/", "bytes/conn", "gorilla", true, false, 10, "gorilla hub / firetower ≥ 10×"},
 	{"BenchmarkAllocs/", "allocs/delivery", "", false, true, 0.0005, "firetower 0 allocs/delivery (< 0.0005)"},
+}
+
+// ingest64x1 is the careful client of issue 10's targets: one connection,
+// window 64.
+const ingest64x1 = "^BenchmarkIngest/window=64/conns=1/"
+
+// targets10 are issue 10's targets (client publishes).
+var targets10 = []target{
+	{prefix: ingest64x1, unit: "publishes/s", other: "gorilla", bound: 3, label: "publishes/s: firetower / gorilla hub ≥ 3×"},
+	{prefix: ingest64x1, unit: "publishes/s", other: "floor", bound: 0.5, label: "publishes/s: firetower / floor ≥ 0.5×"},
+	{prefix: ingest64x1, unit: "cpu-ns/publish", atMost: true, bound: 3000, label: "firetower server CPU per publish ≤ 3 µs"},
+	{prefix: "^BenchmarkIngest/window=unbounded/", unit: "lost", atMost: true, bound: 0, label: "firetower lost = 0 (every run)"},
+	{prefix: "^BenchmarkIngest/window=unbounded/", unit: "error-frames", atMost: true, bound: 0, label: "firetower error frames = 0 (every run)"},
+	{prefix: "^BenchmarkChat/", unit: "lost", atMost: true, bound: 0, label: "firetower lost = 0 (every run)"},
+	{prefix: "^BenchmarkChat/", unit: "cpu-ns/delivery", other: "gorilla", atMost: true, bound: 0.5, label: "server CPU per delivery: firetower / gorilla hub ≤ 0.5×"},
+	{prefix: "^BenchmarkChat/", unit: "cpu-ns/delivery", other: "centrifuge", atMost: true, bound: 0.5, label: "server CPU per delivery: firetower / centrifuge ≤ 0.5×"},
+	{prefix: "^BenchmarkChat/", unit: "p99-ns", other: "gorilla", atMost: true, bound: 1, label: "p99: firetower / gorilla hub ≤ 1.0×"},
+}
+
+// extras10 are informational ratios of the client-publish scenarios.
+var extras10 = []target{
+	{prefix: "^BenchmarkIngest/window=64/", unit: "publishes/s", other: "gorilla", bound: math.NaN(), label: "publishes/s: firetower / gorilla hub"},
+	{prefix: "^BenchmarkIngest/window=64/", unit: "publishes/s", other: "centrifuge", bound: math.NaN(), label: "publishes/s: firetower / centrifuge"},
+	{prefix: "^BenchmarkIngest/window=64/", unit: "publishes/s", other: "floor", bound: math.NaN(), label: "publishes/s: firetower / floor"},
+	{prefix: "^BenchmarkIngest/", unit: "cpu-ns/publish", other: "gorilla", inverse: true, bound: math.NaN(), label: "server CPU per publish: gorilla hub / firetower"},
+	{prefix: "^BenchmarkIngest/", unit: "cpu-ns/publish", other: "floor", inverse: true, bound: math.NaN(), label: "server CPU per publish: floor / firetower"},
+	{prefix: "^BenchmarkChat/", unit: "cpu-ns/delivery", other: "floor", bound: math.NaN(), label: "server CPU per delivery: firetower / floor"},
+	{prefix: "^BenchmarkChat/", unit: "p99-ns", other: "centrifuge", atMost: true, bound: math.NaN(), label: "p99: firetower / centrifuge"},
+	{prefix: "^BenchmarkChat/", unit: "p99-ns", other: "floor", atMost: true, bound: math.NaN(), label: "p99: firetower / floor"},
+}
+
+// clientPublish reports the scenarios where clients publish (issue 10),
+// which have tables of their own.
+func clientPublish(scen string) bool {
+	return strings.HasPrefix(scen, "BenchmarkIngest/") || strings.HasPrefix(scen, "BenchmarkChat/")
 }
 
 // informational ratios, no target in issue 3.
@@ -204,7 +256,7 @@ func (p *parsed) ratioRows(ts []target, withVerdict bool) []string {
 	var rows []string
 	for _, t := range ts {
 		for _, scen := range p.scenarios {
-			if !strings.HasPrefix(scen, t.prefix) {
+			if !t.matches(scen) {
 				continue
 			}
 			ft := p.res[scen]["firetower"][t.unit]
@@ -239,9 +291,16 @@ func (p *parsed) ratioRows(ts []target, withVerdict bool) []string {
 			if withVerdict {
 				verdict := "no data"
 				if s.n > 0 {
-					ok := s.med >= t.bound
+					v := s.med
+					if t.worstRun() {
+						v = s.hi
+						if !t.atMost {
+							v = s.lo
+						}
+					}
+					ok := v >= t.bound
 					if t.atMost {
-						ok = s.med <= t.bound
+						ok = v <= t.bound
 					}
 					verdict = "**missed**"
 					if ok {
@@ -256,14 +315,17 @@ func (p *parsed) ratioRows(ts []target, withVerdict bool) []string {
 	return rows
 }
 
-// table is the results of every scenario with a column in cols (servers
-// or clusterKinds); a scenario without any is left out.
-func (p *parsed) table(cols []string) []string {
+// table is the results of every scenario keep accepts with a column in
+// cols (servers or clusterKinds); a scenario without any is left out.
+func (p *parsed) table(cols []string, keep func(scen string) bool) []string {
 	rows := []string{
 		"| scenario | metric | " + strings.Join(cols, " | ") + " |",
 		"|---|---|" + strings.Repeat("---|", len(cols)),
 	}
 	for _, scen := range p.scenarios {
+		if !keep(scen) {
+			continue
+		}
 		for _, u := range tableUnits {
 			has := false
 			for _, s := range cols {
@@ -285,9 +347,12 @@ func (p *parsed) table(cols []string) []string {
 }
 
 // has reports whether the runs have results for any of cols (servers or
-// clusterKinds).
-func (p *parsed) has(cols []string) bool {
+// clusterKinds) in a scenario keep accepts.
+func (p *parsed) has(cols []string, keep func(string) bool) bool {
 	for _, scen := range p.scenarios {
+		if !keep(scen) {
+			continue
+		}
 		for _, k := range cols {
 			if len(p.res[scen][k]) > 0 {
 				return true
@@ -400,9 +465,9 @@ func main() {
 	if *command != "" {
 		out = append(out, "", "Each run: `"+*command+"`")
 	}
-	if p.has(servers) {
+	if p.has(servers, func(s string) bool { return !clientPublish(s) }) {
 		out = append(out, "", "### Results (median, min – max over the runs)", "")
-		out = append(out, p.table(servers)...)
+		out = append(out, p.table(servers, func(s string) bool { return !clientPublish(s) })...)
 		out = append(out, "", "### Targets of issue 3 (ratio within each run; median, min – max over the runs)", "")
 		out = append(out, "| scenario | target | measured | verdict |", "|---|---|---|---|")
 		out = append(out, p.ratioRows(targets, true)...)
@@ -410,12 +475,24 @@ func main() {
 		out = append(out, "| scenario | ratio | measured |", "|---|---|---|")
 		out = append(out, p.ratioRows(extras, false)...)
 	}
-	if p.has(clusterKinds) {
+	if p.has(servers, clientPublish) {
+		out = append(out, "", "### Client publishes (issue 10; median, min – max over the runs)", "",
+			"Clients publish through each server's protocol (see \"Client publishes\" above); lost, error-frames",
+			"and closed-conns are per run. cpu-ns is the server's CPU time alone.", "")
+		out = append(out, p.table(servers, clientPublish)...)
+		out = append(out, "", "### Targets of issue 10 (ratio within each run; median, min – max over the runs)", "")
+		out = append(out, "| scenario | target | measured | verdict |", "|---|---|---|---|")
+		out = append(out, p.ratioRows(targets10, true)...)
+		out = append(out, "", "### Other ratios of the client-publish scenarios (no target)", "")
+		out = append(out, "| scenario | ratio | measured |", "|---|---|---|")
+		out = append(out, p.ratioRows(extras10, false)...)
+	}
+	if p.has(clusterKinds, func(string) bool { return true }) {
 		out = append(out, "", "### Cross-node (issue 4; median, min – max over the runs)", "",
 			"`single` is one firetower node; `manager` and `nats` are two gateways in this process,",
 			"subscribers on one and every publish on the other, through a topic-manager node or an",
 			"embedded NATS server (cpu-ns/delivery: the whole cluster's CPU).", "")
-		out = append(out, p.table(clusterKinds)...)
+		out = append(out, p.table(clusterKinds, func(string) bool { return true })...)
 		out = append(out, "", "| scenario | ratio (within each run) | measured |", "|---|---|---|")
 		out = append(out, p.clusterRatios()...)
 	}
