@@ -1,10 +1,13 @@
 package natsmanager
 
 import (
+	"crypto/tls"
+	"errors"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/vmihailenco/msgpack/v5"
 )
 
@@ -39,7 +42,7 @@ func TestNewValidates(t *testing.T) {
 	if _, err := New(Config{URLs: []string{"nats://x"}, ReportInterval: time.Second, CountTTL: time.Second}); err == nil {
 		t.Error("CountTTL <= ReportInterval accepted")
 	}
-	m, err := New(Config{URLs: []string{"nats://x"}, SubjectPrefix: "ft"})
+	m, err := New(Config{URLs: []string{"nats://x"}, SubjectPrefix: "ft", AllowInsecure: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +66,7 @@ func (l *link) peerCount(topic string, now time.Time) (n int64) {
 }
 
 func testLink(t *testing.T) *link {
-	m, err := New(Config{URLs: []string{"nats://x"}})
+	m, err := New(Config{URLs: []string{"nats://x"}, AllowInsecure: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,4 +154,49 @@ func FuzzReceive(f *testing.F) {
 		l.receive(data, time.Now()) // must not panic
 		l.expire(time.Now())
 	})
+}
+
+// TestNewRefusesOpenURLWithoutCredentials: a NATS URL that is not loopback
+// needs a credential, from Config, the URL or Config.Options; loopback URLs
+// and AllowInsecure need none.
+func TestNewRefusesOpenURLWithoutCredentials(t *testing.T) {
+	cert := tls.Certificate{Certificate: [][]byte{{1}}}
+	for _, c := range []struct {
+		name string
+		cfg  Config
+		ok   bool
+	}{
+		{"open, nothing", Config{URLs: []string{"nats://10.1.2.3:4222"}}, false},
+		{"open name, nothing", Config{URLs: []string{"tls://nats.example.com:4222"}}, false},
+		{"bare host:port", Config{URLs: []string{"10.1.2.3:4222"}}, false},
+		{"one of two open", Config{URLs: []string{"nats://127.0.0.1:4222", "nats://0.0.0.0:4222"}}, false},
+		{"TLS without a client certificate", Config{URLs: []string{"tls://10.1.2.3:4222"}, TLS: &tls.Config{}}, false},
+		{"loopback v4", Config{URLs: []string{"nats://127.0.0.1:4222"}}, true},
+		{"loopback v6", Config{URLs: []string{"nats://[::1]:4222"}}, true},
+		{"localhost", Config{URLs: []string{"nats://localhost:4222"}}, true},
+		{"token", Config{URLs: []string{"nats://10.1.2.3:4222"}, Token: "t0k"}, true},
+		{"user and password", Config{URLs: []string{"nats://10.1.2.3:4222"}, User: "u", Password: "p"}, true},
+		{"creds file", Config{URLs: []string{"nats://10.1.2.3:4222"}, CredsFile: "/etc/nats/user.creds"}, true},
+		{"client certificate", Config{URLs: []string{"tls://10.1.2.3:4222"}, TLS: &tls.Config{Certificates: []tls.Certificate{cert}}}, true},
+		{"user in the URL", Config{URLs: []string{"nats://u:p@10.1.2.3:4222"}}, true},
+		{"token option", Config{URLs: []string{"nats://10.1.2.3:4222"}, Options: []nats.Option{nats.Token("t0k")}}, true},
+		{"allowed", Config{URLs: []string{"nats://10.1.2.3:4222"}, AllowInsecure: true}, true},
+	} {
+		_, err := New(c.cfg)
+		switch {
+		case c.ok && err != nil:
+			t.Errorf("%s: %v", c.name, err)
+		case !c.ok && !errors.Is(err, ErrInsecureURL):
+			t.Errorf("%s: error %v, want ErrInsecureURL", c.name, err)
+		}
+	}
+	for _, cfg := range []Config{
+		{URLs: []string{"nats://127.0.0.1:4222"}, Token: "t", User: "u"},
+		{URLs: []string{"nats://127.0.0.1:4222"}, Token: "t", CredsFile: "f"},
+		{URLs: []string{"nats://127.0.0.1:4222"}, Password: "p"},
+	} {
+		if _, err := New(cfg); err == nil {
+			t.Errorf("%+v accepted", cfg)
+		}
+	}
 }
