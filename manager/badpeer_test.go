@@ -65,7 +65,10 @@ func bpServer(t *testing.T, cfg manager.ServerConfig) *manager.Server {
 	if cfg.HeartbeatTimeout == 0 {
 		cfg.HeartbeatTimeout = 2 * time.Second
 	}
-	s := manager.NewServer(cfg)
+	s, err := manager.NewServer(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := s.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -374,15 +377,20 @@ func TestBadPeerOversizedLength(t *testing.T) {
 
 // A peer that declares a large frame the limit allows and then sends almost
 // nothing must not make the manager allocate the declared size: a thousand
-// such connections (before any HELLO) would otherwise cost 16 GiB.
+// such connections would otherwise cost 16 GiB. (Before HELLO the limit
+// is PreAuthMaxFrame, so these peers say HELLO first.)
 func TestBadPeerDeclaredFrameNotPreallocated(t *testing.T) {
 	const peers = 8
 	e := newBPEnv(t, manager.ServerConfig{HeartbeatTimeout: 500 * time.Millisecond})
-	before := heapAlloc()
+	e.extra = peers
 	ps := make([]*rawPeer, peers)
 	for i := range ps {
 		ps[i] = dialRaw(t, e.srv.Addr())
-		ps[i].write(lenPrefix(manager.DefaultMaxFrame, 0x98))
+		ps[i].hello(uint16(80+i), "declared-boot")
+	}
+	before := heapAlloc()
+	for _, p := range ps {
+		p.write(lenPrefix(manager.DefaultMaxFrame, 0x98))
 	}
 	// the heartbeat timeout proves the manager read the header and waited
 	// for the payload
@@ -406,11 +414,13 @@ func TestBadPeerUnknownMessageType(t *testing.T) {
 	}{
 		{"type 0 first", false, 0, "unknown message type 0"},
 		{"type 200 first", false, 200, "unknown message type 200"},
-		{"type 12 after hello", true, 12, "unknown message type 12"},
+		{"type 14 after hello", true, 14, "unknown message type 14"},
 		{"type 255 after hello", true, 255, "unknown message type 255"},
 		{"WELCOME from a gateway", true, manager.MsgWelcome, "unexpected message type"},
 		{"DELIVER from a gateway", true, manager.MsgDeliver, "unexpected message type"},
 		{"COUNT reply from a gateway", true, manager.MsgCountReply, "unexpected message type"},
+		{"CHALLENGE from a gateway", true, manager.MsgChallenge, "unexpected message type"},
+		{"AUTH after the session opened", true, manager.MsgAuth, "unexpected message type"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			p := dialRaw(t, e.srv.Addr())

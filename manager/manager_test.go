@@ -14,7 +14,10 @@ func startManagers(t *testing.T, n int) []*manager.Server {
 	t.Helper()
 	var out []*manager.Server
 	for range n {
-		s := manager.NewServer(manager.ServerConfig{Addr: "127.0.0.1:0"})
+		s, err := manager.NewServer(manager.ServerConfig{Addr: "127.0.0.1:0"})
+		if err != nil {
+			t.Fatal(err)
+		}
 		if err := s.Start(context.Background()); err != nil {
 			t.Fatal(err)
 		}

@@ -58,6 +58,10 @@ func usage(w io.Writer) {
   firetower [serve] [--ws-addr 127.0.0.1:9999] [--http-addr 127.0.0.1:9998] [--grpc-addr HOST:PORT] [--node-id 1]
                     [--manager host:port[,...] | --nats nats://host:port[,...]] [--legacy-delivery] [--api-key KEY]
   firetower manager [--addr 127.0.0.1:6666] [--http-addr 127.0.0.1:6660]
+cluster links (serve and manager):
+  [--cluster-secret S]  (env FIRETOWER_CLUSTER_SECRET; required when a cluster address is not loopback)
+  [--cluster-tls-cert FILE --cluster-tls-key FILE] [--cluster-tls-ca FILE]
+  serve with --nats: [--nats-token T | --nats-user U --nats-password P | --nats-creds FILE]
 `)
 }
 
@@ -73,9 +77,11 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	grpcAddr := fs.String("grpc-addr", "", "gRPC push API listen address, e.g. 127.0.0.1:9997 (off when empty)")
 	apiKey := fs.String("api-key", os.Getenv("FIRETOWER_API_KEY"), "key required by the push API (env FIRETOWER_API_KEY); required when --http-addr is not loopback")
+	cluster := addClusterFlags(fs, true)
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	cluster.resolve()
 	if *apiKey == "" && !isLoopback(*httpAddr) {
 		fmt.Fprintln(stderr, "firetower serve: --http-addr is not a loopback address: set --api-key (or FIRETOWER_API_KEY) to protect the push API")
 		return 2
@@ -100,7 +106,12 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 	var opts []firetower.Option
 	if *natsURLs != "" {
-		nm, err := natsmanager.New(natsmanager.Config{URLs: splitList(*natsURLs), Logger: log})
+		ncfg, err := cluster.natsConfig(splitList(*natsURLs), log)
+		if err != nil {
+			fmt.Fprintln(stderr, "firetower serve:", err)
+			return 2
+		}
+		nm, err := natsmanager.New(ncfg)
 		if err != nil {
 			fmt.Fprintln(stderr, "firetower serve:", err)
 			return 2
@@ -108,7 +119,12 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		opts = append(opts, firetower.WithManager(nm))
 	}
 	if *managers != "" {
-		mc, err := manager.NewClient(manager.ClientConfig{Addrs: splitList(*managers), Logger: log})
+		mcfg, err := cluster.managerClientConfig(splitList(*managers), log)
+		if err != nil {
+			fmt.Fprintln(stderr, "firetower serve:", err)
+			return 2
+		}
+		mc, err := manager.NewClient(mcfg)
 		if err != nil {
 			fmt.Fprintln(stderr, "firetower serve:", err)
 			return 2
@@ -232,9 +248,11 @@ func runManager(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	httpAddr := fs.String("http-addr", "127.0.0.1:6660", "HTTP address (health, cluster view, push API)")
 	apiKey := fs.String("api-key", os.Getenv("FIRETOWER_API_KEY"), "key required by the HTTP API (env FIRETOWER_API_KEY); required when --http-addr is not loopback")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	cluster := addClusterFlags(fs, false)
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	cluster.resolve()
 	log, err := newLogger(*logLevel, stderr)
 	if err != nil {
 		fmt.Fprintln(stderr, "firetower manager:", err)
@@ -244,7 +262,16 @@ func runManager(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fmt.Fprintln(stderr, "firetower manager: --http-addr is not a loopback address: set --api-key (or FIRETOWER_API_KEY)")
 		return 2
 	}
-	srv := manager.NewServer(manager.ServerConfig{Addr: *addr, Logger: log})
+	mcfg, err := cluster.managerServerConfig(*addr, log)
+	if err != nil {
+		fmt.Fprintln(stderr, "firetower manager:", err)
+		return 2
+	}
+	srv, err := manager.NewServer(mcfg)
+	if err != nil {
+		fmt.Fprintln(stderr, "firetower manager:", err)
+		return 2
+	}
 	ln, err := net.Listen("tcp", *httpAddr)
 	if err != nil {
 		fmt.Fprintln(stderr, "firetower manager:", err)
