@@ -86,7 +86,17 @@ func bpServer(t *testing.T, cfg manager.ServerConfig) *manager.Server {
 // addr, and returns it with its manager client.
 func bpGateway(t *testing.T, addr string, node uint16) (*firetower.Tower, *manager.Client) {
 	t.Helper()
-	mc, err := manager.NewClient(manager.ClientConfig{Addrs: []string{addr}, PingInterval: bpPing})
+	return bpGatewayWith(t, manager.ClientConfig{Addrs: []string{addr}}, node)
+}
+
+// bpGatewayWith is bpGateway with a client configuration (the ping
+// interval is bpPing unless set).
+func bpGatewayWith(t *testing.T, cfg manager.ClientConfig, node uint16) (*firetower.Tower, *manager.Client) {
+	t.Helper()
+	if cfg.PingInterval == 0 {
+		cfg.PingInterval = bpPing
+	}
+	mc, err := manager.NewClient(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,8 +138,9 @@ func newBPEnv(t *testing.T, cfg manager.ServerConfig) *bpEnv {
 	bpNoLeak(t)
 	srv := bpServer(t, cfg)
 	e := &bpEnv{srv: srv}
-	e.a, e.ma = bpGateway(t, srv.Addr(), 1)
-	e.b, e.mb = bpGateway(t, srv.Addr(), 2)
+	// the gateways have the manager's secret, if any
+	e.a, e.ma = bpGatewayWith(t, manager.ClientConfig{Addrs: []string{srv.Addr()}, Secret: cfg.Secret, Logger: cfg.Logger}, 1)
+	e.b, e.mb = bpGatewayWith(t, manager.ClientConfig{Addrs: []string{srv.Addr()}, Secret: cfg.Secret, Logger: cfg.Logger}, 2)
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("manager %+v\ngateway 1 %+v\ngateway 2 %+v", srv.Stats(), e.ma.Stats(), e.mb.Stats())
