@@ -200,7 +200,7 @@ func (f *clusterFlags) natsConfig(urls []string, log *slog.Logger) (natsmanager.
 	probe := cfg
 	probe.Logger = nil
 	if _, err := natsmanager.New(probe); errors.Is(err, natsmanager.ErrInsecureURL) {
-		return cfg, fmt.Errorf("--nats has an address that is not loopback: set a NATS credential (--nats-token, --nats-user and --nats-password, --nats-creds, or a client certificate with --cluster-tls-cert and --cluster-tls-key; --cluster-secret is for the topic-manager nodes, not NATS): %w", err)
+		return cfg, fmt.Errorf("--nats has an address that is not loopback: set a NATS credential: --nats-token, --nats-user and --nats-password, --nats-creds, or a client certificate with --cluster-tls-cert and --cluster-tls-key (--cluster-secret is for the topic-manager nodes, not NATS)\n(%w)", err)
 	}
 	return cfg, nil
 }

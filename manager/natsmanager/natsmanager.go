@@ -233,13 +233,13 @@ func New(cfg Config) (*Manager, error) {
 	if cfg.Password != "" && cfg.User == "" {
 		errs = append(errs, errors.New("Password without User"))
 	}
-	if len(errs) == 0 && !cfg.AllowInsecure {
-		if err := checkCredentials(&cfg); err != nil {
-			errs = append(errs, err)
-		}
-	}
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("natsmanager: %w", errors.Join(errs...))
+	}
+	if !cfg.AllowInsecure {
+		if err := checkCredentials(&cfg); err != nil {
+			return nil, err
+		}
 	}
 	lg := cfg.Logger
 	if lg == nil {
@@ -269,7 +269,7 @@ func checkCredentials(cfg *Config) error {
 	o := nats.GetDefaultOptions()
 	for _, opt := range cfg.Options {
 		if err := opt(&o); err != nil {
-			return fmt.Errorf("bad Options: %w", err)
+			return fmt.Errorf("natsmanager: bad Options: %w", err)
 		}
 	}
 	if o.Token != "" || o.TokenHandler != nil || o.User != "" || o.UserInfo != nil || o.UserJWT != nil || o.Nkey != "" ||
