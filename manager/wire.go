@@ -12,6 +12,38 @@
 // PONG; since a session is processed in order, a PONG also confirms every
 // SUB sent before its PING. GOAWAY carries the reason a session is refused
 // or ended. State is keyed by node id, never by remote address.
+//
+// # Security
+//
+// The manager port is a door into the cluster: a node receives the traffic
+// of every topic it asks for, publishes to every subscriber, and can send
+// the Towers' control messages. So:
+//
+//   - With a shared secret (ServerConfig.Secret, ClientConfig.Secret) the
+//     HELLO is followed by a challenge in each direction (CHALLENGE from the
+//     manager, AUTH from the gateway; HMAC-SHA256 over fresh nonces, the
+//     secret never on the wire, see auth.go). A peer that cannot prove the
+//     secret gets a GOAWAY and nothing else: nothing it sent is applied and
+//     nothing is routed to it. A gateway does not join a manager that
+//     cannot prove the secret either.
+//   - NewServer and NewClient refuse an address that is not loopback when
+//     nothing authenticates the peers (no Secret, no mutual TLS), unless
+//     AllowInsecure is set.
+//   - ServerConfig.TLS and ClientConfig.TLS put the links under TLS (mutual
+//     TLS with client certificates): the secret authenticates a session
+//     when it opens, TLS also keeps it private and intact.
+//   - Before a session is open the manager reads frames of at most
+//     PreAuthMaxFrame bytes. Every topic in SYNC, SUB, PUB and COUNT must
+//     follow the client protocol's rules (firetower.ValidateTopic); a node
+//     has interest in at most ServerConfig.MaxTopicsPerNode topics; no
+//     count or length a peer sends sizes an allocation (DecodeLimited).
+//     A message that breaks these rules ends the session with a GOAWAY.
+//   - System topics (firetower.SystemTopicPrefix) are the nodes' own:
+//     Server.Publish, the entry point for publishes from outside the
+//     cluster, refuses them.
+//   - A gateway refused by a manager redials with a delay that keeps
+//     growing (ClientConfig.MinBackoff to MaxBackoff) until a session
+//     opens.
 package manager
 
 import (
