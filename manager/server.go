@@ -412,6 +412,7 @@ type session struct {
 	out    [][]byte
 	bytes  int
 	closed bool
+	bye    bool // a GOAWAY is queued: the writer closes the connection after it
 	hello  bool // registered: HELLO (and with a secret, AUTH) accepted
 
 	// Between a HELLO and its AUTH (readLoop's goroutine only): the
@@ -467,6 +468,7 @@ func (ss *session) goAway(reason string) {
 	if !ss.closed {
 		ss.out = append(ss.out, f, nil) // nil: close after writing
 		ss.bytes += len(f)
+		ss.bye = true
 	}
 	ss.mu.Unlock()
 	ss.cond.Signal()
@@ -720,9 +722,11 @@ func (ss *session) end() {
 		s.log.Info("manager: gateway left", "node", ss.node)
 	}
 	s.mu.Unlock()
-	// Let a queued GOAWAY go out; the writer closes the connection.
+	// Let a queued GOAWAY go out; the writer closes the connection. (The
+	// writer may already have taken it from the queue, so the queue does
+	// not tell.)
 	ss.mu.Lock()
-	pendingGoAway := len(ss.out) > 0 && ss.out[len(ss.out)-1] == nil
+	pendingGoAway := ss.bye
 	ss.mu.Unlock()
 	if !pendingGoAway {
 		ss.close()
