@@ -77,6 +77,7 @@
 package natsmanager
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/base64"
@@ -95,6 +96,7 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/firetower-go/firetower"
+	"github.com/firetower-go/firetower/internal/mpcheck"
 )
 
 // Config configures a Manager. Zero values get the defaults noted.
@@ -820,11 +822,87 @@ func (l *link) publishReport(r *report, counts map[string]int64) bool {
 	return true
 }
 
+// decodeReport decodes a report from another node (or from anything that
+// can publish on the report subject). Every declared length is checked
+// against the message's size first, nothing is sized by a declared
+// count, and every topic must be valid.
+func decodeReport(data []byte, r *report) error {
+	if err := mpcheck.Check(data); err != nil {
+		return err
+	}
+	d := msgpack.NewDecoder(bytes.NewReader(data))
+	n, err := d.DecodeArrayLen()
+	if err != nil {
+		return err
+	}
+	bounded := func(limit uint64) (uint64, error) {
+		v, err := d.DecodeUint64()
+		if err == nil && v > limit {
+			err = fmt.Errorf("%d out of range", v)
+		}
+		return v, err
+	}
+	for i := range max(n, 0) {
+		var v uint64
+		switch i {
+		case 0:
+			v, err = bounded(0xff)
+			r.Kind = uint8(v)
+		case 1:
+			v, err = bounded(0xffff)
+			r.Node = uint16(v)
+		case 2:
+			r.Boot, err = d.DecodeUint64()
+		case 3:
+			r.TTL, err = d.DecodeInt64()
+		case 4:
+			r.Ask, err = d.DecodeBool()
+		case 5:
+			r.Gen, err = d.DecodeUint64()
+		case 6:
+			v, err = bounded(1<<32 - 1)
+			r.Part = uint32(v)
+		case 7:
+			v, err = bounded(1<<32 - 1)
+			r.Parts = uint32(v)
+		case 8:
+			r.Counts, err = decodeCounts(d)
+		default:
+			err = d.Skip()
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func decodeCounts(d *msgpack.Decoder) (map[string]int64, error) {
+	n, err := d.DecodeMapLen()
+	if err != nil || n <= 0 {
+		return nil, err
+	}
+	m := make(map[string]int64, min(n, 64))
+	for range n {
+		k, err := d.DecodeString()
+		if err != nil {
+			return nil, err
+		}
+		if err := firetower.ValidateTopic(k); err != nil {
+			return nil, err
+		}
+		if m[k], err = d.DecodeInt64(); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
 // receive applies a report from another node. It returns true when a
 // report of ours should be sent soon.
 func (l *link) receive(data []byte, now time.Time) bool {
 	var r report
-	if err := msgpack.Unmarshal(data, &r); err != nil || r.Kind < kindFull || r.Kind > kindBye {
+	if err := decodeReport(data, &r); err != nil || r.Kind < kindFull || r.Kind > kindBye {
 		l.badReports.Add(1)
 		return false
 	}

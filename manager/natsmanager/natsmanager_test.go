@@ -3,6 +3,7 @@ package natsmanager
 import (
 	"crypto/tls"
 	"errors"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -198,5 +199,32 @@ func TestNewRefusesOpenURLWithoutCredentials(t *testing.T) {
 		if _, err := New(cfg); err == nil {
 			t.Errorf("%+v accepted", cfg)
 		}
+	}
+}
+
+// TestReceiveSizesNothingByDeclaredLengths: a report that declares a map
+// of 2^32 entries in a few bytes is refused without allocating for it
+// (msgpack preallocates up to a million entries, tens of MB, for such a
+// declaration), and so is a report with an invalid topic.
+func TestReceiveSizesNothingByDeclaredLengths(t *testing.T) {
+	l := testLink(t)
+	// [kind 1, node 2, boot 1, ttl 1000, ask false, gen 1, part 0, parts 1, map32 of 2^32-1 entries]
+	bomb := []byte{0x99, 0x01, 0x02, 0x01, 0xcd, 0x03, 0xe8, 0xc2, 0x01, 0x00, 0x01, 0xdf, 0xff, 0xff, 0xff, 0xff}
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	before := ms.TotalAlloc
+	for range 10 {
+		l.receive(bomb, time.Now())
+	}
+	runtime.ReadMemStats(&ms)
+	if grew := ms.TotalAlloc - before; grew > 1<<20 {
+		t.Errorf("10 reports of 16 bytes each allocated %d bytes", grew)
+	}
+	if l.badReports.Load() != 10 {
+		t.Errorf("%d bad reports, want 10", l.badReports.Load())
+	}
+	l.receive(enc(t, report{Kind: kindFull, Node: 2, Boot: 1, TTL: 1000, Gen: 1, Parts: 1, Counts: map[string]int64{"ok": 1, "not ok": 1}}), time.Now())
+	if l.badReports.Load() != 11 || l.peerCount("ok", time.Now()) != 0 {
+		t.Errorf("a report with an invalid topic was applied")
 	}
 }
