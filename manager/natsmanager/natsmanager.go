@@ -73,7 +73,10 @@
 // in Config.Options count too. New refuses a URL whose host is not
 // loopback when none of them is given, unless AllowInsecure is set.
 // Restrict the subjects each user may use (SubjectPrefix) in the NATS
-// server's authorization settings.
+// server's authorization settings. Reports from other nodes are decoded
+// with every length checked against the message's size and every topic
+// validated, so whatever can publish on the report subject cannot make a
+// node allocate more than the bytes it sends.
 package natsmanager
 
 import (
