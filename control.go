@@ -47,6 +47,15 @@ const opAnswer = "answer"
 // deadline.
 const defaultCallTimeout = 5 * time.Second
 
+const (
+	// maxNodes is the most nodes a cluster can have (16-bit node ids).
+	maxNodes = 1 << 16
+	// maxCallBuffer bounds the answers a call buffers before reading them
+	// (in a cluster of more nodes, answers that arrive faster than the
+	// call reads them past this many are lost, and the call says so).
+	maxCallBuffer = 1024
+)
+
 func (t *Tower) nodeTopic() string {
 	return nodeTopicPrefix + strconv.FormatUint(uint64(t.cfg.nodeID), 10)
 }
@@ -77,11 +86,15 @@ func (t *Tower) call(ctx context.Context, req *ctlMsg) ([]ctlMsg, error) {
 	if err != nil {
 		return nil, &Error{Code: CodeUnavailable, Message: "the cluster could not count its nodes: " + err.Error()}
 	}
-	want := int(nodes) - 1
+	// The count comes from the Manager, so from the network: never size
+	// anything by it. Node ids are 16 bits, so no cluster has more than
+	// maxNodes nodes; a larger count is bogus and the call then waits for
+	// answers that do not come, until its deadline.
+	want := int(min(max(nodes, 0), maxNodes)) - 1
 	if want <= 0 {
 		return nil, nil
 	}
-	ch := make(chan ctlMsg, want)
+	ch := make(chan ctlMsg, min(want, maxCallBuffer))
 	t.callMu.Lock()
 	t.callSeq++
 	req.Req = t.callSeq
@@ -100,8 +113,8 @@ func (t *Tower) call(ctx context.Context, req *ctlMsg) ([]ctlMsg, error) {
 	if err := t.link.Publish(ctx, controlTopic, b); err != nil {
 		return nil, &Error{Code: CodeUnavailable, Message: "the cluster could not take the request: " + err.Error()}
 	}
-	answers := make([]ctlMsg, 0, want)
-	from := make(map[uint16]bool, want)
+	answers := make([]ctlMsg, 0, min(want, 16))
+	from := make(map[uint16]bool, min(want, 16))
 	for len(answers) < want {
 		select {
 		case a := <-ch:

@@ -44,7 +44,10 @@ func newClusterServer(kind string) (server, error) {
 }
 
 func newManagerCluster() (*clusterServer, error) {
-	ms := manager.NewServer(manager.ServerConfig{Addr: "127.0.0.1:0"})
+	ms, err := manager.NewServer(manager.ServerConfig{Addr: "127.0.0.1:0"})
+	if err != nil {
+		return nil, err
+	}
 	if err := ms.Start(context.Background()); err != nil {
 		return nil, err
 	}

@@ -65,7 +65,10 @@ func bpServer(t *testing.T, cfg manager.ServerConfig) *manager.Server {
 	if cfg.HeartbeatTimeout == 0 {
 		cfg.HeartbeatTimeout = 2 * time.Second
 	}
-	s := manager.NewServer(cfg)
+	s, err := manager.NewServer(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := s.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +86,17 @@ func bpServer(t *testing.T, cfg manager.ServerConfig) *manager.Server {
 // addr, and returns it with its manager client.
 func bpGateway(t *testing.T, addr string, node uint16) (*firetower.Tower, *manager.Client) {
 	t.Helper()
-	mc, err := manager.NewClient(manager.ClientConfig{Addrs: []string{addr}, PingInterval: bpPing})
+	return bpGatewayWith(t, manager.ClientConfig{Addrs: []string{addr}}, node)
+}
+
+// bpGatewayWith is bpGateway with a client configuration (the ping
+// interval is bpPing unless set).
+func bpGatewayWith(t *testing.T, cfg manager.ClientConfig, node uint16) (*firetower.Tower, *manager.Client) {
+	t.Helper()
+	if cfg.PingInterval == 0 {
+		cfg.PingInterval = bpPing
+	}
+	mc, err := manager.NewClient(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,8 +138,9 @@ func newBPEnv(t *testing.T, cfg manager.ServerConfig) *bpEnv {
 	bpNoLeak(t)
 	srv := bpServer(t, cfg)
 	e := &bpEnv{srv: srv}
-	e.a, e.ma = bpGateway(t, srv.Addr(), 1)
-	e.b, e.mb = bpGateway(t, srv.Addr(), 2)
+	// the gateways have the manager's secret, if any
+	e.a, e.ma = bpGatewayWith(t, manager.ClientConfig{Addrs: []string{srv.Addr()}, Secret: cfg.Secret, Logger: cfg.Logger}, 1)
+	e.b, e.mb = bpGatewayWith(t, manager.ClientConfig{Addrs: []string{srv.Addr()}, Secret: cfg.Secret, Logger: cfg.Logger}, 2)
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("manager %+v\ngateway 1 %+v\ngateway 2 %+v", srv.Stats(), e.ma.Stats(), e.mb.Stats())
@@ -374,15 +388,20 @@ func TestBadPeerOversizedLength(t *testing.T) {
 
 // A peer that declares a large frame the limit allows and then sends almost
 // nothing must not make the manager allocate the declared size: a thousand
-// such connections (before any HELLO) would otherwise cost 16 GiB.
+// such connections would otherwise cost 16 GiB. (Before HELLO the limit
+// is PreAuthMaxFrame, so these peers say HELLO first.)
 func TestBadPeerDeclaredFrameNotPreallocated(t *testing.T) {
 	const peers = 8
 	e := newBPEnv(t, manager.ServerConfig{HeartbeatTimeout: 500 * time.Millisecond})
-	before := heapAlloc()
+	e.extra = peers
 	ps := make([]*rawPeer, peers)
 	for i := range ps {
 		ps[i] = dialRaw(t, e.srv.Addr())
-		ps[i].write(lenPrefix(manager.DefaultMaxFrame, 0x98))
+		ps[i].hello(uint16(80+i), "declared-boot")
+	}
+	before := heapAlloc()
+	for _, p := range ps {
+		p.write(lenPrefix(manager.DefaultMaxFrame, 0x98))
 	}
 	// the heartbeat timeout proves the manager read the header and waited
 	// for the payload
@@ -406,11 +425,13 @@ func TestBadPeerUnknownMessageType(t *testing.T) {
 	}{
 		{"type 0 first", false, 0, "unknown message type 0"},
 		{"type 200 first", false, 200, "unknown message type 200"},
-		{"type 12 after hello", true, 12, "unknown message type 12"},
+		{"type 14 after hello", true, 14, "unknown message type 14"},
 		{"type 255 after hello", true, 255, "unknown message type 255"},
 		{"WELCOME from a gateway", true, manager.MsgWelcome, "unexpected message type"},
 		{"DELIVER from a gateway", true, manager.MsgDeliver, "unexpected message type"},
 		{"COUNT reply from a gateway", true, manager.MsgCountReply, "unexpected message type"},
+		{"CHALLENGE from a gateway", true, manager.MsgChallenge, "unexpected message type"},
+		{"AUTH after the session opened", true, manager.MsgAuth, "unexpected message type"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			p := dialRaw(t, e.srv.Addr())

@@ -3,6 +3,8 @@ package manager
 import (
 	"bufio"
 	"context"
+	"crypto/hmac"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -26,8 +28,11 @@ type ClientConfig struct {
 	// dropped and redialled when nothing arrives for 3 intervals. Default 1s.
 	PingInterval time.Duration
 	// MinBackoff and MaxBackoff bound the redial delay, which doubles from
-	// MinBackoff with ±25% jitter. Defaults 50ms and 500ms, so a manager
-	// that comes back is rejoined within about half a second.
+	// MinBackoff with ±25% jitter after every attempt that did not end in
+	// a session (a failed dial, a refused HELLO or authentication), and
+	// starts again from MinBackoff once the manager has welcomed the
+	// gateway. Defaults 50ms and 500ms, so a manager that comes back is
+	// rejoined within about half a second.
 	MinBackoff, MaxBackoff time.Duration
 	// RequestTimeout bounds COUNT and flush round trips. Default 2s.
 	RequestTimeout time.Duration
@@ -35,7 +40,22 @@ type ClientConfig struct {
 	// past it Publish fails. Default 16 MiB.
 	QueueBytes int
 	MaxFrame   int // default DefaultMaxFrame
-	Logger     *slog.Logger
+
+	// Secret is the cluster's shared secret: the gateway proves it to every
+	// manager and joins only a manager that proves it in return (see
+	// ServerConfig.Secret). NewClient refuses a manager address that is
+	// not loopback when there is no Secret, unless TLS carries a client
+	// certificate and verifies the manager's, or AllowInsecure is set.
+	Secret []byte
+	// TLS, when set, dials the managers over TLS with a copy of this
+	// configuration (ServerName defaults to each address's host). Set
+	// Certificates for mutual TLS and RootCAs for a private CA.
+	TLS *tls.Config
+	// AllowInsecure accepts manager addresses that are not loopback with
+	// no Secret: the gateway then joins whatever answers at the address.
+	AllowInsecure bool
+
+	Logger *slog.Logger
 }
 
 // ClientStats are a gateway's counters for its managers.
@@ -47,6 +67,7 @@ type ClientStats struct {
 	Lost          uint64 // PUBs queued but lost with a dropped connection
 	Delivered     uint64 // DELIVERs received
 	GoAways       uint64
+	Refused       uint64 // sessions that did not open: refused by the manager, or a manager that failed to authenticate
 }
 
 // Client is a firetower.Manager backed by topic-manager nodes.
@@ -54,16 +75,24 @@ type Client struct {
 	cfg ClientConfig
 	log *slog.Logger
 
-	joined                                                    atomic.Bool
-	dials, published, publishFailed, lost, delivered, goAways atomic.Uint64
-	peers                                                     []*peer
+	joined                                                             atomic.Bool
+	dials, published, publishFailed, lost, delivered, goAways, refused atomic.Uint64
+	peers                                                              []*peer
 }
 
 // NewClient returns a Manager that connects to the manager nodes at
-// cfg.Addrs when a Tower joins it.
+// cfg.Addrs when a Tower joins it. It returns an error wrapping
+// ErrInsecureAddr when an address is not loopback and nothing
+// authenticates the managers (see ClientConfig.Secret).
 func NewClient(cfg ClientConfig) (*Client, error) {
 	if len(cfg.Addrs) == 0 {
 		return nil, errors.New("manager: no manager address")
+	}
+	mtls := cfg.TLS != nil && !cfg.TLS.InsecureSkipVerify && (len(cfg.TLS.Certificates) > 0 || cfg.TLS.GetClientCertificate != nil)
+	if len(cfg.Secret) == 0 && !mtls && !cfg.AllowInsecure {
+		if err := insecureAddrs(cfg.Addrs...); err != nil {
+			return nil, err
+		}
 	}
 	if cfg.PingInterval <= 0 {
 		cfg.PingInterval = time.Second
@@ -100,7 +129,7 @@ func (c *Client) Stats() ClientStats {
 	}
 	return ClientStats{
 		Connected: n, Dials: c.dials.Load(), Published: c.published.Load(), PublishFailed: c.publishFailed.Load(),
-		Lost: c.lost.Load(), Delivered: c.delivered.Load(), GoAways: c.goAways.Load(),
+		Lost: c.lost.Load(), Delivered: c.delivered.Load(), GoAways: c.goAways.Load(), Refused: c.refused.Load(),
 	}
 }
 
@@ -114,6 +143,7 @@ func (c *Client) Join(ctx context.Context, n firetower.Node) (firetower.Link, er
 		return nil, errors.New("manager: a Client serves one Tower; make one per Tower")
 	}
 	l := &link{c: c, node: n, stop: make(chan struct{})}
+	l.ctx, l.cancel = context.WithCancel(context.Background())
 	l.boot = strconv.FormatUint(rand.Uint64(), 36)
 	for _, a := range c.cfg.Addrs {
 		p := &peer{l: l, addr: a, dirty: make(map[string]int64), pending: make(map[uint64]chan *Msg), tried: make(chan struct{})}
@@ -139,14 +169,16 @@ func (c *Client) Join(ctx context.Context, n firetower.Node) (firetower.Link, er
 var ErrNoManager = errors.New("manager: no manager node reachable")
 
 type link struct {
-	c     *Client
-	node  firetower.Node
-	boot  string
-	peers []*peer
-	stop  chan struct{}
-	once  sync.Once
-	wg    sync.WaitGroup
-	seq   atomic.Uint64
+	c      *Client
+	node   firetower.Node
+	boot   string
+	peers  []*peer
+	stop   chan struct{}
+	ctx    context.Context // ends with stop: bounds dials and TLS handshakes
+	cancel context.CancelFunc
+	once   sync.Once
+	wg     sync.WaitGroup
+	seq    atomic.Uint64
 }
 
 func (l *link) SetInterest(topic string, count int64) {
@@ -258,6 +290,7 @@ func (l *link) Flush(ctx context.Context) error {
 func (l *link) Close() error {
 	l.once.Do(func() {
 		close(l.stop)
+		l.cancel()
 		for _, p := range l.peers {
 			p.mu.Lock()
 			if p.conn != nil {
@@ -336,11 +369,14 @@ func (p *peer) run() {
 	<-timer.C
 	for !p.stopped() {
 		p.l.c.dials.Add(1)
-		d := net.Dialer{Timeout: 2 * time.Second}
-		conn, err := d.Dial("tcp", p.addr)
+		conn, err := p.dial()
 		if err == nil {
-			backoff = cfg.MinBackoff
-			p.serve(conn)
+			// The delay starts over only after a session: a manager that
+			// accepts connections and refuses the gateway is redialled
+			// ever more slowly, like one that is down.
+			if p.serve(conn) {
+				backoff = cfg.MinBackoff
+			}
 		} else {
 			p.l.c.log.Debug("manager: dial failed", "addr", p.addr, "err", err)
 		}
@@ -359,50 +395,148 @@ func (p *peer) run() {
 	}
 }
 
-// serve runs one connection: HELLO, SYNC, then the writer here and a reader
-// goroutine, until either fails.
-func (p *peer) serve(conn net.Conn) {
+// dial connects to the manager, over TLS when configured.
+func (p *peer) dial() (net.Conn, error) {
 	l := p.l
-	cfg := &l.c.cfg
-	// Clear the dirty set before taking the snapshot: a change made after
-	// the snapshot is marked again and sent after the SYNC (counts are
-	// absolute, so sending one twice is harmless).
+	ctx, cancel := context.WithTimeout(l.ctx, 2*time.Second)
+	defer cancel()
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", p.addr)
+	if err != nil || l.c.cfg.TLS == nil {
+		return conn, err
+	}
+	tc := tls.Client(conn, clientTLSFor(l.c.cfg.TLS, p.addr))
+	if err := tc.HandshakeContext(ctx); err != nil {
+		_ = conn.Close()
+		return nil, fmt.Errorf("manager %s: TLS: %w", p.addr, err)
+	}
+	return tc, nil
+}
+
+// errRefused marks a session that did not open for a reason a redial
+// will not fix at once (refused, or the manager failed to authenticate).
+var errRefused = errors.New("refused")
+
+// syncFrame appends the SYNC of the node's whole interest. The dirty set
+// is cleared before the snapshot is taken: a change made after the
+// snapshot is marked again and sent after the SYNC (counts are absolute,
+// so sending one twice is harmless).
+func (p *peer) syncFrame(dst []byte) ([]byte, error) {
 	p.mu.Lock()
 	clear(p.dirty)
-	p.conn = conn
 	p.mu.Unlock()
-	interest := l.node.Interest()
+	interest := p.l.node.Interest()
 	sync := &Msg{Type: MsgSync, Topics: make([]TopicCount, 0, len(interest))}
 	for t, n := range interest {
 		sync.Topics = append(sync.Topics, TopicCount{Topic: t, Count: n})
 	}
-	hello, _ := AppendFrame(nil, &Msg{Type: MsgHello, Node: l.node.NodeID(), Text: l.boot})
-	sf, err := AppendFrame(hello, sync)
-	if err != nil {
-		_ = conn.Close()
-		return
+	return AppendFrame(dst, sync)
+}
+
+// handshake opens a session: HELLO and SYNC, and with a secret the
+// challenge in both directions between them (see auth.go), then WELCOME.
+// The manager's frames are read with the small pre-session limit.
+func (p *peer) handshake(conn net.Conn, r *bufio.Reader) error {
+	l := p.l
+	cfg := &l.c.cfg
+	node := l.node.NodeID()
+	write := func(b []byte) error {
+		_ = conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		_, err := conn.Write(b)
+		return err
 	}
-	_ = conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	if _, err := conn.Write(sf); err != nil {
-		_ = conn.Close()
-		return
-	}
-	r := bufio.NewReaderSize(conn, 64<<10)
-	_ = conn.SetReadDeadline(time.Now().Add(3 * cfg.PingInterval))
-	pl, err := ReadFrame(r, cfg.MaxFrame, nil)
-	if err == nil {
-		var m *Msg
-		if m, err = Decode(pl); err == nil && m.Type != MsgWelcome {
-			if m.Type == MsgGoAway {
-				l.c.goAways.Add(1)
-				l.c.log.Warn("manager refused this gateway", "addr", p.addr, "reason", m.Text)
-			}
-			err = fmt.Errorf("manager: no WELCOME (type %d)", m.Type)
+	read := func() (*Msg, error) {
+		_ = conn.SetReadDeadline(time.Now().Add(3 * cfg.PingInterval))
+		pl, err := ReadFrame(r, PreAuthMaxFrame, nil)
+		if err != nil {
+			return nil, err
 		}
+		m, err := Decode(pl)
+		if err != nil {
+			return nil, err
+		}
+		if m.Type == MsgGoAway {
+			l.c.goAways.Add(1)
+			return nil, fmt.Errorf("%w by the manager: %s", errRefused, m.Text)
+		}
+		return m, nil
 	}
+	hello := &Msg{Type: MsgHello, Node: node, Text: l.boot}
+	if len(cfg.Secret) == 0 {
+		// No challenge: HELLO and SYNC go out together.
+		b, _ := AppendFrame(nil, hello)
+		b, err := p.syncFrame(b)
+		if err != nil {
+			return err
+		}
+		if err := write(b); err != nil {
+			return err
+		}
+		m, err := read()
+		switch {
+		case err != nil:
+			return err
+		case m.Type == MsgChallenge:
+			return fmt.Errorf("%w: the manager wants a cluster secret and this gateway has none", errRefused)
+		case m.Type != MsgWelcome:
+			return fmt.Errorf("no WELCOME (message type %d)", m.Type)
+		}
+		return nil
+	}
+	gatewayNonce := newNonce()
+	hello.Data = gatewayNonce
+	b, _ := AppendFrame(nil, hello)
+	if err := write(b); err != nil {
+		return err
+	}
+	m, err := read()
 	if err != nil {
+		return err
+	}
+	if m.Type != MsgChallenge || len(m.Data) != nonceLen+proofLen {
+		return fmt.Errorf("%w: the manager did not prove the cluster secret (message type %d)", errRefused, m.Type)
+	}
+	managerNonce := m.Data[:nonceLen]
+	if !hmac.Equal(m.Data[nonceLen:], proof(cfg.Secret, labelManager, gatewayNonce, managerNonce, node, l.boot)) {
+		return fmt.Errorf("%w: the manager failed to prove the cluster secret", errRefused)
+	}
+	b, _ = AppendFrame(nil, &Msg{Type: MsgAuth, Data: proof(cfg.Secret, labelGateway, gatewayNonce, managerNonce, node, l.boot)})
+	if b, err = p.syncFrame(b); err != nil {
+		return err
+	}
+	if err := write(b); err != nil {
+		return err
+	}
+	if m, err = read(); err != nil {
+		return err
+	}
+	if m.Type != MsgWelcome {
+		return fmt.Errorf("no WELCOME (message type %d)", m.Type)
+	}
+	return nil
+}
+
+// serve runs one connection: the handshake, then the writer here and a
+// reader goroutine, until either fails. It reports whether a session was
+// established.
+func (p *peer) serve(conn net.Conn) bool {
+	l := p.l
+	p.mu.Lock()
+	p.conn = conn
+	p.mu.Unlock()
+	r := bufio.NewReaderSize(conn, 64<<10)
+	if err := p.handshake(conn, r); err != nil {
+		if errors.Is(err, errRefused) {
+			l.c.refused.Add(1)
+			l.c.log.Warn("manager: no session", "addr", p.addr, "err", err)
+		} else {
+			l.c.log.Debug("manager: handshake failed", "addr", p.addr, "err", err)
+		}
+		p.mu.Lock()
+		p.conn = nil
+		p.mu.Unlock()
 		_ = conn.Close()
-		return
+		return false
 	}
 	p.mu.Lock()
 	p.up = true
@@ -431,6 +565,7 @@ func (p *peer) serve(conn net.Conn) {
 	p.mu.Unlock()
 	l.c.lost.Add(uint64(lost))
 	l.c.log.Warn("manager: disconnected", "addr", p.addr)
+	return true
 }
 
 func (p *peer) readLoop(conn net.Conn, r *bufio.Reader) {

@@ -41,6 +41,9 @@ func fuzzSeeds(tb testing.TB) [][]byte {
 		{Type: manager.MsgPing, Seq: 1},
 		{Type: manager.MsgPong, Seq: 1},
 		{Type: manager.MsgGoAway, Text: "manager shutting down"},
+		{Type: manager.MsgHello, Node: 2, Text: "boot", Data: bytes.Repeat([]byte{7}, 32)},
+		{Type: manager.MsgChallenge, Data: bytes.Repeat([]byte{9}, 64)},
+		{Type: manager.MsgAuth, Data: bytes.Repeat([]byte{5}, 32)},
 		{Type: 0},
 		{Type: 200},
 	}
@@ -102,7 +105,7 @@ func FuzzReadFrameDecode(f *testing.F) {
 				}
 				continue
 			}
-			if m.Type == 0 || m.Type > manager.MsgGoAway {
+			if m.Type == 0 || m.Type > manager.MsgAuth {
 				t.Fatalf("Decode accepted message type %d", m.Type)
 			}
 			f1, err := manager.AppendFrame(nil, m)

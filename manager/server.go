@@ -2,9 +2,13 @@ package manager
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"sync"
@@ -31,7 +35,31 @@ type ServerConfig struct {
 	// a session whose queue reaches twice the bound is reset, and the
 	// gateway reconnects and resyncs. Default 64 MiB.
 	QueueBytes int
-	Logger     *slog.Logger
+	// MaxTopicsPerNode bounds the topics one gateway may have interest in
+	// (its system topics included). A SYNC or SUB past it ends the session
+	// with a GOAWAY. A topic costs the manager about 260 bytes per node
+	// with a 32-byte name (measured), so the default allows about 256 MiB
+	// per node. Default DefaultMaxTopicsPerNode (1,048,576).
+	MaxTopicsPerNode int
+
+	// Secret is the cluster's shared secret. When set, a gateway joins only
+	// after proving it knows the secret, and the manager proves it in
+	// return (an HMAC challenge in each direction; the secret is never
+	// sent). Use 32 random bytes. A manager whose Addr is not a loopback
+	// address needs a Secret (NewServer refuses otherwise), unless TLS
+	// requires client certificates or AllowInsecure is set.
+	Secret []byte
+	// TLS, when set, serves the manager port over TLS. For mutual TLS set
+	// ClientAuth to tls.RequireAndVerifyClientCert and ClientCAs.
+	TLS *tls.Config
+	// AllowInsecure lets a manager listen on a non-loopback address with no
+	// Secret and no mutual TLS: then any process that can reach the port
+	// joins as a gateway, receives the traffic of every topic it asks for
+	// and publishes to every subscriber. Only for networks where something
+	// else keeps strangers out.
+	AllowInsecure bool
+
+	Logger *slog.Logger
 }
 
 // ServerStats are a manager node's counters.
@@ -41,7 +69,7 @@ type ServerStats struct {
 	Publishes      uint64 // PUBs received
 	Deliveries     uint64 // DELIVERs queued
 	DroppedDeliver uint64 // DELIVERs dropped for a gateway that was too slow
-	Refused        uint64 // sessions refused (bad HELLO, duplicate node id)
+	Refused        uint64 // sessions refused (bad HELLO, failed authentication, duplicate node id)
 	BadFrames      uint64 // sessions ended by a malformed frame
 	Resets         uint64 // sessions reset (too slow, heartbeat timeout)
 }
@@ -55,6 +83,7 @@ type Server struct {
 	mu       sync.RWMutex
 	sessions map[uint16]*session
 	topics   map[string]map[uint16]int64
+	ntopics  map[uint16]int        // node -> topics it has interest in
 	conns    map[*session]struct{} // every live session, also before HELLO
 
 	wg      sync.WaitGroup
@@ -63,10 +92,22 @@ type Server struct {
 	publishes, deliveries, dropped, refused, badFrames, resets atomic.Uint64
 }
 
-// NewServer returns a manager node; Start binds it.
-func NewServer(cfg ServerConfig) *Server {
+// NewServer returns a manager node; Start binds it. It returns an error
+// wrapping ErrInsecureAddr when cfg.Addr is not a loopback address and
+// nothing authenticates the gateways (no Secret, no mutual TLS) unless
+// cfg.AllowInsecure is set.
+func NewServer(cfg ServerConfig) (*Server, error) {
 	if cfg.Addr == "" {
 		cfg.Addr = "127.0.0.1:6666"
+	}
+	mtls := cfg.TLS != nil && cfg.TLS.ClientAuth == tls.RequireAndVerifyClientCert
+	if len(cfg.Secret) == 0 && !mtls && !cfg.AllowInsecure {
+		if err := insecureAddrs(cfg.Addr); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.MaxTopicsPerNode <= 0 {
+		cfg.MaxTopicsPerNode = DefaultMaxTopicsPerNode
 	}
 	if cfg.HeartbeatTimeout <= 0 {
 		cfg.HeartbeatTimeout = 5 * time.Second
@@ -89,8 +130,9 @@ func NewServer(cfg ServerConfig) *Server {
 		log:      lg,
 		sessions: make(map[uint16]*session),
 		topics:   make(map[string]map[uint16]int64),
+		ntopics:  make(map[uint16]int),
 		conns:    make(map[*session]struct{}),
-	}
+	}, nil
 }
 
 // Start binds the listener and serves in the background.
@@ -99,6 +141,9 @@ func (s *Server) Start(ctx context.Context) error {
 	ln, err := lc.Listen(ctx, "tcp", s.cfg.Addr)
 	if err != nil {
 		return err
+	}
+	if s.cfg.TLS != nil {
+		ln = tls.NewListener(ln, s.cfg.TLS)
 	}
 	s.ln = ln
 	s.wg.Add(1)
@@ -220,12 +265,21 @@ func (s *Server) accept() {
 	}
 }
 
+// maxNodeCount bounds the count one node may report for a topic, so that
+// the sum over every node (65,536 at most) cannot overflow.
+const maxNodeCount = 1 << 40
+
 // setLocked records node's absolute count for topic.
 func (s *Server) setLocked(node uint16, topic string, count int64) {
 	per := s.topics[topic]
 	if count <= 0 {
 		if per != nil {
-			delete(per, node)
+			if _, ok := per[node]; ok {
+				delete(per, node)
+				if s.ntopics[node]--; s.ntopics[node] <= 0 {
+					delete(s.ntopics, node)
+				}
+			}
 			if len(per) == 0 {
 				delete(s.topics, topic)
 			}
@@ -236,23 +290,39 @@ func (s *Server) setLocked(node uint16, topic string, count int64) {
 		per = make(map[uint16]int64, 2)
 		s.topics[topic] = per
 	}
-	per[node] = count
+	if _, ok := per[node]; !ok {
+		s.ntopics[node]++
+	}
+	per[node] = min(count, maxNodeCount)
 }
 
 // dropNodeLocked forgets every count of node.
 func (s *Server) dropNodeLocked(node uint16) {
+	if s.ntopics[node] == 0 {
+		return
+	}
 	for topic, per := range s.topics {
 		if _, ok := per[node]; ok {
 			s.setLocked(node, topic, 0)
 		}
 	}
+	delete(s.ntopics, node)
 }
 
 // Publish delivers data on topic to every gateway with interest in it (a
 // publish from outside the cluster, e.g. the manager's HTTP push API). It
-// returns how many gateways it was queued for.
-func (s *Server) Publish(topic string, data []byte) int {
-	return s.routeFrom(nil, topic, data)
+// returns how many gateways it was queued for. An invalid topic is refused
+// with a *firetower.Error of code invalid_topic, and a system topic (one
+// starting with firetower.SystemTopicPrefix, which only the nodes
+// themselves may use) with code forbidden.
+func (s *Server) Publish(topic string, data []byte) (int, error) {
+	if err := firetower.ValidateTopic(topic); err != nil {
+		return 0, err
+	}
+	if firetower.IsSystemTopic(topic) {
+		return 0, &firetower.Error{Code: firetower.CodeForbidden, Message: "topics starting with " + firetower.SystemTopicPrefix + " are reserved for the nodes of the cluster"}
+	}
+	return s.routeFrom(nil, topic, data), nil
 }
 
 // route queues a DELIVER of a publish to every other node with interest.
@@ -342,7 +412,13 @@ type session struct {
 	out    [][]byte
 	bytes  int
 	closed bool
-	hello  bool
+	bye    bool // a GOAWAY is queued: the writer closes the connection after it
+	hello  bool // registered: HELLO (and with a secret, AUTH) accepted
+
+	// Between a HELLO and its AUTH (readLoop's goroutine only): the
+	// HELLO and both nonces.
+	pending                    *Msg
+	gatewayNonce, managerNonce []byte
 }
 
 func newSession(s *Server, c net.Conn) *session {
@@ -392,6 +468,7 @@ func (ss *session) goAway(reason string) {
 	if !ss.closed {
 		ss.out = append(ss.out, f, nil) // nil: close after writing
 		ss.bytes += len(f)
+		ss.bye = true
 	}
 	ss.mu.Unlock()
 	ss.cond.Signal()
@@ -448,10 +525,16 @@ func (ss *session) readLoop() {
 	s := ss.s
 	defer s.wg.Done()
 	defer ss.end()
-	r := bufio.NewReaderSize(ss.conn, 64<<10)
+	// Until the peer is registered, a small buffer and a small frame
+	// limit: an unauthenticated peer costs little.
+	r := bufio.NewReaderSize(ss.conn, PreAuthMaxFrame)
+	limit := PreAuthMaxFrame
 	for {
+		if ss.hello && limit == PreAuthMaxFrame {
+			r, limit = growReader(r, ss.conn), s.cfg.MaxFrame
+		}
 		_ = ss.conn.SetReadDeadline(time.Now().Add(s.cfg.HeartbeatTimeout))
-		p, err := ReadFrame(r, s.cfg.MaxFrame, nil)
+		p, err := ReadFrame(r, limit, nil)
 		if err != nil {
 			var ne net.Error
 			switch {
@@ -464,7 +547,7 @@ func (ss *session) readLoop() {
 			}
 			return
 		}
-		m, err := Decode(p)
+		m, err := DecodeLimited(p, s.cfg.MaxTopicsPerNode)
 		if err != nil {
 			s.badFrames.Add(1)
 			ss.goAway(err.Error())
@@ -476,32 +559,93 @@ func (ss *session) readLoop() {
 	}
 }
 
+// growReader moves to a large read buffer, keeping what r has buffered.
+func growReader(r *bufio.Reader, conn net.Conn) *bufio.Reader {
+	n := r.Buffered()
+	if n == 0 {
+		return bufio.NewReaderSize(conn, 64<<10)
+	}
+	b, _ := r.Peek(n)
+	return bufio.NewReaderSize(io.MultiReader(bytes.NewReader(bytes.Clone(b)), conn), 64<<10)
+}
+
+// refuse ends a session that has not been registered, with a GOAWAY.
+func (ss *session) refuse(reason string) bool {
+	ss.s.refused.Add(1)
+	ss.s.log.Warn("manager: refused a peer", "remote", ss.conn.RemoteAddr().String(), "reason", reason)
+	ss.goAway(reason)
+	return false
+}
+
+// protocolError ends a registered session that broke the protocol.
+func (ss *session) protocolError(reason string) bool {
+	ss.s.badFrames.Add(1)
+	ss.s.log.Warn("manager: ending a gateway's session", "node", ss.node, "reason", reason)
+	ss.goAway(reason)
+	return false
+}
+
+// checkTopic validates a topic a gateway sent: the rules of the client
+// protocol (1 to 256 bytes of printable UTF-8, no comma, no white space).
+// System topics are the nodes' own and pass, since only registered (and,
+// with a secret, authenticated) gateways get here.
+func checkTopic(what, topic string) error {
+	if err := firetower.ValidateTopic(topic); err != nil {
+		return fmt.Errorf("invalid topic %.64q in %s: %v", topic, what, err)
+	}
+	return nil
+}
+
 // handle processes one message; false ends the session.
 func (ss *session) handle(m *Msg) bool {
 	s := ss.s
 	if !ss.hello {
-		if m.Type != MsgHello {
-			s.refused.Add(1)
-			ss.goAway("first message must be HELLO")
-			return false
+		switch {
+		case ss.pending == nil && m.Type == MsgHello:
+			return ss.onHello(m)
+		case ss.pending != nil && m.Type == MsgAuth:
+			return ss.onAuth(m)
+		case ss.pending != nil:
+			return ss.refuse("authentication failed: expected AUTH after CHALLENGE")
 		}
-		return ss.register(m)
+		return ss.refuse("first message must be HELLO")
 	}
 	switch m.Type {
 	case MsgSync:
+		for _, tc := range m.Topics {
+			if err := checkTopic("SYNC", tc.Topic); err != nil {
+				return ss.protocolError(err.Error())
+			}
+		}
 		s.mu.Lock()
 		s.dropNodeLocked(ss.node)
+		// (DecodeLimited refused a SYNC of more than MaxTopicsPerNode.)
 		for _, tc := range m.Topics {
 			s.setLocked(ss.node, tc.Topic, tc.Count)
 		}
 		s.mu.Unlock()
 	case MsgSub:
+		if err := checkTopic("SUB", m.Topic); err != nil {
+			return ss.protocolError(err.Error())
+		}
 		s.mu.Lock()
-		s.setLocked(ss.node, m.Topic, m.Count)
+		over := m.Count > 0 && s.ntopics[ss.node] >= s.cfg.MaxTopicsPerNode && s.topics[m.Topic][ss.node] == 0
+		if !over {
+			s.setLocked(ss.node, m.Topic, m.Count)
+		}
 		s.mu.Unlock()
+		if over {
+			return ss.protocolError(fmt.Sprintf("%v: node %d has interest in %d topics (limit %d)", ErrTooManyTopics, ss.node, s.cfg.MaxTopicsPerNode, s.cfg.MaxTopicsPerNode))
+		}
 	case MsgPub:
+		if err := checkTopic("PUB", m.Topic); err != nil {
+			return ss.protocolError(err.Error())
+		}
 		s.route(ss.node, m.Topic, m.Data)
 	case MsgCount:
+		if err := checkTopic("COUNT", m.Topic); err != nil {
+			return ss.protocolError(err.Error())
+		}
 		ss.sendMsg(&Msg{Type: MsgCountReply, Seq: m.Seq, Topic: m.Topic, Count: s.Count(m.Topic)})
 	case MsgPing:
 		ss.sendMsg(&Msg{Type: MsgPong, Seq: m.Seq})
@@ -509,11 +653,41 @@ func (ss *session) handle(m *Msg) bool {
 	case MsgGoAway:
 		return false
 	default:
-		s.badFrames.Add(1)
-		ss.goAway(fmt.Sprintf("unexpected message type %d from a gateway", m.Type))
-		return false
+		return ss.protocolError(fmt.Sprintf("unexpected message type %d from a gateway", m.Type))
 	}
 	return true
+}
+
+// onHello answers a HELLO: without a secret it registers the gateway; with
+// one it sends the CHALLENGE and waits for the AUTH.
+func (ss *session) onHello(m *Msg) bool {
+	secret := ss.s.cfg.Secret
+	if len(secret) == 0 {
+		if len(m.Data) > 0 {
+			return ss.refuse("authentication failed: the gateway has a cluster secret and this manager has none (set the same --cluster-secret on both)")
+		}
+		return ss.register(m)
+	}
+	if len(m.Data) != nonceLen {
+		return ss.refuse("authentication required: this manager needs the cluster secret (--cluster-secret)")
+	}
+	ss.pending = m
+	ss.gatewayNonce = m.Data
+	ss.managerNonce = newNonce()
+	mp := proof(secret, labelManager, ss.gatewayNonce, ss.managerNonce, m.Node, m.Text)
+	ss.sendMsg(&Msg{Type: MsgChallenge, Data: append(bytes.Clone(ss.managerNonce), mp...)})
+	return true
+}
+
+// onAuth checks the gateway's proof and registers it.
+func (ss *session) onAuth(m *Msg) bool {
+	h := ss.pending
+	want := proof(ss.s.cfg.Secret, labelGateway, ss.gatewayNonce, ss.managerNonce, h.Node, h.Text)
+	ss.pending, ss.gatewayNonce, ss.managerNonce = nil, nil, nil
+	if !hmac.Equal(m.Data, want) {
+		return ss.refuse("authentication failed: wrong cluster secret")
+	}
+	return ss.register(h)
 }
 
 func (ss *session) register(m *Msg) bool {
@@ -522,9 +696,7 @@ func (ss *session) register(m *Msg) bool {
 	if old := s.sessions[m.Node]; old != nil {
 		if old.boot != m.Text {
 			s.mu.Unlock()
-			s.refused.Add(1)
-			ss.goAway(fmt.Sprintf("duplicate node id %d: another gateway process holds it", m.Node))
-			return false
+			return ss.refuse(fmt.Sprintf("duplicate node id %d: another gateway process holds it", m.Node))
 		}
 		// The same process reconnected before its old session ended.
 		delete(s.sessions, m.Node)
@@ -550,9 +722,11 @@ func (ss *session) end() {
 		s.log.Info("manager: gateway left", "node", ss.node)
 	}
 	s.mu.Unlock()
-	// Let a queued GOAWAY go out; the writer closes the connection.
+	// Let a queued GOAWAY go out; the writer closes the connection. (The
+	// writer may already have taken it from the queue, so the queue does
+	// not tell.)
 	ss.mu.Lock()
-	pendingGoAway := len(ss.out) > 0 && ss.out[len(ss.out)-1] == nil
+	pendingGoAway := ss.bye
 	ss.mu.Unlock()
 	if !pendingGoAway {
 		ss.close()

@@ -165,7 +165,11 @@ func managerHTTP(srv *manager.Server, hc httpConfig) http.Handler {
 		if len(body.Data) == 0 {
 			body.Data = json.RawMessage("null")
 		}
-		n := srv.Publish(body.Topic, body.Data)
+		n, err := srv.Publish(body.Topic, body.Data)
+		if err != nil { // a system topic: only the nodes may publish there
+			httpapi.Fail(w, err)
+			return
+		}
 		httpapi.JSON(w, http.StatusOK, map[string]any{"ok": true, "topic": body.Topic, "gateways": n})
 	})
 	mux.Handle("/api/v1/", g.RequireKey(api))

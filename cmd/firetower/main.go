@@ -61,6 +61,10 @@ func usage(w io.Writer) {
                     [--http-read-timeout 30s]
   firetower manager [--addr 127.0.0.1:6666] [--http-addr 127.0.0.1:6660]
                     [--api-key KEY | --api-key-file FILE] [--allowed-hosts h,*.d] [--http-read-timeout 30s]
+cluster links (serve and manager):
+  [--cluster-secret S]  (env FIRETOWER_CLUSTER_SECRET; required when a cluster address is not loopback)
+  [--cluster-tls-cert FILE --cluster-tls-key FILE] [--cluster-tls-ca FILE]
+  serve with --nats: [--nats-token T | --nats-user U --nats-password P | --nats-creds FILE]
 `)
 }
 
@@ -77,9 +81,11 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	grpcAddr := fs.String("grpc-addr", "", "gRPC push API listen address, e.g. 127.0.0.1:9997 (off when empty)")
 	apiKey := fs.String("api-key", os.Getenv("FIRETOWER_API_KEY"), "key required by the push API (env FIRETOWER_API_KEY); required when --http-addr is not loopback")
 	trust := addTrustFlags(fs, true) // --api-key-file, --allowed-hosts, --allowed-origins, --http-read-timeout (trust.go)
+	cluster := addClusterFlags(fs, true)
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	cluster.resolve()
 	if err := trust.loadKey(fs, apiKey); err != nil {
 		fmt.Fprintln(stderr, "firetower serve:", err)
 		return 2
@@ -109,7 +115,12 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 	opts := trust.towerOptions(*wsAddr, *httpAddr)
 	if *natsURLs != "" {
-		nm, err := natsmanager.New(natsmanager.Config{URLs: splitList(*natsURLs), Logger: log})
+		ncfg, err := cluster.natsConfig(splitList(*natsURLs), log)
+		if err != nil {
+			fmt.Fprintln(stderr, "firetower serve:", err)
+			return 2
+		}
+		nm, err := natsmanager.New(ncfg)
 		if err != nil {
 			fmt.Fprintln(stderr, "firetower serve:", err)
 			return 2
@@ -117,7 +128,12 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		opts = append(opts, firetower.WithManager(nm))
 	}
 	if *managers != "" {
-		mc, err := manager.NewClient(manager.ClientConfig{Addrs: splitList(*managers), Logger: log})
+		mcfg, err := cluster.managerClientConfig(splitList(*managers), log)
+		if err != nil {
+			fmt.Fprintln(stderr, "firetower serve:", err)
+			return 2
+		}
+		mc, err := manager.NewClient(mcfg)
 		if err != nil {
 			fmt.Fprintln(stderr, "firetower serve:", err)
 			return 2
@@ -242,9 +258,11 @@ func runManager(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	apiKey := fs.String("api-key", os.Getenv("FIRETOWER_API_KEY"), "key required by the HTTP API (env FIRETOWER_API_KEY); required when --http-addr is not loopback")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	trust := addTrustFlags(fs, false) // --api-key-file, --allowed-hosts, --http-read-timeout (trust.go)
+	cluster := addClusterFlags(fs, false)
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	cluster.resolve()
 	if err := trust.loadKey(fs, apiKey); err != nil {
 		fmt.Fprintln(stderr, "firetower manager:", err)
 		return 2
@@ -258,7 +276,16 @@ func runManager(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fmt.Fprintln(stderr, "firetower manager: --http-addr is not a loopback address: set --api-key (or FIRETOWER_API_KEY)")
 		return 2
 	}
-	srv := manager.NewServer(manager.ServerConfig{Addr: *addr, Logger: log})
+	mcfg, err := cluster.managerServerConfig(*addr, log)
+	if err != nil {
+		fmt.Fprintln(stderr, "firetower manager:", err)
+		return 2
+	}
+	srv, err := manager.NewServer(mcfg)
+	if err != nil {
+		fmt.Fprintln(stderr, "firetower manager:", err)
+		return 2
+	}
 	ln, err := net.Listen("tcp", *httpAddr)
 	if err != nil {
 		fmt.Fprintln(stderr, "firetower manager:", err)

@@ -61,15 +61,35 @@
 //
 // Node ids must be unique in the cluster: reports are keyed by node id, and
 // a node that restarts (a new boot id) replaces its previous reports.
+//
+// # Credentials and TLS
+//
+// Whoever can publish on the cluster's subjects reaches every subscriber,
+// and whoever can subscribe reads every topic, so a NATS server off the
+// local machine must authenticate its clients. Config takes the usual NATS
+// credentials (Token; User and Password; CredsFile for a user JWT and NKey
+// seed) and a TLS configuration (RootCAs for a private CA, Certificates for
+// a client certificate); credentials in a URL (nats://user:pass@host) and
+// in Config.Options count too. New refuses a URL whose host is not
+// loopback when none of them is given, unless AllowInsecure is set.
+// Restrict the subjects each user may use (SubjectPrefix) in the NATS
+// server's authorization settings. Reports from other nodes are decoded
+// with every length checked against the message's size and every topic
+// validated, so whatever can publish on the report subject cannot make a
+// node allocate more than the bytes it sends.
 package natsmanager
 
 import (
+	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -79,6 +99,7 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/firetower-go/firetower"
+	"github.com/firetower-go/firetower/internal/mpcheck"
 )
 
 // Config configures a Manager. Zero values get the defaults noted.
@@ -113,8 +134,24 @@ type Config struct {
 	// PendingMsgs bounds the messages received and not yet delivered to
 	// the Tower; past it messages are dropped and counted. Default 65536.
 	PendingMsgs int
-	// Options are extra nats.go options (TLS, credentials, ...), applied
-	// after this package's defaults. The connection's event handlers
+	// Token authenticates with a NATS server token.
+	Token string
+	// User and Password authenticate with a NATS user name and password.
+	User, Password string
+	// CredsFile authenticates with a NATS credentials file (a user JWT and
+	// its NKey seed, as issued in operator mode).
+	CredsFile string
+	// TLS, when set, connects over TLS with this configuration: RootCAs
+	// for a private CA, Certificates for a client certificate (mutual
+	// TLS). ServerName defaults to each URL's host.
+	TLS *tls.Config
+	// AllowInsecure accepts URLs whose host is not loopback when no
+	// credential is configured: then anything that answers at those
+	// addresses gets the cluster's traffic, and anyone the NATS server
+	// lets in can publish to every subscriber.
+	AllowInsecure bool
+	// Options are extra nats.go options, applied after this package's
+	// defaults and the credentials above. The connection's event handlers
 	// (reconnect, disconnect, closed, error) belong to this package.
 	Options []nats.Option
 	// Logger receives connection events. Default: discard.
@@ -126,7 +163,10 @@ var (
 	// ErrNotConnected is returned by Flush and Count while the connection
 	// to NATS is down (nats.go is reconnecting).
 	ErrNotConnected = errors.New("natsmanager: not connected to NATS")
-	errJoined       = errors.New("natsmanager: a Manager serves one Tower; make one per Tower")
+	// ErrInsecureURL is returned by New for a URL whose host is not
+	// loopback when no credential is configured (see Config.AllowInsecure).
+	ErrInsecureURL = errors.New("natsmanager: a NATS URL that is not loopback needs a credential (Token, User and Password, CredsFile or a TLS client certificate)")
+	errJoined      = errors.New("natsmanager: a Manager serves one Tower; make one per Tower")
 )
 
 // reportChunk bounds the encoded size of one report message.
@@ -186,14 +226,87 @@ func New(cfg Config) (*Manager, error) {
 	if cfg.PendingMsgs <= 0 {
 		cfg.PendingMsgs = 65536
 	}
+	kinds := 0
+	for _, set := range []bool{cfg.Token != "", cfg.User != "" || cfg.Password != "", cfg.CredsFile != ""} {
+		if set {
+			kinds++
+		}
+	}
+	if kinds > 1 {
+		errs = append(errs, errors.New("give one of Token, User and Password, CredsFile"))
+	}
+	if cfg.Password != "" && cfg.User == "" {
+		errs = append(errs, errors.New("Password without User"))
+	}
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("natsmanager: %w", errors.Join(errs...))
+	}
+	if !cfg.AllowInsecure {
+		if err := checkCredentials(&cfg); err != nil {
+			return nil, err
+		}
 	}
 	lg := cfg.Logger
 	if lg == nil {
 		lg = slog.New(slog.DiscardHandler)
 	}
 	return &Manager{cfg: cfg, log: lg}, nil
+}
+
+// checkCredentials refuses URLs whose host is not loopback when nothing
+// authenticates the connection. The extra Options are applied to a
+// scratch nats.Options to see whether they set a credential.
+func checkCredentials(cfg *Config) error {
+	var open []string
+	inURL := false
+	for _, u := range cfg.URLs {
+		host, user := urlHost(u)
+		if user {
+			inURL = true
+		}
+		if !isLoopbackHost(host) {
+			open = append(open, u)
+		}
+	}
+	if len(open) == 0 || inURL || cfg.Token != "" || cfg.User != "" || cfg.CredsFile != "" || hasClientCert(cfg.TLS) {
+		return nil
+	}
+	o := nats.GetDefaultOptions()
+	for _, opt := range cfg.Options {
+		if err := opt(&o); err != nil {
+			return fmt.Errorf("natsmanager: bad Options: %w", err)
+		}
+	}
+	if o.Token != "" || o.TokenHandler != nil || o.User != "" || o.UserInfo != nil || o.UserJWT != nil || o.Nkey != "" ||
+		o.TLSCertCB != nil || hasClientCert(o.TLSConfig) {
+		return nil
+	}
+	return fmt.Errorf("%w: %s", ErrInsecureURL, strings.Join(open, ", "))
+}
+
+func hasClientCert(c *tls.Config) bool {
+	return c != nil && (len(c.Certificates) > 0 || c.GetClientCertificate != nil)
+}
+
+// urlHost returns the host of a NATS URL (nats://, tls://, ws://, or a
+// bare host:port) and whether the URL carries a user or token.
+func urlHost(s string) (host string, user bool) {
+	if !strings.Contains(s, "://") {
+		s = "nats://" + s
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return "", false
+	}
+	return u.Hostname(), u.User != nil && u.User.String() != ""
+}
+
+func isLoopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // Subject is the NATS subject of topic.
@@ -305,6 +418,17 @@ func (m *Manager) Join(ctx context.Context, n firetower.Node) (firetower.Link, e
 		nats.ReconnectJitter(cfg.ReconnectWait, cfg.ReconnectWait),
 		nats.Timeout(cfg.DialTimeout),
 		nats.FlusherTimeout(cfg.WriteTimeout),
+	}
+	switch {
+	case cfg.Token != "":
+		opts = append(opts, nats.Token(cfg.Token))
+	case cfg.User != "":
+		opts = append(opts, nats.UserInfo(cfg.User, cfg.Password))
+	case cfg.CredsFile != "":
+		opts = append(opts, nats.UserCredentials(cfg.CredsFile))
+	}
+	if cfg.TLS != nil {
+		opts = append(opts, nats.Secure(cfg.TLS))
 	}
 	opts = append(opts, cfg.Options...)
 	opts = append(opts,
@@ -701,11 +825,87 @@ func (l *link) publishReport(r *report, counts map[string]int64) bool {
 	return true
 }
 
+// decodeReport decodes a report from another node (or from anything that
+// can publish on the report subject). Every declared length is checked
+// against the message's size first, nothing is sized by a declared
+// count, and every topic must be valid.
+func decodeReport(data []byte, r *report) error {
+	if err := mpcheck.Check(data); err != nil {
+		return err
+	}
+	d := msgpack.NewDecoder(bytes.NewReader(data))
+	n, err := d.DecodeArrayLen()
+	if err != nil {
+		return err
+	}
+	bounded := func(limit uint64) (uint64, error) {
+		v, err := d.DecodeUint64()
+		if err == nil && v > limit {
+			err = fmt.Errorf("%d out of range", v)
+		}
+		return v, err
+	}
+	for i := range max(n, 0) {
+		var v uint64
+		switch i {
+		case 0:
+			v, err = bounded(0xff)
+			r.Kind = uint8(v)
+		case 1:
+			v, err = bounded(0xffff)
+			r.Node = uint16(v)
+		case 2:
+			r.Boot, err = d.DecodeUint64()
+		case 3:
+			r.TTL, err = d.DecodeInt64()
+		case 4:
+			r.Ask, err = d.DecodeBool()
+		case 5:
+			r.Gen, err = d.DecodeUint64()
+		case 6:
+			v, err = bounded(1<<32 - 1)
+			r.Part = uint32(v)
+		case 7:
+			v, err = bounded(1<<32 - 1)
+			r.Parts = uint32(v)
+		case 8:
+			r.Counts, err = decodeCounts(d)
+		default:
+			err = d.Skip()
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func decodeCounts(d *msgpack.Decoder) (map[string]int64, error) {
+	n, err := d.DecodeMapLen()
+	if err != nil || n <= 0 {
+		return nil, err
+	}
+	m := make(map[string]int64, min(n, 64))
+	for range n {
+		k, err := d.DecodeString()
+		if err != nil {
+			return nil, err
+		}
+		if err := firetower.ValidateTopic(k); err != nil {
+			return nil, err
+		}
+		if m[k], err = d.DecodeInt64(); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
 // receive applies a report from another node. It returns true when a
 // report of ours should be sent soon.
 func (l *link) receive(data []byte, now time.Time) bool {
 	var r report
-	if err := msgpack.Unmarshal(data, &r); err != nil || r.Kind < kindFull || r.Kind > kindBye {
+	if err := decodeReport(data, &r); err != nil || r.Kind < kindFull || r.Kind > kindBye {
 		l.badReports.Add(1)
 		return false
 	}

@@ -1,10 +1,14 @@
 package natsmanager
 
 import (
+	"crypto/tls"
+	"errors"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/vmihailenco/msgpack/v5"
 )
 
@@ -39,7 +43,7 @@ func TestNewValidates(t *testing.T) {
 	if _, err := New(Config{URLs: []string{"nats://x"}, ReportInterval: time.Second, CountTTL: time.Second}); err == nil {
 		t.Error("CountTTL <= ReportInterval accepted")
 	}
-	m, err := New(Config{URLs: []string{"nats://x"}, SubjectPrefix: "ft"})
+	m, err := New(Config{URLs: []string{"nats://x"}, SubjectPrefix: "ft", AllowInsecure: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +67,7 @@ func (l *link) peerCount(topic string, now time.Time) (n int64) {
 }
 
 func testLink(t *testing.T) *link {
-	m, err := New(Config{URLs: []string{"nats://x"}})
+	m, err := New(Config{URLs: []string{"nats://x"}, AllowInsecure: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,4 +155,76 @@ func FuzzReceive(f *testing.F) {
 		l.receive(data, time.Now()) // must not panic
 		l.expire(time.Now())
 	})
+}
+
+// TestNewRefusesOpenURLWithoutCredentials: a NATS URL that is not loopback
+// needs a credential, from Config, the URL or Config.Options; loopback URLs
+// and AllowInsecure need none.
+func TestNewRefusesOpenURLWithoutCredentials(t *testing.T) {
+	cert := tls.Certificate{Certificate: [][]byte{{1}}}
+	for _, c := range []struct {
+		name string
+		cfg  Config
+		ok   bool
+	}{
+		{"open, nothing", Config{URLs: []string{"nats://10.1.2.3:4222"}}, false},
+		{"open name, nothing", Config{URLs: []string{"tls://nats.example.com:4222"}}, false},
+		{"bare host:port", Config{URLs: []string{"10.1.2.3:4222"}}, false},
+		{"one of two open", Config{URLs: []string{"nats://127.0.0.1:4222", "nats://0.0.0.0:4222"}}, false},
+		{"TLS without a client certificate", Config{URLs: []string{"tls://10.1.2.3:4222"}, TLS: &tls.Config{}}, false},
+		{"loopback v4", Config{URLs: []string{"nats://127.0.0.1:4222"}}, true},
+		{"loopback v6", Config{URLs: []string{"nats://[::1]:4222"}}, true},
+		{"localhost", Config{URLs: []string{"nats://localhost:4222"}}, true},
+		{"token", Config{URLs: []string{"nats://10.1.2.3:4222"}, Token: "t0k"}, true},
+		{"user and password", Config{URLs: []string{"nats://10.1.2.3:4222"}, User: "u", Password: "p"}, true},
+		{"creds file", Config{URLs: []string{"nats://10.1.2.3:4222"}, CredsFile: "/etc/nats/user.creds"}, true},
+		{"client certificate", Config{URLs: []string{"tls://10.1.2.3:4222"}, TLS: &tls.Config{Certificates: []tls.Certificate{cert}}}, true},
+		{"user in the URL", Config{URLs: []string{"nats://u:p@10.1.2.3:4222"}}, true},
+		{"token option", Config{URLs: []string{"nats://10.1.2.3:4222"}, Options: []nats.Option{nats.Token("t0k")}}, true},
+		{"allowed", Config{URLs: []string{"nats://10.1.2.3:4222"}, AllowInsecure: true}, true},
+	} {
+		_, err := New(c.cfg)
+		switch {
+		case c.ok && err != nil:
+			t.Errorf("%s: %v", c.name, err)
+		case !c.ok && !errors.Is(err, ErrInsecureURL):
+			t.Errorf("%s: error %v, want ErrInsecureURL", c.name, err)
+		}
+	}
+	for _, cfg := range []Config{
+		{URLs: []string{"nats://127.0.0.1:4222"}, Token: "t", User: "u"},
+		{URLs: []string{"nats://127.0.0.1:4222"}, Token: "t", CredsFile: "f"},
+		{URLs: []string{"nats://127.0.0.1:4222"}, Password: "p"},
+	} {
+		if _, err := New(cfg); err == nil {
+			t.Errorf("%+v accepted", cfg)
+		}
+	}
+}
+
+// TestReceiveSizesNothingByDeclaredLengths: a report that declares a map
+// of 2^32 entries in a few bytes is refused without allocating for it
+// (msgpack preallocates up to a million entries, tens of MB, for such a
+// declaration), and so is a report with an invalid topic.
+func TestReceiveSizesNothingByDeclaredLengths(t *testing.T) {
+	l := testLink(t)
+	// [kind 1, node 2, boot 1, ttl 1000, ask false, gen 1, part 0, parts 1, map32 of 2^32-1 entries]
+	bomb := []byte{0x99, 0x01, 0x02, 0x01, 0xcd, 0x03, 0xe8, 0xc2, 0x01, 0x00, 0x01, 0xdf, 0xff, 0xff, 0xff, 0xff}
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	before := ms.TotalAlloc
+	for range 10 {
+		l.receive(bomb, time.Now())
+	}
+	runtime.ReadMemStats(&ms)
+	if grew := ms.TotalAlloc - before; grew > 1<<20 {
+		t.Errorf("10 reports of 16 bytes each allocated %d bytes", grew)
+	}
+	if l.badReports.Load() != 10 {
+		t.Errorf("%d bad reports, want 10", l.badReports.Load())
+	}
+	l.receive(enc(t, report{Kind: kindFull, Node: 2, Boot: 1, TTL: 1000, Gen: 1, Parts: 1, Counts: map[string]int64{"ok": 1, "not ok": 1}}), time.Now())
+	if l.badReports.Load() != 11 || l.peerCount("ok", time.Now()) != 0 {
+		t.Errorf("a report with an invalid topic was applied")
+	}
 }
