@@ -217,8 +217,8 @@ func TestClusterSecretAndTLSFlags(t *testing.T) {
 	}
 	for _, topic := range []string{"$firetower/control", "$firetower/node/1"} {
 		status, body := mtGet(t, "POST", mhttp+"/api/v1/publish", `{"topic":"`+topic+`","data":{"op":"disconnect_user","user":"u"}}`)
-		if status != 400 || !strings.Contains(body, `"code":"forbidden"`) {
-			t.Errorf("manager HTTP publish to %s: %d %q, want 400 forbidden", topic, status, body)
+		if status != 403 || !strings.Contains(body, `"code":"forbidden"`) {
+			t.Errorf("manager HTTP publish to %s: %d %q, want 403 forbidden", topic, status, body)
 		}
 	}
 }

@@ -158,10 +158,6 @@ func managerHTTP(srv *manager.Server, hc httpConfig) http.Handler {
 			httpapi.Error(w, http.StatusBadRequest, firetower.CodeInvalidTopic, err.Error())
 			return
 		}
-		if firetower.IsSystemTopic(body.Topic) {
-			httpapi.Error(w, http.StatusForbidden, firetower.CodeForbidden, "topics starting with "+firetower.SystemTopicPrefix+" are reserved for the nodes")
-			return
-		}
 		if len(body.Data) == 0 {
 			body.Data = json.RawMessage("null")
 		}
