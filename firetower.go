@@ -258,6 +258,22 @@ func (t *Tower) Addr() string {
 	return t.srv.Addr()
 }
 
+// Health is nil while the Tower serves websockets, and says why not
+// otherwise: not started, shut down, or its event loops stopped (which is
+// logged; the binary's /healthz answers 503 with it). Any goroutine.
+func (t *Tower) Health() error {
+	switch t.state.Load() {
+	case 0:
+		return ErrNotStarted
+	case 2:
+		return ErrClosed
+	}
+	if err := t.srv.Err(); err != nil {
+		return err
+	}
+	return nil
+}
+
 // Path is the upgrade path (WithPath).
 func (t *Tower) Path() string { return t.cfg.path }
 

@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -122,6 +123,7 @@ type Stats struct {
 	SlowClosed    uint64 // connections closed under SlowClose
 	IdleClosed    uint64
 	ProtocolClose uint64 // connections closed for a protocol error
+	AcceptErrors  uint64 // failed accepts (out of descriptors: EMFILE, ENFILE...), each retried after a backoff
 	ReadPauses    uint64 // times a connection's reading was paused (Conn.PauseReading)
 	Overflowed    uint64 // messages handed to Handler.Overflow
 	Paused        int64  // connections paused now
@@ -175,6 +177,7 @@ type counters struct {
 	framesIn, messagesIn, bytesOut, writes   atomic.Uint64
 	dropped, slowClosed, idleClosed, protErr atomic.Uint64
 	discarded, pauses, overflowed            atomic.Uint64
+	acceptErrors                             atomic.Uint64
 	paused                                   atomic.Int64
 	latency                                  [LatencyBuckets]atomic.Uint64
 }
@@ -193,16 +196,22 @@ type Server struct {
 	loops   atomic.Pointer[[]*loop]
 	byEL    map[gnet.EventLoop]*loop
 
-	eng      gnet.Engine
-	addr     string
-	booted   chan struct{}
-	runDone  chan struct{}
-	runErr   error
-	closing  atomic.Bool
-	drained  chan struct{}
-	drainOne sync.Once
-	tick     time.Duration
-	c        counters
+	eng        gnet.Engine
+	addr       string
+	ln         net.Listener
+	booted     chan struct{} // the engine's loops are running (first OnTick)
+	bootOnce   sync.Once
+	runDone    chan struct{}
+	runErr     error
+	acceptDone chan struct{} // closed when acceptLoop returns
+	stopAccept chan struct{} // closed by Shutdown
+	stopOnce   sync.Once
+	idleDir    string // holds the unix socket gnet listens on (see Start)
+	closing    atomic.Bool
+	drained    chan struct{}
+	drainOne   sync.Once
+	tick       time.Duration
+	c          counters
 
 	pingFrame []byte
 	epoch     time.Time
@@ -248,14 +257,16 @@ func New(cfg Config, h Handler) *Server {
 		lg = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{
-		cfg:     cfg,
-		h:       h,
-		log:     lg,
-		bufs:    pbytes.New(128, 1<<22),
-		byEL:    make(map[gnet.EventLoop]*loop),
-		booted:  make(chan struct{}),
-		runDone: make(chan struct{}),
-		drained: make(chan struct{}),
+		cfg:        cfg,
+		h:          h,
+		log:        lg,
+		bufs:       pbytes.New(128, 1<<22),
+		byEL:       make(map[gnet.EventLoop]*loop),
+		booted:     make(chan struct{}),
+		runDone:    make(chan struct{}),
+		acceptDone: make(chan struct{}),
+		stopAccept: make(chan struct{}),
+		drained:    make(chan struct{}),
 	}
 	s.frames.New = func() any { return &Frame{s: s} }
 	s.epoch = time.Now()
@@ -268,30 +279,56 @@ func New(cfg Config, h Handler) *Server {
 // Start binds the listener and starts the event loops. It returns once the
 // server accepts connections, or with the bind error.
 func (s *Server) Start(ctx context.Context) error {
+	ln, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		return err
+	}
+	s.ln = ln
+	s.addr = ln.Addr().String()
 	opts := []gnet.Option{
 		gnet.WithTicker(true),
 		gnet.WithLogger(gnetLogger{s.log}),
 		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
-		gnet.WithReuseAddr(true),
+		// Register is called from the accept goroutine: not RoundRobin
+		// (see gnet's Engine.Register).
+		gnet.WithLoadBalancing(gnet.LeastConnections),
 	}
 	if s.cfg.EventLoops > 0 {
 		opts = append(opts, gnet.WithNumEventLoop(s.cfg.EventLoops))
 	} else {
 		opts = append(opts, gnet.WithMulticore(true))
 	}
+	// gnet wants a listener of its own (Engine.Register refuses an engine
+	// without one): a unix socket in a directory only this process's user
+	// can enter, which nothing connects to. acceptLoop feeds the engine.
+	idleDir, err := os.MkdirTemp("", "firetower-")
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
+	s.idleDir = idleDir
 	go func() {
 		defer close(s.runDone)
-		s.runErr = gnet.Run(s, "tcp://"+s.cfg.Addr, opts...)
+		defer os.RemoveAll(idleDir)
+		s.runErr = gnet.Run(s, "unix://"+filepath.Join(idleDir, "idle.sock"), opts...)
+		if !s.closing.Load() {
+			s.log.Error("transport: the event loops stopped; no more websocket connections are served", "err", s.runErr)
+		}
 	}()
 	select {
 	case <-s.booted:
+		go s.acceptLoop(ln)
 		return nil
 	case <-s.runDone:
+		_ = ln.Close()
+		close(s.acceptDone)
 		if s.runErr == nil {
 			s.runErr = errors.New("transport: engine stopped before it started")
 		}
 		return s.runErr
 	case <-ctx.Done():
+		_ = ln.Close()
+		close(s.acceptDone)
 		go func() { <-s.booted; _ = s.eng.Stop(context.Background()) }()
 		return ctx.Err()
 	}
@@ -300,19 +337,29 @@ func (s *Server) Start(ctx context.Context) error {
 // Addr is the bound "host:port".
 func (s *Server) Addr() string { return s.addr }
 
+// Err is nil while the server runs; once its event loops have stopped it
+// says why (after Shutdown: ErrClosed).
+func (s *Server) Err() error {
+	select {
+	case <-s.runDone:
+	default:
+		return nil
+	}
+	if s.closing.Load() {
+		return ErrClosed
+	}
+	if s.runErr != nil {
+		return fmt.Errorf("transport: the event loops stopped: %w", s.runErr)
+	}
+	return errors.New("transport: the event loops stopped")
+}
+
+// ErrClosed is Server.Err after Shutdown.
+var ErrClosed = errors.New("transport: server shut down")
+
 // OnBoot implements gnet.EventHandler.
 func (s *Server) OnBoot(eng gnet.Engine) gnet.Action {
 	s.eng = eng
-	s.addr = s.cfg.Addr
-	if fd, err := eng.Dup(); err == nil {
-		f := os.NewFile(uintptr(fd), "listener")
-		if ln, err := net.FileListener(f); err == nil {
-			s.addr = ln.Addr().String()
-			_ = ln.Close()
-		}
-		_ = f.Close()
-	}
-	close(s.booted)
 	return gnet.None
 }
 
@@ -326,6 +373,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return nil
 	}
 	s.closing.Store(true)
+	s.stopOnce.Do(func() {
+		close(s.stopAccept)
+		_ = s.ln.Close()
+	})
+	<-s.acceptDone // no connection is handed to a loop after this
 	loops := s.loopList()
 	for _, l := range loops {
 		l.enqueue(op{kind: opShutdown})
@@ -380,7 +432,8 @@ func (s *Server) Stats() Stats {
 		Open: s.c.open.Load(), FramesIn: s.c.framesIn.Load(), MessagesIn: s.c.messagesIn.Load(),
 		BytesOut: s.c.bytesOut.Load(), Writes: s.c.writes.Load(), Dropped: s.c.dropped.Load(), Discarded: s.c.discarded.Load(),
 		SlowClosed: s.c.slowClosed.Load(), IdleClosed: s.c.idleClosed.Load(), ProtocolClose: s.c.protErr.Load(),
-		ReadPauses: s.c.pauses.Load(), Overflowed: s.c.overflowed.Load(), Paused: s.c.paused.Load(),
+		AcceptErrors: s.c.acceptErrors.Load(),
+		ReadPauses:   s.c.pauses.Load(), Overflowed: s.c.overflowed.Load(), Paused: s.c.paused.Load(),
 	}
 }
 
@@ -546,6 +599,8 @@ func (s *Server) OnClose(gc gnet.Conn, err error) gnet.Action {
 // OnTick implements gnet.EventHandler: it asks every loop to scan its
 // connections for timeouts and due pings.
 func (s *Server) OnTick() (time.Duration, gnet.Action) {
+	// The first tick comes once every loop runs: Register works from now.
+	s.bootOnce.Do(func() { close(s.booted) })
 	for _, l := range s.loopList() {
 		l.mu.Lock()
 		due := !l.scanQueued
