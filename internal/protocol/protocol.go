@@ -95,6 +95,12 @@ var nullJSON = []byte("null")
 
 // DecodeJSON decodes a JSON request.
 func DecodeJSON(p []byte) (*Request, *RequestError) {
+	return decodeJSONStd(p)
+}
+
+// decodeJSONStd is DecodeJSON with encoding/json: the reference for every
+// request, and the path for those the fast decoder does not take.
+func decodeJSONStd(p []byte) (*Request, *RequestError) {
 	var jr jsonRequest
 	if err := json.Unmarshal(p, &jr); err != nil {
 		return nil, &RequestError{Code: CodeBadRequest, Message: "invalid JSON request: " + trimErr(err)}
