@@ -93,8 +93,12 @@ type jsonRequest struct {
 
 var nullJSON = []byte("null")
 
-// DecodeJSON decodes a JSON request.
+// DecodeJSON decodes a JSON request. The usual requests take a fast path
+// (decode_fast.go); the others, and all errors, take encoding/json's.
 func DecodeJSON(p []byte) (*Request, *RequestError) {
+	if r, ok := decodeJSONFast(p); ok {
+		return r, nil
+	}
 	return decodeJSONStd(p)
 }
 
