@@ -76,7 +76,7 @@ func decodeJSONFast(p []byte) (*Request, bool) {
 	if !scanRequest(p, &s) {
 		return nil, false
 	}
-	r := &Request{}
+	var r Request // moved to the heap at the end, with or without a topic
 	if s.typB > s.typA {
 		t := p[s.typA:s.typB]
 		if s.typNumber {
@@ -134,28 +134,91 @@ func decodeJSONFast(p []byte) (*Request, bool) {
 	if s.hasTopic {
 		topic = p[s.topicA:s.topicB]
 	}
-	if !s.hasTopics || s.nTopics == 0 {
-		if len(topic) > 0 && bytes.IndexByte(topic, ',') < 0 {
-			r.Topics = []string{string(topic)}
-		} else {
-			r.Topics = unionTopics(string(topic), nil)
-		}
-		return r, true
+	if (!s.hasTopics || s.nTopics == 0) && len(topic) > 0 && bytes.IndexByte(topic, ',') < 0 {
+		// One topic, the usual publish: the request and its Topics in one
+		// allocation.
+		rt := &requestTopic{Request: r}
+		rt.topic[0] = string(topic)
+		rt.Request.Topics = rt.topic[:]
+		return &rt.Request, true
 	}
-	topics := make([]string, 0, s.nTopics)
-	in := p[s.topicsA:s.topicsB]
-	for i := 0; i < len(in); {
-		// Already checked: white space, strings without escapes, commas.
-		if in[i] != '"' {
+	r.Topics = fastUnion(topic, p[s.topicsA:s.topicsB], s.nTopics)
+	out := new(Request)
+	*out = r
+	return out, true
+}
+
+// requestTopic is a Request with room for one topic.
+type requestTopic struct {
+	Request
+	topic [1]string
+}
+
+// fastUnion is unionTopics for the fast path: topic is a topic string's
+// contents, or nil; array is the insides of a topics array of n strings
+// without escapes, checked by scanField. A topic is made a string only once
+// it is known not to be a duplicate.
+func fastUnion(topic, array []byte, n int) []string {
+	pieces := 0
+	if len(topic) > 0 {
+		pieces = 1 + bytes.Count(topic, []byte{','})
+	}
+	if pieces+n == 0 {
+		return nil
+	}
+	u := bytesUnion{out: make([]string, 0, pieces+n)}
+	if len(topic) > 0 {
+		for {
+			i := bytes.IndexByte(topic, ',')
+			if i < 0 {
+				u.add(topic)
+				break
+			}
+			u.add(topic[:i])
+			topic = topic[i+1:]
+		}
+	}
+	for i := 0; i < len(array); {
+		// White space, commas, and strings without escapes.
+		if array[i] != '"' {
 			i++
 			continue
 		}
-		e := i + 1 + bytes.IndexByte(in[i+1:], '"')
-		topics = append(topics, string(in[i+1:e]))
+		e := i + 1 + bytes.IndexByte(array[i+1:], '"')
+		u.add(array[i+1 : e])
 		i = e + 1
 	}
-	r.Topics = unionTopics(string(topic), topics)
-	return r, true
+	return u.out
+}
+
+// bytesUnion collects topics in order without duplicates, as unionTopics.
+type bytesUnion struct {
+	out  []string
+	seen map[string]struct{} // for long lists only: keeps this linear
+}
+
+func (u *bytesUnion) add(b []byte) {
+	if u.seen != nil {
+		if _, dup := u.seen[string(b)]; dup {
+			return
+		}
+		t := string(b)
+		u.seen[t] = struct{}{}
+		u.out = append(u.out, t)
+		return
+	}
+	for _, o := range u.out {
+		if o == string(b) {
+			return
+		}
+	}
+	u.out = append(u.out, string(b))
+	if len(u.out) == 16 {
+		u.seen = make(map[string]struct{}, 32)
+		for _, o := range u.out {
+			u.seen[o] = struct{}{}
+		}
+	}
 }
 
 // scanRequest checks that p is a request the fast path decodes and notes
