@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -213,24 +214,42 @@ func FuzzDecodeJSONFastMatchesSlow(f *testing.F) {
 	for _, p := range corpusSeeds(f, filepath.Join("testdata", "fuzz", "FuzzDecodeJSON")) {
 		f.Add(p)
 	}
+	// The input as each field's value too: random bytes seldom make a whole
+	// request, and these reach the fast path's value checks.
+	wrappings := [][2]string{
+		{`{"type":"publish","topic":"t","data":`, `,"id":1}`},
+		{`{"type":"publish","topic":"t","data":"`, `"}`},
+		{`{"type":`, `}`},
+		{`{"type":"ping","id":`, `}`},
+		{`{"type":"subscribe","topic":"`, `"}`},
+		{`{"type":"subscribe","topics":[`, `],"id":"x"}`},
+	}
 	f.Fuzz(func(t *testing.T, p []byte) {
-		want, wantErr := decodeJSONStd(p)
-		got, gotErr := DecodeJSON(p)
-		sameDecoding(t, p, got, gotErr, want, wantErr)
-
-		q := bytes.Clone(p)
-		fast, ok := decodeJSONFast(q)
-		if !ok {
-			return
+		checkFastMatchesSlow(t, p)
+		for _, w := range wrappings {
+			checkFastMatchesSlow(t, slices.Concat([]byte(w[0]), p, []byte(w[1])))
 		}
-		for i := range q {
-			q[i] = 'X'
-		}
-		if wantErr != nil {
-			t.Fatalf("%q: the fast path decoded %+v, encoding/json says %v", p, fast, wantErr)
-		}
-		sameDecoding(t, p, fast, nil, want, nil)
 	})
+}
+
+func checkFastMatchesSlow(t *testing.T, p []byte) {
+	t.Helper()
+	want, wantErr := decodeJSONStd(p)
+	got, gotErr := DecodeJSON(p)
+	sameDecoding(t, p, got, gotErr, want, wantErr)
+
+	q := bytes.Clone(p)
+	fast, ok := decodeJSONFast(q)
+	if !ok {
+		return
+	}
+	for i := range q {
+		q[i] = 'X'
+	}
+	if wantErr != nil {
+		t.Fatalf("%q: the fast path decoded %+v, encoding/json says %v", p, fast, wantErr)
+	}
+	sameDecoding(t, p, fast, nil, want, nil)
 }
 
 // The fast path takes the usual requests (and so the benchmark measures
