@@ -367,7 +367,12 @@ func scanField(p []byte, i int, field uint8, s *fastScan) int {
 			}
 		}
 	case fieldData:
-		e := skipValue(p, i)
+		var e int
+		if c == '"' {
+			e = skipString(p, i+1) // the usual data, without skipValue's stack
+		} else {
+			e = skipValue(p, i)
+		}
 		s.dataA, s.dataB = i, e
 		return e
 	case fieldID:
