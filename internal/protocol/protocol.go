@@ -93,8 +93,18 @@ type jsonRequest struct {
 
 var nullJSON = []byte("null")
 
-// DecodeJSON decodes a JSON request.
+// DecodeJSON decodes a JSON request. The usual requests take a fast path
+// (decode_fast.go); the others, and all errors, take encoding/json's.
 func DecodeJSON(p []byte) (*Request, *RequestError) {
+	if r, ok := decodeJSONFast(p); ok {
+		return r, nil
+	}
+	return decodeJSONStd(p)
+}
+
+// decodeJSONStd is DecodeJSON with encoding/json: the reference for every
+// request, and the path for those the fast decoder does not take.
+func decodeJSONStd(p []byte) (*Request, *RequestError) {
 	var jr jsonRequest
 	if err := json.Unmarshal(p, &jr); err != nil {
 		return nil, &RequestError{Code: CodeBadRequest, Message: "invalid JSON request: " + trimErr(err)}
