@@ -240,6 +240,9 @@ func TestInboundBackpressure(t *testing.T) {
 	opts := append(b.opts(),
 		firetower.WithInboundLimit(limit),
 		firetower.WithReadTimeout(time.Hour),
+		// The flooder reads its own flood back, slower than the server
+		// answers once it is released: room, so it is not a slow consumer.
+		firetower.WithOutboundLimit(64<<20),
 		firetower.OnReadTimeout(func(next firetower.Handler) firetower.Handler {
 			return func(c *firetower.Context) error { timeouts.Add(1); return next(c) }
 		}))
