@@ -32,9 +32,6 @@ func (v *UTF8) Write(p []byte) bool {
 		}
 		v.n = 0
 	}
-	if utf8.Valid(p) {
-		return true
-	}
 	tail, ok := UTF8Prefix(p)
 	if !ok {
 		return false
@@ -54,19 +51,19 @@ func (v *UTF8) Reset() { *v = UTF8{} }
 // incomplete code point at its end that more bytes could still complete;
 // tail is the length of that incomplete code point (0 to 3).
 func UTF8Prefix(p []byte) (tail int, ok bool) {
-	if utf8.Valid(p) {
-		return 0, true
-	}
-	// An incomplete code point starts at most 3 bytes from the end: find
-	// the last byte that is not a continuation byte there.
-	s := -1
+	// An incomplete code point starts at most 3 bytes from the end, at the
+	// last byte that is not a continuation byte; what is before it must be
+	// valid (one pass over p either way).
+	s := len(p)
 	for i := len(p) - 1; i >= 0 && i >= len(p)-3; i-- {
 		if p[i]&0xC0 != 0x80 {
-			s = i
+			if seqLen(p[i]) > len(p)-i && seqPrefix(p[i:]) {
+				s = i
+			}
 			break
 		}
 	}
-	if s < 0 || len(p)-s >= seqLen(p[s]) || !seqPrefix(p[s:]) || !utf8.Valid(p[:s]) {
+	if !utf8.Valid(p[:s]) {
 		return 0, false
 	}
 	return len(p) - s, true
