@@ -2,7 +2,6 @@ package transport
 
 import (
 	"net"
-	"unicode/utf8"
 
 	"github.com/gobwas/ws"
 	"github.com/panjf2000/gnet/v2"
@@ -16,6 +15,7 @@ const (
 	stHandshake connState = iota // reading the upgrade request
 	stUpgrading                  // upgrade request handed to the Handler, no answer yet
 	stOpen                       // websocket open
+	stFailing                    // failed: reading stopped, close frame after what is queued (see Conn.fail)
 	stClosing                    // close frame sent, waiting for the peer's
 	stClosed
 )
@@ -40,18 +40,22 @@ type Conn struct {
 	state     connState
 	fragOp    ws.OpCode
 	dropping  bool
-	paused    bool  // PauseReading: frames wait unparsed
-	overflow  bool  // paused too long or too full: read on, into Handler.Overflow
-	pausedAt  int64 // when reading was paused
+	paused    bool         // PauseReading: frames wait unparsed
+	overflow  bool         // paused too long or too full: read on, into Handler.Overflow
+	utf8      wsproto.UTF8 // the text message being read, as far as it was checked
+	pausedAt  int64        // when reading was paused
 	closeCode int
-	since     int64 // when the connection opened (before upgrade), or its close frame was sent
+	since     int64 // when the connection opened (before upgrade), failed, or sent its close frame
 	lastRead  int64
 	lastPing  int64
 	outBytes  int
 	oldest    int64 // birth of the oldest frame in out
 	out       [][]byte
 	frag      []byte
-	remote    net.Addr
+	// partChecked is how many payload bytes of the text frame at the head
+	// of the inbound buffer, not yet whole, went through utf8.
+	partChecked int
+	remote      net.Addr
 }
 
 // Loop is the index of the connection's event loop (for Server.Broadcast).
@@ -68,7 +72,9 @@ func (c *Conn) Send(f *Frame) {
 }
 
 // Close sends a close frame with code and reason after what is already
-// queued, then closes the connection. Any goroutine.
+// queued, then closes the connection. On a failing connection whose close
+// frame a FailingHandler holds, it releases that close frame, which keeps
+// the failure's code and reason. Any goroutine.
 func (c *Conn) Close(code int, reason string) {
 	c.l.enqueue(op{kind: opClose, c: c, code: code, reason: reason})
 }
@@ -140,7 +146,7 @@ func (c *Conn) server() *Server { return c.l.s }
 // queue adds f to the connection's batch for this loop turn.
 func (c *Conn) queue(f *Frame) {
 	s := c.server()
-	if c.state != stOpen {
+	if !c.sending() {
 		s.c.discarded.Add(1) // closing or gone: counted, not sent
 		return
 	}
@@ -150,7 +156,7 @@ func (c *Conn) queue(f *Frame) {
 		// even with a burst larger than the limit.
 		if len(c.out) > 0 {
 			c.flush()
-			if c.state != stOpen {
+			if !c.sending() {
 				s.c.discarded.Add(1)
 				return
 			}
@@ -179,7 +185,7 @@ func (c *Conn) flush() {
 	}
 	out, n := c.out, c.outBytes
 	c.outBytes = 0
-	if c.state != stOpen {
+	if !c.sending() {
 		c.server().c.discarded.Add(uint64(len(out)))
 		clear(out)
 		c.out = out[:0]
@@ -214,7 +220,9 @@ func (c *Conn) flush() {
 		return
 	}
 	c.out = out[:0]
-	if s.cfg.SlowPolicy == SlowClose && c.gc.OutboundBuffered() > s.cfg.OutboundLimit {
+	// (A failing connection sends its own close frame soon, after the
+	// answers it still owes.)
+	if c.state == stOpen && s.cfg.SlowPolicy == SlowClose && c.gc.OutboundBuffered() > s.cfg.OutboundLimit {
 		s.c.slowClosed.Add(1)
 		c.closeNow(CloseSlowConsumer, "slow consumer")
 	}
@@ -246,19 +254,23 @@ func (c *Conn) closeWhenDrained() {
 	}
 }
 
+// sending reports whether frames may still be written to the connection:
+// it is open, or failing and not yet past its close frame.
+func (c *Conn) sending() bool { return c.state == stOpen || c.state == stFailing }
+
 // sendClose flushes what is queued and writes a close frame.
 func (c *Conn) sendClose(code int, reason string) {
-	if c.state != stOpen {
+	if !c.sending() {
 		return
 	}
 	c.flush()
-	if c.state != stOpen {
+	if !c.sending() {
 		return
 	}
 	var buf [128]byte
 	c.closeCode = code
 	_, _ = c.gc.Write(wsproto.AppendClose(buf[:0], code, reason))
-	if c.state == stOpen {
+	if c.sending() {
 		c.state = stClosing
 		c.since = c.server().cfg.Clock().UnixNano()
 	}
@@ -339,7 +351,7 @@ func (c *Conn) readFrames() gnet.Action {
 	off := 0
 	act := gnet.None
 	now := int64(0)
-	for off < len(buf) && act == gnet.None && (!c.paused || c.overflow) {
+	for off < len(buf) && act == gnet.None && (!c.paused || c.overflow) && (c.state == stOpen || c.state == stClosing) {
 		h, hn, perr := wsproto.ParseHeader(buf[off:])
 		if perr != nil {
 			act = c.fail(perr.Code, perr.Reason)
@@ -356,6 +368,11 @@ func (c *Conn) readFrames() gnet.Action {
 		}
 		total := hn + int(h.Length)
 		if len(buf)-off < total {
+			// Text is checked as it arrives: a frame whose first bytes
+			// already cannot be UTF-8 fails before its last ones come.
+			if c.state == stOpen && c.textFrame(h) {
+				act = c.checkPartial(h, buf[off+hn:])
+			}
 			break
 		}
 		payload := buf[off+hn : off+total]
@@ -368,20 +385,104 @@ func (c *Conn) readFrames() gnet.Action {
 		}
 		c.lastRead = now
 		act = c.frame(h, payload)
+		c.partChecked = 0
 	}
-	// Only discard what was parsed: gnet's Discard(n) with n <= 0 empties
-	// the whole buffer, which would lose a partial frame.
-	if off > 0 && c.state != stClosed {
+	switch {
+	case c.state == stFailing:
+		// Nothing after the failure is read: gnet's Discard(n) with
+		// n <= 0 empties the whole buffer.
+		_, _ = c.gc.Discard(-1)
+	case off > 0 && c.state != stClosed:
+		// Only discard what was parsed: a partial frame stays.
 		_, _ = c.gc.Discard(off)
 	}
 	return act
 }
 
-// fail sends a close frame for a protocol error; the caller closes TCP.
+// fail fails the connection with a close code: a protocol error, invalid
+// UTF-8, a message too big, or the code Handler.Message returned.
+//
+// An open connection does not close at once: it owes the answers to what it
+// accepted before the failure, some of which may still be on their way
+// through the loop's queue (Conn.Send from Handler.Message) or from other
+// goroutines. It stops reading (what follows the bad frame is dropped),
+// keeps sending, and writes its close frame in a later loop task, behind
+// every operation already queued for the loop; a FailingHandler may hold
+// the close frame until it calls Conn.Close, for at most CloseTimeout.
+// Then the connection closes as for closeNow: once the close frame has
+// left, or CloseTimeout later.
+//
+// On a connection already closing, fail asks the caller to close TCP.
 func (c *Conn) fail(code int, reason string) gnet.Action {
-	c.server().c.protErr.Add(1)
-	c.sendClose(code, reason)
-	return gnet.Close
+	s := c.server()
+	s.c.protErr.Add(1)
+	if c.state != stOpen {
+		return gnet.Close
+	}
+	c.state = stFailing
+	c.since = s.cfg.Clock().UnixNano()
+	c.utf8.Reset()
+	c.partChecked = 0
+	if c.frag != nil {
+		s.bufs.Put(c.frag)
+		c.frag = nil
+	}
+	c.l.failing[c] = failure{code: code, reason: reason}
+	if s.fh != nil && s.fh.Failing(c, code) {
+		return gnet.None // Conn.Close, or the keepalive scan, ends it
+	}
+	c.l.enqueue(op{kind: opFail, c: c})
+	return gnet.None
+}
+
+// finishFail sends a failing connection's close frame, after everything
+// queued for it, and closes it once that frame has left.
+func (c *Conn) finishFail() {
+	if c.state != stFailing {
+		return
+	}
+	f := c.l.failing[c]
+	delete(c.l.failing, c)
+	c.closeNow(f.code, f.reason)
+}
+
+// textFrame reports whether a data frame with header h carries text: the
+// first frame of a text message, or a continuation of one.
+func (c *Conn) textFrame(h wsproto.Header) bool {
+	if c.frag == nil {
+		return h.Op == ws.OpText
+	}
+	return h.Op == ws.OpContinuation && c.fragOp == ws.OpText
+}
+
+// checkPartial checks the payload bytes p that have arrived of a text frame
+// not yet whole, past those it checked before.
+func (c *Conn) checkPartial(h wsproto.Header, p []byte) gnet.Action {
+	var chunk [512]byte
+	for c.partChecked < len(p) {
+		n := copy(chunk[:], p[c.partChecked:])
+		wsproto.Unmask(chunk[:n], h.Mask, c.partChecked)
+		c.partChecked += n
+		if !c.utf8.Write(chunk[:n]) {
+			return c.failUTF8()
+		}
+	}
+	return gnet.None
+}
+
+// textOK checks the payload p of a whole text frame (but for its first
+// partChecked bytes, checked as they arrived); fin: the message ends here.
+func (c *Conn) textOK(p []byte, fin bool) bool {
+	ok := c.utf8.Write(p[c.partChecked:]) && (!fin || c.utf8.Complete())
+	c.partChecked = 0
+	if fin || !ok {
+		c.utf8.Reset()
+	}
+	return ok
+}
+
+func (c *Conn) failUTF8() gnet.Action {
+	return c.fail(wsproto.CloseInvalidPayload, "text message is not valid UTF-8")
 }
 
 func (c *Conn) frame(h wsproto.Header, p []byte) gnet.Action {
@@ -429,17 +530,25 @@ func (c *Conn) frame(h wsproto.Header, p []byte) gnet.Action {
 			return c.fail(wsproto.CloseProtocolError, "new message before the fragmented one ended")
 		}
 		if c.state != stOpen {
+			c.utf8.Reset()
 			return gnet.None
 		}
 		if h.Fin {
 			msg := s.bufs.GetLen(len(p))
 			copy(msg, p)
 			wsproto.Unmask(msg, h.Mask, 0)
+			if h.Op == ws.OpText && !c.textOK(msg, true) {
+				s.bufs.Put(msg)
+				return c.failUTF8()
+			}
 			return c.message(h.Op, msg)
 		}
 		c.frag = append(s.bufs.Get(0, max(len(p), 512)), p...)
 		wsproto.Unmask(c.frag, h.Mask, 0)
 		c.fragOp = h.Op
+		if h.Op == ws.OpText && !c.textOK(c.frag, false) {
+			return c.failUTF8()
+		}
 		return gnet.None
 	case ws.OpContinuation:
 		if c.frag == nil {
@@ -448,6 +557,9 @@ func (c *Conn) frame(h wsproto.Header, p []byte) gnet.Action {
 		start := len(c.frag)
 		c.frag = append(c.frag, p...)
 		wsproto.Unmask(c.frag[start:], h.Mask, 0)
+		if c.fragOp == ws.OpText && !c.textOK(c.frag[start:], h.Fin) {
+			return c.failUTF8()
+		}
 		if !h.Fin {
 			return gnet.None
 		}
@@ -458,12 +570,9 @@ func (c *Conn) frame(h wsproto.Header, p []byte) gnet.Action {
 	return c.fail(wsproto.CloseProtocolError, "unexpected opcode")
 }
 
+// message hands a whole message to the Handler (text was checked by frame).
 func (c *Conn) message(op ws.OpCode, msg []byte) gnet.Action {
 	s := c.server()
-	if op == ws.OpText && !utf8.Valid(msg) {
-		s.bufs.Put(msg)
-		return c.fail(wsproto.CloseInvalidPayload, "text message is not valid UTF-8")
-	}
 	s.c.messagesIn.Add(1)
 	if c.overflow {
 		s.c.overflowed.Add(1)

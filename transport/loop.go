@@ -19,6 +19,7 @@ const (
 	opScan                   // timeouts and pings
 	opShutdown               // close everything with 1001
 	opResume                 // resume reading c (Conn.ResumeReading)
+	opFail                   // send failing c's close frame (see Conn.fail)
 )
 
 type op struct {
@@ -55,7 +56,16 @@ type loop struct {
 	// pendingKeys holds the Sec-WebSocket-Key of upgrades waiting for a
 	// decision (OnConnect), so open connections carry no key.
 	pendingKeys map[*Conn]string
-	scratch     []byte // a coalesced write being built
+	// failing holds the close code and reason of connections that failed
+	// and have not yet sent their close frame (stFailing).
+	failing map[*Conn]failure
+	scratch []byte // a coalesced write being built
+}
+
+// failure is why a connection failed: its close frame's code and reason.
+type failure struct {
+	code   int
+	reason string
 }
 
 // enqueue hands o to the loop; any goroutine.
@@ -130,9 +140,14 @@ func (l *loop) apply(o *op) {
 	case opSend:
 		o.c.queue(o.f)
 	case opClose:
-		if o.c.state == stOpen {
+		switch o.c.state {
+		case stOpen:
 			o.c.closeNow(o.code, o.reason)
+		case stFailing:
+			o.c.finishFail() // the handler has queued what it owed
 		}
+	case opFail:
+		o.c.finishFail()
 	case opAccept:
 		if o.c.state == stUpgrading {
 			key := l.pendingKeys[o.c]
@@ -161,9 +176,12 @@ func (l *loop) apply(o *op) {
 		l.flush()
 		l.sweep = append(l.sweep[:0], l.conns...)
 		for _, c := range l.sweep {
-			if c.state == stOpen {
+			switch c.state {
+			case stOpen:
 				c.closeNow(1001, "server shutting down")
-			} else {
+			case stFailing:
+				c.finishFail()
+			default:
 				c.closeTCP()
 			}
 		}
@@ -204,7 +222,7 @@ func (l *loop) scan() {
 	l.sweep = l.sweep[:0]
 	var outbound int64
 	for _, c := range l.conns {
-		if c.state == stOpen || c.state == stClosing {
+		if c.state >= stOpen && c.state <= stClosing {
 			outbound += int64(c.gc.OutboundBuffered())
 		}
 		switch c.state {
@@ -228,6 +246,10 @@ func (l *loop) scan() {
 				c.lastPing = now
 				c.writeControl(s.pingFrame)
 			}
+		case stFailing:
+			if now-c.since > cw { // a FailingHandler held it too long
+				l.sweep = append(l.sweep, c)
+			}
 		case stClosing:
 			if c.gc.OutboundBuffered() == 0 || now-c.since > cw {
 				l.sweep = append(l.sweep, c)
@@ -248,6 +270,8 @@ func (l *loop) scan() {
 		case c.state == stOpen:
 			s.c.idleClosed.Add(1)
 			c.closeNow(1001, "idle timeout")
+		case c.state == stFailing:
+			c.finishFail()
 		default:
 			c.closeTCP()
 		}
