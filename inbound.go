@@ -113,3 +113,17 @@ func (h wsHandler) Overflow(tc *transport.Conn, op ws.OpCode, payload []byte) {
 	}
 	c.post(item{kind: itemReadTimeout, req: req, rerr: rerr, buf: payload})
 }
+
+// Failing holds the close frame of a connection that broke the protocol
+// until the workers have answered the requests it sent before the bad
+// frame (the transport sends it anyway after its close timeout). Requests
+// handled on the loop need nothing: their answers are already queued.
+func (h wsHandler) Failing(tc *transport.Conn, code int) bool {
+	c := tc.Value.(*Conn)
+	if c.claim() {
+		c.release() // nothing waits for a worker
+		return false
+	}
+	c.post(item{kind: itemFunc, fn: func() { c.tc.Close(code, "") }})
+	return true
+}

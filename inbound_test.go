@@ -406,3 +406,31 @@ func TestInboundTotal(t *testing.T) {
 	}
 	abWaitStats(t, tw, "the budget to be given back", func(s firetower.Stats) bool { return s.InboundBytes == 0 && s.Transport.Paused == 0 })
 }
+
+// TestInboundAnswersBeforeProtocolError: a publish that runs on a worker
+// (an OnRead hook) and a frame that breaks the protocol, in one write: the
+// publish is answered before the close frame 1002.
+func TestInboundAnswersBeforeProtocolError(t *testing.T) {
+	tw := abServer(t, firetower.OnRead(func(next firetower.Handler) firetower.Handler {
+		return func(c *firetower.Context) error { return next(c) }
+	}))
+	c, br := abConnect(t, tw.Addr(), "")
+	inSubscribe(t, c, br, "/pe")
+	bad := abText(`{"type":"ping"}`)
+	bad[0] |= 0x40 // RSV1 without an extension
+	if _, err := c.Write(append(inPublishes("/pe", 0, 3, 10), bad...)); err != nil {
+		t.Fatal(err)
+	}
+	closeFrame, frames := abReadClose(t, c, br)
+	var got []string
+	for _, f := range frames {
+		m := abDecode(t, f)
+		got = append(got, m.Type+string(m.ID))
+	}
+	if want := "[publish ack0 publish ack1 publish ack2]"; fmt.Sprint(got) != want {
+		t.Fatalf("before the close: %v, want %s", got, want)
+	}
+	if closeFrame.code() != 1002 {
+		t.Fatalf("closed with %v, want 1002", closeFrame)
+	}
+}
