@@ -38,9 +38,9 @@ type connList [][]*transport.Conn
 //
 // A topic with one subscriber shares its byLoop with every other topic
 // that subscriber is alone in (see solo): it costs this struct, its quoted
-// name and its map entry.
+// name and its slot in the shard's topicTable.
 type subscribers struct {
-	quoted []byte       // topic as a JSON string
+	quoted string       // topic as a JSON string
 	byLoop [][]connList // [loop][codec]; empty lists may be nil
 	codecs [2]int32     // subscribers per codec
 	count  int64
@@ -55,7 +55,7 @@ type solo struct {
 
 type shard struct {
 	mu sync.RWMutex
-	m  map[string]*subscribers
+	t  topicTable
 	// pos holds, for each topic with more than smallTopic subscribers,
 	// every subscriber's position in its list (writers only).
 	pos map[string]map[*transport.Conn]int32
@@ -83,22 +83,23 @@ type index struct {
 func newIndex() *index {
 	ix := &index{seed: maphash.MakeSeed(), loop: (*transport.Conn).Loop}
 	for i := range ix.shards {
-		ix.shards[i].m = make(map[string]*subscribers)
 		ix.shards[i].pos = make(map[string]map[*transport.Conn]int32)
 		ix.solos[i].m = make(map[*transport.Conn]*solo)
 	}
 	return ix
 }
 
-func (ix *index) shard(topic string) *shard {
-	return &ix.shards[maphash.String(ix.seed, topic)%numShards]
+// shard returns topic's shard and the topic's hash.
+func (ix *index) shard(topic string) (*shard, uint64) {
+	h := maphash.String(ix.seed, topic)
+	return &ix.shards[h%numShards], h
 }
 
 // get returns the subscribers of topic, or nil.
 func (ix *index) get(topic string) *subscribers {
-	sh := ix.shard(topic)
+	sh, h := ix.shard(topic)
 	sh.mu.RLock()
-	s := sh.m[topic]
+	s := sh.t.get(h, topic)
 	sh.mu.RUnlock()
 	return s
 }
@@ -108,10 +109,10 @@ func (ix *index) get(topic string) *subscribers {
 // one topic are made in order. Adding a subscriber twice or removing one
 // that is not there is the caller's mistake; the latter changes nothing.
 func (ix *index) update(topic string, c *transport.Conn, codec protocol.Codec, add bool, report func(int64)) {
-	sh := ix.shard(topic)
+	sh, h := ix.shard(topic)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	old := sh.m[topic]
+	old := sh.t.get(h, topic)
 	var next *subscribers
 	if add {
 		next = ix.add(sh, topic, old, c, codec)
@@ -130,12 +131,12 @@ func (ix *index) update(topic string, c *transport.Conn, codec protocol.Codec, a
 		ix.subs.Add(-1)
 	}
 	if next == nil {
-		delete(sh.m, topic)
+		sh.t.del(ix.seed, h, topic)
 		ix.topics.Add(-1)
 		report(0)
 		return
 	}
-	sh.m[topic] = next
+	sh.t.set(ix.seed, h, topic, next)
 	report(next.count)
 }
 
@@ -143,8 +144,9 @@ func (ix *index) update(topic string, c *transport.Conn, codec protocol.Codec, a
 // added.
 func (ix *index) add(sh *shard, topic string, old *subscribers, c *transport.Conn, codec protocol.Codec) *subscribers {
 	if old == nil {
+		var buf [128]byte
 		return &subscribers{
-			quoted: protocol.AppendJSONString(make([]byte, 0, len(topic)+2), topic),
+			quoted: string(protocol.AppendJSONString(buf[:0], topic)),
 			byLoop: ix.soloAcquire(c, codec),
 			codecs: codecCount(codec, 1),
 			count:  1,
@@ -390,9 +392,7 @@ func (ix *index) each(fn func(topic string, count int64)) {
 	for i := range ix.shards {
 		sh := &ix.shards[i]
 		sh.mu.RLock()
-		for t, s := range sh.m {
-			fn(t, s.count)
-		}
+		sh.t.each(func(t string, s *subscribers) { fn(t, s.count) })
 		sh.mu.RUnlock()
 	}
 }

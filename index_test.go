@@ -2,6 +2,7 @@ package firetower
 
 import (
 	"fmt"
+	"hash/maphash"
 	"maps"
 	"math/rand/v2"
 	"slices"
@@ -66,7 +67,7 @@ func members(s *subscribers) map[[2]int][]*transport.Conn {
 func (ti *testIndex) check(t *testing.T, step int, topic string, model map[*transport.Conn]bool) {
 	t.Helper()
 	s := ti.get(topic)
-	sh := ti.shard(topic)
+	sh, _ := ti.shard(topic)
 	if len(model) == 0 {
 		if s != nil {
 			t.Fatalf("step %d: %s: snapshot with %d subscribers, want none", step, topic, s.count)
@@ -82,7 +83,7 @@ func (ti *testIndex) check(t *testing.T, step int, topic string, model map[*tran
 	if s.count != int64(len(model)) {
 		t.Fatalf("step %d: %s: count %d, want %d", step, topic, s.count, len(model))
 	}
-	if want := string(protocol.AppendJSONString(nil, topic)); string(s.quoted) != want {
+	if want := string(protocol.AppendJSONString(nil, topic)); s.quoted != want {
 		t.Fatalf("step %d: quoted %s, want %s", step, s.quoted, want)
 	}
 	var codecs [2]int32
@@ -280,8 +281,8 @@ func TestIndexUnsubscribeIsNotAScan(t *testing.T) {
 	// Remove from the front, the worst case for a scan.
 	for i, c := range conns {
 		s := ti.get("t")
-		if (ti.shard("t").pos["t"] != nil) != (s.count > smallTopic) {
-			t.Fatalf("removal %d: %d subscribers, position map %v", i, s.count, ti.shard("t").pos["t"] != nil)
+		if sh, _ := ti.shard("t"); (sh.pos["t"] != nil) != (s.count > smallTopic) {
+			t.Fatalf("removal %d: %d subscribers, position map %v", i, s.count, sh.pos["t"] != nil)
 		}
 		list := s.byLoop[0][0]
 		ti.set("t", c, false)
@@ -359,5 +360,94 @@ func TestIndexGetAllocs(t *testing.T) {
 	})
 	if allocs != 0 || n == 0 {
 		t.Fatalf("%v allocations per lookup (%d blocks seen)", allocs, n)
+	}
+}
+
+// TestTopicTableModel runs random inserts, replacements and deletions of
+// plain and odd topics on one topicTable against a Go map, through growth
+// and shrinking: every topic is found with its latest snapshot, no deleted
+// one is, and each lists exactly the model.
+func TestTopicTableModel(t *testing.T) {
+	rng := rand.New(rand.NewPCG(13, 14))
+	seed := maphash.MakeSeed()
+	var tb topicTable
+	model := map[string]*subscribers{}
+	names := make([]string, 3000)
+	for i := range names {
+		names[i] = fmt.Sprintf("t/%d", i)
+		if i%50 == 0 {
+			names[i] = fmt.Sprintf(`odd "%d"`, i) // quoted with escapes: not plain
+		}
+	}
+	snap := func(topic string) *subscribers {
+		return &subscribers{quoted: string(protocol.AppendJSONString(nil, topic)), count: rng.Int64N(100)}
+	}
+	checkAll := func(step int, names []string) {
+		t.Helper()
+		for _, n := range names {
+			if got := tb.get(maphash.String(seed, n), n); got != model[n] {
+				t.Fatalf("step %d: get(%q) = %p, want %p", step, n, got, model[n])
+			}
+		}
+		seen := map[string]*subscribers{}
+		tb.each(func(n string, s *subscribers) { seen[n] = s })
+		if !maps.Equal(seen, model) {
+			t.Fatalf("step %d: each listed %d topics, want %d", step, len(seen), len(model))
+		}
+		if plain := len(model) - len(tb.odd); tb.n != plain || (len(tb.slots) > 0 && tb.n*4 > len(tb.slots)*3) {
+			t.Fatalf("step %d: %d entries in %d slots, want %d plain ones at most 3/4 full", step, tb.n, len(tb.slots), plain)
+		}
+	}
+	for step := range 40000 {
+		// Grow for the first half, shrink in the second.
+		n := names[rng.IntN(len(names))]
+		h := maphash.String(seed, n)
+		grow := step < 20000
+		switch {
+		case model[n] != nil && (!grow || rng.IntN(3) == 0):
+			tb.del(seed, h, n)
+			delete(model, n)
+		default:
+			s := snap(n)
+			tb.set(seed, h, n, s)
+			model[n] = s
+		}
+		if step%1000 == 0 || step == 39999 {
+			checkAll(step, names)
+		}
+	}
+	for n := range model {
+		tb.del(seed, maphash.String(seed, n), n)
+		delete(model, n)
+	}
+	checkAll(-1, names)
+	if len(tb.slots) > minSlots {
+		t.Fatalf("%d slots left for no topic", len(tb.slots))
+	}
+	// A small table (16 slots) kept between 6 and 12 entries of ever other
+	// topics, checked after every step: probe runs that wrap around the
+	// end of the slots are common.
+	var present []string
+	for step := range 20000 {
+		if len(present) >= 12 || (len(present) > 6 && rng.IntN(2) == 0) {
+			k := rng.IntN(len(present))
+			n := present[k]
+			present = slices.Delete(present, k, k+1)
+			tb.del(seed, maphash.String(seed, n), n)
+			delete(model, n)
+			checkAll(step, []string{n})
+		} else {
+			n := names[1+rng.IntN(len(names)-1)]
+			if model[n] == nil {
+				present = append(present, n)
+			}
+			s := snap(n)
+			tb.set(seed, maphash.String(seed, n), n, s)
+			model[n] = s
+		}
+		if len(tb.slots) != minSlots {
+			t.Fatalf("step %d: %d slots, want %d", step, len(tb.slots), minSlots)
+		}
+		checkAll(step, present)
 	}
 }
