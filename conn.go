@@ -75,8 +75,10 @@ func (c *Conn) System() bool { return c.system }
 // ID is the connection's id, unique in the cluster.
 func (c *Conn) ID() string { return c.id }
 
-// SetID replaces the connection's id; only in OnConnect.
-func (c *Conn) SetID(id string) { c.id = id }
+// SetID replaces the connection's id; only in OnConnect. An id is unique on
+// its node: SetID fails with ErrEmptyID for "" and with ErrIDInUse for an id
+// another connection has; return the error to refuse the connection.
+func (c *Conn) SetID(id string) error { return setConnID(c, id) }
 
 // UserID is the user id set by SetUserID ("" if none).
 func (c *Conn) UserID() string {

@@ -667,6 +667,7 @@ func (t *Tower) connect(c *Conn) {
 func (t *Tower) disconnect(c *Conn) {
 	defer t.liveDone()
 	t.release(c.ip)
+	t.conns.remove(c) // also the id a refused connection set in OnConnect
 	if !c.open.Swap(false) {
 		return // refused by OnConnect: it never joined, so no hooks
 	}

@@ -139,7 +139,7 @@ func TestHookConnectIdentity(t *testing.T) {
 		firetower.OnConnect(ptHook(func(c *firetower.Context) error {
 			if user := c.Conn().Request().URL.Query().Get("user"); user != "" {
 				c.Conn().SetUserID(user)
-				c.Conn().SetID("conn-" + user)
+				return c.Conn().SetID("conn-" + user)
 			}
 			return nil
 		})),
@@ -238,8 +238,7 @@ func TestHookReadRewritesMessage(t *testing.T) {
 		m.Data = []byte(`{"by":` + ptQ(c.Conn().ID()) + `,"orig":` + string(m.Data) + `}`)
 		return nil
 	})), firetower.OnConnect(ptHook(func(c *firetower.Context) error {
-		c.Conn().SetID("writer")
-		return nil
+		return c.Conn().SetID("writer")
 	})))
 	c := ptDial(t, tw, "")
 	c.sub(t, "rw")
@@ -440,8 +439,7 @@ func TestHookDisconnect(t *testing.T) {
 	})
 	tw := ptServer(t,
 		firetower.OnConnect(ptHook(func(c *firetower.Context) error {
-			c.Conn().SetID(c.Conn().Request().URL.Query().Get("id"))
-			return nil
+			return c.Conn().SetID(c.Conn().Request().URL.Query().Get("id"))
 		})),
 		firetower.OnUnsubscribe(rec),
 		firetower.OnDisconnect(rec),

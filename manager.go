@@ -62,17 +62,42 @@ type LocalManager struct {
 	joined atomic.Int32 // nodes joined: a lone node publishes without locking
 	mu     sync.RWMutex
 	nodes  map[uint16]*localLink
-	topics map[string]map[uint16]int64 // topic -> node -> count
 }
 
 // NewLocalManager returns an empty LocalManager.
 func NewLocalManager() *LocalManager {
-	return &LocalManager{nodes: make(map[uint16]*localLink), topics: make(map[string]map[uint16]int64)}
+	return &LocalManager{nodes: make(map[uint16]*localLink)}
 }
 
+// localLink is one node's attachment; its interest (topic -> count, only
+// counts > 0) is guarded by the manager's mu. One flat map per node: a
+// topic costs one map entry, not a map of its own. For a Tower's own node
+// (a localCounter) it holds only the topics the Tower's index does not
+// count: the counts of the others are read from the index itself, so the
+// manager of one process keeps no second copy of every topic.
 type localLink struct {
-	m *LocalManager
-	n Node
+	m        *LocalManager
+	n        Node
+	counter  localCounter // nil for other Node implementations
+	interest map[string]int64
+}
+
+// localCounter is implemented by a Tower's Node: its local counts, read
+// from its topic index, for the LocalManager in the same process.
+type localCounter interface {
+	// counts reports whether localCount covers topic; it only looks at the
+	// name (SetInterest calls it with the topic's index shard locked).
+	counts(topic string) bool
+	// localCount is the node's local subscriber count of topic.
+	localCount(topic string) int64
+}
+
+// count is the node's interest in topic; the manager's mu is held.
+func (l *localLink) count(topic string) int64 {
+	if l.counter != nil && l.counter.counts(topic) {
+		return l.counter.localCount(topic)
+	}
+	return l.interest[topic]
 }
 
 // Join implements Manager.
@@ -83,36 +108,35 @@ func (m *LocalManager) Join(_ context.Context, n Node) (Link, error) {
 	if _, dup := m.nodes[id]; dup {
 		return nil, fmt.Errorf("firetower: node id %d already joined this manager", id)
 	}
-	l := &localLink{m: m, n: n}
+	l := &localLink{m: m, n: n, interest: make(map[string]int64)}
+	l.counter, _ = n.(localCounter)
 	m.nodes[id] = l
 	m.joined.Add(1)
 	for topic, cnt := range n.Interest() {
-		m.setLocked(id, topic, cnt)
+		l.setLocked(topic, cnt)
 	}
 	return l, nil
 }
 
-func (m *LocalManager) setLocked(id uint16, topic string, count int64) {
-	per := m.topics[topic]
+func (l *localLink) setLocked(topic string, count int64) {
+	if l.counter != nil && l.counter.counts(topic) {
+		return // read from the node when asked
+	}
 	if count <= 0 {
-		if per != nil {
-			delete(per, id)
-			if len(per) == 0 {
-				delete(m.topics, topic)
-			}
-		}
+		delete(l.interest, topic)
 		return
 	}
-	if per == nil {
-		per = make(map[uint16]int64, 1)
-		m.topics[topic] = per
-	}
-	per[id] = count
+	l.interest[topic] = count
 }
 
 func (l *localLink) SetInterest(topic string, count int64) {
+	if l.counter != nil && l.counter.counts(topic) {
+		return // read from the node when asked
+	}
 	l.m.mu.Lock()
-	l.m.setLocked(l.n.NodeID(), topic, count)
+	if l.m.nodes[l.n.NodeID()] == l { // not after Close
+		l.setLocked(topic, count)
+	}
 	l.m.mu.Unlock()
 }
 
@@ -123,18 +147,11 @@ func (l *localLink) Publish(_ context.Context, topic string, data []byte) error 
 		return nil // no other node to route to (the default, one process)
 	}
 	id := l.n.NodeID()
-	l.m.mu.RLock()
-	per := l.m.topics[topic]
-	if len(per) == 0 || (len(per) == 1 && per[id] > 0) {
-		l.m.mu.RUnlock()
-		return nil
-	}
 	var targets []Node
-	for nid := range per {
-		if nid != id {
-			if o := l.m.nodes[nid]; o != nil {
-				targets = append(targets, o.n)
-			}
+	l.m.mu.RLock()
+	for nid, o := range l.m.nodes {
+		if nid != id && o.count(topic) > 0 {
+			targets = append(targets, o.n)
 		}
 	}
 	l.m.mu.RUnlock()
@@ -148,8 +165,8 @@ func (l *localLink) Count(_ context.Context, topic string) (int64, error) {
 	l.m.mu.RLock()
 	defer l.m.mu.RUnlock()
 	var n int64
-	for _, c := range l.m.topics[topic] {
-		n += c
+	for _, o := range l.m.nodes {
+		n += o.count(topic)
 	}
 	return n, nil
 }
@@ -163,10 +180,6 @@ func (l *localLink) Close() error {
 	}
 	delete(l.m.nodes, id)
 	l.m.joined.Add(-1)
-	for topic, per := range l.m.topics {
-		if _, ok := per[id]; ok {
-			l.m.setLocked(id, topic, 0)
-		}
-	}
+	clear(l.interest)
 	return nil
 }

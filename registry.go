@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"hash/maphash"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/firetower-go/firetower/internal/protocol"
@@ -12,7 +14,10 @@ import (
 )
 
 // registry finds this node's open connections by id, for the server-side
-// operations (disconnect, unsubscribe) of the push APIs.
+// operations (disconnect, unsubscribe) of the push APIs. It also holds the
+// ids that connections still in OnConnect have set (Conn.SetID), so that no
+// two connections of this node ever have one id; get and each see only
+// open connections.
 type registry struct {
 	seed   maphash.Seed
 	shards [numShards]struct {
@@ -51,19 +56,68 @@ func (r *registry) get(id string) *Conn {
 	sh := &r.shards[r.shard(id)]
 	sh.mu.RLock()
 	defer sh.mu.RUnlock()
-	return sh.m[id]
+	if c := sh.m[id]; c != nil && c.open.Load() {
+		return c
+	}
+	return nil
 }
 
-// each calls fn for every connection (fn must not block).
+// each calls fn for every open connection (fn must not block).
 func (r *registry) each(fn func(*Conn)) {
 	for i := range r.shards {
 		sh := &r.shards[i]
 		sh.mu.RLock()
 		for _, c := range sh.m {
-			fn(c)
+			if c.open.Load() {
+				fn(c)
+			}
 		}
 		sh.mu.RUnlock()
 	}
+}
+
+// Errors of Conn.SetID.
+var (
+	ErrEmptyID = &Error{Code: "invalid_id", Message: "a connection id must not be empty"}
+	ErrIDInUse = &Error{Code: "id_in_use", Message: "another connection on this node has this id"}
+)
+
+// setConnID is Conn.SetID: it gives c the id unless it is "" or another
+// connection of this node has it, has set it in its own OnConnect, or may
+// be given it by the node (ids of the form the node generates are its
+// own). The id is held from then on, so the connection must reach
+// Tower.disconnect, which every connection that reached OnConnect does.
+func setConnID(c *Conn, id string) error {
+	if id == "" {
+		return ErrEmptyID
+	}
+	if id == c.id {
+		return nil
+	}
+	if c.t == nil { // a Conn outside a Tower (tests)
+		c.id = id
+		return nil
+	}
+	if strings.HasPrefix(id, c.t.idPrefix()) {
+		return fmt.Errorf("%w: %q has the form of the ids the node generates", ErrIDInUse, id)
+	}
+	r := c.t.conns
+	sh := &r.shards[r.shard(id)]
+	sh.mu.Lock()
+	if o := sh.m[id]; o != nil && o != c {
+		sh.mu.Unlock()
+		return fmt.Errorf("%w: %q", ErrIDInUse, id)
+	}
+	sh.m[id] = c
+	sh.mu.Unlock()
+	r.remove(c) // its former id, if it held one
+	c.id = id
+	return nil
+}
+
+// idPrefix is what every id the Tower generates starts with (see newID).
+func (t *Tower) idPrefix() string {
+	return strconv.FormatUint(uint64(t.cfg.nodeID), 10) + "-" + t.bootID + "-"
 }
 
 // ErrNoConn is returned for a connection id that is open on no node.

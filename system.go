@@ -169,19 +169,91 @@ func (t *Tower) statsLoop() {
 // most local subscribers first, at most top of them (all when top <= 0).
 // System topics are left out.
 func (t *Tower) localTopics(q string, top int) []TopicCount {
+	return topTopics(t.index, q, top)
+}
+
+// topTopics is localTopics on ix. With top > 0 it keeps the best top rows
+// seen so far in a heap whose root is the worst of them, so each stats
+// interval costs O(n log top) time and O(top) memory, not a sort of every
+// topic; with top <= 0 (a full listing, on request) it sorts them all.
+func topTopics(ix *index, q string, top int) []TopicCount {
 	lq := strings.ToLower(q)
-	rows := []TopicCount{}
-	for name, n := range t.index.counts() {
-		if IsSystemTopic(name) || (lq != "" && !strings.Contains(strings.ToLower(name), lq)) {
-			continue
+	match := func(name string) bool {
+		return !IsSystemTopic(name) && (lq == "" || strings.Contains(strings.ToLower(name), lq))
+	}
+	if top <= 0 {
+		rows := []TopicCount{}
+		ix.each(func(name string, n int64) {
+			if match(name) {
+				rows = append(rows, TopicCount{Topic: name, Count: n})
+			}
+		})
+		sortTopicCounts(rows)
+		return rows
+	}
+	h := topHeap(make([]TopicCount, 0, min(top, 1024)))
+	ix.each(func(name string, n int64) {
+		if !match(name) {
+			return
 		}
-		rows = append(rows, TopicCount{Topic: name, Count: n})
-	}
+		r := TopicCount{Topic: name, Count: n}
+		switch {
+		case len(h) < top:
+			h.push(r)
+		case topicBefore(r, h[0]):
+			h[0] = r
+			h.down(0)
+		}
+	})
+	rows := []TopicCount(h)
 	sortTopicCounts(rows)
-	if top > 0 && len(rows) > top {
-		rows = rows[:top]
-	}
 	return rows
+}
+
+// topicBefore reports whether a comes before b in the listing order: more
+// subscribers first, then by name.
+func topicBefore(a, b TopicCount) bool {
+	if a.Count != b.Count {
+		return a.Count > b.Count
+	}
+	return a.Topic < b.Topic
+}
+
+// topHeap is a binary heap of rows whose root is the row that comes last
+// in the listing order (the first to give way to a better one).
+type topHeap []TopicCount
+
+// above reports whether row i belongs above row j: it comes later.
+func (h topHeap) above(i, j int) bool { return topicBefore(h[j], h[i]) }
+
+func (h *topHeap) push(r TopicCount) {
+	*h = append(*h, r)
+	s := *h
+	for i := len(s) - 1; i > 0; {
+		p := (i - 1) / 2
+		if !s.above(i, p) {
+			break
+		}
+		s[i], s[p] = s[p], s[i]
+		i = p
+	}
+}
+
+func (h topHeap) down(i int) {
+	for {
+		c := 2*i + 1
+		if c >= len(h) {
+			return
+		}
+		if c+1 < len(h) && h.above(c+1, c) {
+			c++
+		}
+		if !h.above(c, i) {
+			return
+		}
+		h[i], h[c] = h[c], h[i]
+		i = c
+	}
 }
 
 func sortTopicCounts(rows []TopicCount) {

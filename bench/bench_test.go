@@ -310,6 +310,7 @@ func BenchmarkIdleMemory(b *testing.B) {
 			}
 		})
 	}
+	subscriptionMemory(b) // subscriptions_test.go
 }
 
 // BenchmarkAllocs: heap allocations of the whole server process per

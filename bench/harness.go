@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"runtime/debug"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -60,8 +61,13 @@ func runServerChild(stdin io.Reader, stdout io.Writer) error {
 	fmt.Fprintf(stdout, "addr %s %s %s\n", s.Addr(), s.Path(), s.Flavour())
 	sc := bufio.NewScanner(stdin)
 	for sc.Scan() {
-		if strings.TrimSpace(sc.Text()) == "quit" {
+		cmd := strings.TrimSpace(sc.Text())
+		if cmd == "quit" {
 			break
+		}
+		if cmd == "gc" { // before a memory reading: collect, return free memory to the OS
+			debug.FreeOSMemory()
+			fmt.Fprintln(stdout, "ok")
 		}
 	}
 	if path := os.Getenv("FTBENCH_HEAPPROFILE"); path != "" { // diagnostics

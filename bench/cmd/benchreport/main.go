@@ -123,7 +123,7 @@ func values(m map[int]float64) []float64 {
 
 // units shown in the results tables, in order.
 var tableUnits = []string{"publishes/s", "deliveries/s", "expected-deliveries/s", "cpu-ns/publish", "cpu-ns/delivery",
-	"p50-ns", "p99-ns", "bytes/conn", "allocs/delivery", "B/delivery", "lost", "error-frames", "closed-conns"}
+	"p50-ns", "p99-ns", "bytes/conn", "bytes/sub", "allocs/delivery", "B/delivery", "lost", "error-frames", "closed-conns"}
 
 func format(unit string, v float64) string {
 	switch unit {
@@ -142,7 +142,7 @@ func format(unit string, v float64) string {
 			return fmt.Sprintf("%.1f µs", v/1000)
 		}
 		return fmt.Sprintf("%.0f ns", v)
-	case "bytes/conn", "B/delivery":
+	case "bytes/conn", "bytes/sub", "B/delivery":
 		return fmt.Sprintf("%.0f B", v)
 	case "allocs/delivery":
 		return fmt.Sprintf("%.4f", v)
@@ -198,8 +198,9 @@ var targets = []target{
 	{"BenchmarkBroadcast/", "deliveries/s", "gorilla", false, false, 1.0, "firetower / gorilla hub ≥ 1.0×"},
 	{"BenchmarkBroadcast/", "deliveries/s", "floor", false, false, 0.8, "firetower / floor ≥ 0.8×"},
 	{"BenchmarkLatency/", "p99-ns", "gorilla", false, true, 1.0, "p99: firetower / gorilla hub ≤ 1.0×"},
-	{"BenchmarkIdleMemory/", "bytes/conn", "", false, true, 2048, "firetower ≤ 2 KiB per connection"},
-	{"BenchmarkIdleMemory/", "bytes/conn", "gorilla", true, false, 10, "gorilla hub / firetower ≥ 10×"},
+	{"BenchmarkIdleMemory/conns=", "bytes/conn", "", false, true, 2048, "firetower ≤ 2 KiB per connection"},
+	{"BenchmarkIdleMemory/conns=", "bytes/conn", "gorilla", true, false, 10, "gorilla hub / firetower ≥ 10×"},
+	{"BenchmarkIdleMemory/subscriptions=", "bytes/sub", "", false, true, 256, "firetower ≤ 256 B per subscription (issue 11)"},
 	{"BenchmarkAllocs/", "allocs/delivery", "", false, true, 0.0005, "firetower 0 allocs/delivery (< 0.0005)"},
 }
 
