@@ -283,7 +283,8 @@ func (c *Conn) next() (it item, ok bool) {
 
 // handled gives back the budget of a request a worker has finished, and
 // resumes the connection's reading once it is under half its budget and
-// the Tower's total allows (otherwise it waits for the total).
+// the Tower's total is under its cap (otherwise it waits in the total's
+// list, woken by the first request handled while the total is under it).
 func (c *Conn) handled(n int) {
 	t := c.t
 	total := t.inbound.add(-n)
@@ -302,7 +303,7 @@ func (c *Conn) handled(n int) {
 	if resume {
 		c.tc.ResumeReading()
 	}
-	if total <= t.cfg.inboundTotal/2 {
+	if total < t.cfg.inboundTotal {
 		t.inbound.wake()
 	}
 }
