@@ -415,13 +415,13 @@ func statsTopic(t *testing.T, c Cluster, n int) {
 	tok := url.Values{firetower.SystemTokenParam: {towers[0].SystemToken(time.Minute)}}
 	// node 1's token is not a system token elsewhere, nor a plain client
 	foreign := DialQuery(t, last, tok)
-	foreign.expectError(foreign.request("subscribe", firetower.StatsTopic, ""), firetower.CodeForbidden)
+	foreign.expectError(foreign.Request("subscribe", firetower.StatsTopic, ""), firetower.CodeForbidden)
 	plain := Dial(t, towers[0])
-	plain.expectError(plain.request("subscribe", firetower.StatsTopic, ""), firetower.CodeForbidden)
+	plain.expectError(plain.Request("subscribe", firetower.StatsTopic, ""), firetower.CodeForbidden)
 
 	sys := DialQuery(t, towers[0], tok)
 	sys.Subscribe(firetower.StatsTopic)
-	sys.expectError(sys.request("publish", "st/last", `"x"`), firetower.CodeForbidden)
+	sys.expectError(sys.Request("publish", "st/last", `"x"`), firetower.CodeForbidden)
 	seen := map[uint16]bool{}
 	deadline := time.Now().Add(Timeout)
 	for len(seen) < n {

@@ -141,7 +141,9 @@ func DialQuery(t testing.TB, tw *firetower.Tower, query url.Values) *Client {
 // Close closes the client's connection.
 func (c *Client) Close() { _ = c.ws.Close() }
 
-func (c *Client) request(typ string, topic string, data string) string {
+// Request sends a request (data is raw JSON, "" for none) with a fresh id
+// and returns the id; Reply reads its answer.
+func (c *Client) Request(typ string, topic string, data string) string {
 	c.seq++
 	id := strconv.Itoa(c.seq)
 	msg := fmt.Sprintf(`{"type":%q,"topic":%q,"id":%q`, typ, topic, id)
@@ -183,7 +185,9 @@ func (c *Client) nextWithin(d time.Duration) (Frame, bool) {
 
 // reply reads until the reply to request id and returns it; deliveries
 // read meanwhile (probes aside) are kept for ExpectDelivery.
-func (c *Client) reply(id string) Frame {
+// Reply returns the ack or error answering id; deliveries read meanwhile
+// are kept for ExpectDelivery.
+func (c *Client) Reply(id string) Frame {
 	c.t.Helper()
 	for {
 		f := c.Next()
@@ -202,7 +206,7 @@ func (c *Client) reply(id string) Frame {
 // expectAck reads until the ack for id, failing on an error reply.
 func (c *Client) expectAck(id string) {
 	c.t.Helper()
-	if f := c.reply(id); f.Type != "ack" {
+	if f := c.Reply(id); f.Type != "ack" {
 		c.t.Fatalf("request %s: got %s %s", id, f.Type, f.Code)
 	}
 }
@@ -211,7 +215,7 @@ func (c *Client) expectAck(id string) {
 // code.
 func (c *Client) expectError(id, code string) {
 	c.t.Helper()
-	if f := c.reply(id); f.Type != "error" || f.Code != code {
+	if f := c.Reply(id); f.Type != "error" || f.Code != code {
 		c.t.Fatalf("request %s: got %s %q, want error %q", id, f.Type, f.Code, code)
 	}
 }
@@ -245,19 +249,19 @@ func (c *Client) ExpectClose(code int, reason string) {
 // Subscribe subscribes and waits for the ack.
 func (c *Client) Subscribe(topic string) {
 	c.t.Helper()
-	c.expectAck(c.request("subscribe", topic, ""))
+	c.expectAck(c.Request("subscribe", topic, ""))
 }
 
 // Unsubscribe unsubscribes and waits for the ack.
 func (c *Client) Unsubscribe(topic string) {
 	c.t.Helper()
-	c.expectAck(c.request("unsubscribe", topic, ""))
+	c.expectAck(c.Request("unsubscribe", topic, ""))
 }
 
 // Publish publishes and waits for the ack.
 func (c *Client) Publish(topic, data string) {
 	c.t.Helper()
-	c.expectAck(c.request("publish", topic, data))
+	c.expectAck(c.Request("publish", topic, data))
 }
 
 // ExpectDelivery reads until a delivery and checks it.
@@ -318,6 +322,9 @@ func crossDelivery(t *testing.T, c Cluster, n int) {
 	for _, tw := range towers {
 		checkCount(t, c, tw, "room", int64(n))
 	}
+	for _, tw := range towers {
+		Probe(t, c, tw, "room", subs...) // routes converge asynchronously
+	}
 	// a publish from each gateway reaches the subscribers on every gateway
 	for i := range towers {
 		data := strconv.Itoa(i)
@@ -342,6 +349,7 @@ func counts(t *testing.T, c Cluster) {
 	a2.Subscribe("x")
 	b.Subscribe("x")
 	checkCount(t, c, towers[1], "x", 3)
+	Probe(t, c, towers[1], "x", a1, a2, b)
 	b.Unsubscribe("x")
 	checkCount(t, c, towers[0], "x", 2)
 	a2.Close()
@@ -360,6 +368,8 @@ func noEcho(t *testing.T, c Cluster) {
 	a.Subscribe("e")
 	b.Subscribe("e")
 	checkCount(t, c, towers[0], "e", 2)
+	Probe(t, c, towers[0], "e", a, b)
+	Probe(t, c, towers[1], "e", a, b)
 	for i := range 20 {
 		a.Publish("e", strconv.Itoa(i))
 	}
@@ -379,12 +389,13 @@ func order(t *testing.T, c Cluster) {
 	pub, sub := Dial(t, towers[0]), Dial(t, towers[1])
 	sub.Subscribe("o")
 	checkCount(t, c, towers[0], "o", 1)
+	Probe(t, c, towers[0], "o", sub)
 	// Pipelined in windows, each window acked.
 	const n, window = 500, 50
 	for i := 0; i < n; i += window {
 		var ids []string
 		for j := i; j < i+window; j++ {
-			ids = append(ids, pub.request("publish", "o", strconv.Itoa(j)))
+			ids = append(ids, pub.Request("publish", "o", strconv.Itoa(j)))
 		}
 		for _, id := range ids {
 			pub.expectAck(id)
