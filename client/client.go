@@ -73,6 +73,9 @@ var (
 	// ErrConnectionLost: the connection dropped before the server answered.
 	// Whether the server acted on the request is unknown.
 	ErrConnectionLost = errors.New("client: connection lost")
+	// ErrNotConnected: with WithFailFast(true), a request was made while
+	// the Client was not connected (reconnecting). It was not sent.
+	ErrNotConnected = errors.New("client: not connected")
 	// ErrInvalidData: Publish was given data that is not valid JSON.
 	ErrInvalidData = errors.New("client: data is not valid JSON")
 )
@@ -190,10 +193,13 @@ func (c *Client) Topics() []string {
 }
 
 // Subscribe subscribes to topics and returns once the server acknowledged
-// it. While the Client is reconnecting it first waits for the connection
-// (bounded by ctx). A refusal is an *Error (invalid_topic, forbidden,
+// it. While the Client is reconnecting it first waits for the connection,
+// until ctx ends (then it returns ctx.Err() and the topics are not
+// subscribed); with WithFailFast(true) it returns ErrNotConnected at once
+// instead. A refusal is an *Error (invalid_topic, forbidden,
 // too_many_topics, ...); ErrConnectionLost means the connection dropped
-// before the answer. Subscribed topics are subscribed again after every
+// before the answer; ErrClosed that the Client is closed or gave up
+// reconnecting. Subscribed topics are subscribed again after every
 // reconnect.
 func (c *Client) Subscribe(ctx context.Context, topics ...string) error {
 	cn, err := c.waitOpen(ctx)
@@ -236,6 +242,14 @@ func (c *Client) Unsubscribe(ctx context.Context, topics ...string) error {
 // topic and returns once the server acknowledged it. A Msgpack client sends
 // the equivalent msgpack value. By default a server accepts a publish only
 // to a topic the client is subscribed to (else *Error forbidden).
+//
+// While the Client is reconnecting, Publish waits for the connection and
+// sends once it is back; it blocks until then or until ctx ends (then it
+// returns ctx.Err() and nothing is sent), so give ctx a deadline. With
+// WithFailFast(true) it returns ErrNotConnected at once instead.
+// ErrConnectionLost means the connection dropped after the publish was
+// sent: whether the server took it is unknown. ErrClosed: the Client is
+// closed or gave up reconnecting.
 func (c *Client) Publish(ctx context.Context, topic string, data []byte) error {
 	if len(data) == 0 {
 		data = []byte("null")
@@ -250,7 +264,9 @@ func (c *Client) Publish(ctx context.Context, topic string, data []byte) error {
 	return err
 }
 
-// Ping sends an application-level ping and waits for the pong.
+// Ping sends an application-level ping and waits for the pong. While the
+// Client is reconnecting it waits for the connection as Publish does (or,
+// with WithFailFast(true), returns ErrNotConnected).
 func (c *Client) Ping(ctx context.Context) error {
 	cn, err := c.waitOpen(ctx)
 	if err != nil {
@@ -299,7 +315,8 @@ func (c *Client) closedErrLocked() error {
 	return nil
 }
 
-// waitOpen returns the open connection, waiting while there is none.
+// waitOpen returns the open connection, waiting while there is none (or,
+// with WithFailFast, failing with ErrNotConnected).
 func (c *Client) waitOpen(ctx context.Context) (*conn, error) {
 	for {
 		c.mu.Lock()
@@ -311,6 +328,10 @@ func (c *Client) waitOpen(ctx context.Context) (*conn, error) {
 			cn := c.open
 			c.mu.Unlock()
 			return cn, nil
+		}
+		if c.cfg.failFast {
+			c.mu.Unlock()
+			return nil, ErrNotConnected
 		}
 		ready := c.ready
 		c.mu.Unlock()

@@ -95,6 +95,7 @@ type config struct {
 	writeTimeout time.Duration
 	readTimeout  time.Duration
 	readLimit    int64
+	failFast     bool
 }
 
 func defaultConfig() config {
@@ -207,3 +208,11 @@ func WithReadLimit(n int64) Option {
 		}
 	}
 }
+
+// WithFailFast makes Subscribe, Publish and Ping fail at once with
+// ErrNotConnected while the Client is not connected (reconnecting),
+// instead of waiting for the connection until their context ends, which
+// is the default. Nothing of such a request is kept or sent later. A
+// request already sent when the connection drops fails with
+// ErrConnectionLost either way.
+func WithFailFast(on bool) Option { return func(cf *config) { cf.failFast = on } }

@@ -142,8 +142,14 @@ type dashTab struct {
 	console *dashLines
 }
 
-// dashOpen starts a headless Chromium and loads url in a tab.
+// dashOpen starts a headless Chromium and loads url in a tab of 1280x1000.
 func dashOpen(t *testing.T, chrome, url string) *dashTab {
+	t.Helper()
+	return dashOpenSized(t, chrome, url, 1280, 1000)
+}
+
+// dashOpenSized is dashOpen with a viewport of width x height CSS pixels.
+func dashOpenSized(t *testing.T, chrome, url string, width, height int64) *dashTab {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	t.Cleanup(cancel)
@@ -184,7 +190,7 @@ func dashOpen(t *testing.T, chrome, url string) *dashTab {
 			fmt.Fprintf(tab.console, "%s\n", m)
 		}
 	}()
-	if err := chromedp.Do(tabCtx, chromedp.EmulateViewport(1280, 1000), chromedp.Navigate(url)); err != nil {
+	if err := chromedp.Do(tabCtx, chromedp.EmulateViewport(width, height), chromedp.Navigate(url)); err != nil {
 		t.Fatalf("loading %s: %v", url, err)
 	}
 	return tab

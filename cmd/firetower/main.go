@@ -3,6 +3,8 @@
 //
 //	firetower                     # same as: firetower serve
 //	firetower serve --ws-addr 127.0.0.1:9999 --http-addr 127.0.0.1:9998
+//	firetower manager --addr 127.0.0.1:6666   # a topic manager for a cluster
+//	firetower help [serve|manager]            # also --help, -h; exits 0
 package main
 
 import (
@@ -38,53 +40,169 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cmd := "serve"
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		cmd, args = args[0], args[1:]
+	} else if len(args) > 0 && isHelpFlag(args[0]) {
+		// firetower --help: the whole usage, not only serve's flags.
+		cmd, args = "help", args[1:]
 	}
 	switch cmd {
 	case "serve":
 		return serve(ctx, args, stdout, stderr)
 	case "manager":
 		return runManager(ctx, args, stdout, stderr)
-	case "help", "-h", "--help":
-		usage(stdout)
-		return 0
+	case "help":
+		return help(args, stdout, stderr)
 	}
-	fmt.Fprintf(stderr, "firetower: unknown command %q\n", cmd)
+	fmt.Fprintf(stderr, "firetower: unknown command %q\n\n", cmd)
 	usage(stderr)
 	return 2
 }
 
+func isHelpFlag(arg string) bool {
+	switch arg {
+	case "-h", "-help", "--help":
+		return true
+	}
+	return false
+}
+
+// subcommands lists what `firetower help` shows, in order; flags
+// registers the command's flags on a fresh set, as the command does.
+var subcommands = []struct {
+	name, synopsis string
+	flags          func() *flag.FlagSet
+}{
+	{"serve", "run a firetower server: websockets, and on the HTTP address the chat demo,\n" +
+		"the dashboard, metrics, health and the push API (the default command)",
+		func() *flag.FlagSet { fs, _ := newServeFlags(); return fs }},
+	{"manager", "run a topic-manager node that gateways (firetower serve --manager) share",
+		func() *flag.FlagSet { fs, _ := newManagerFlags(); return fs }},
+}
+
+// usage writes the whole usage: every subcommand with its flags.
 func usage(w io.Writer) {
-	fmt.Fprint(w, `usage:
-  firetower [serve] [--ws-addr 127.0.0.1:9999] [--http-addr 127.0.0.1:9998] [--grpc-addr HOST:PORT] [--node-id 1]
-                    [--manager host:port[,...] | --nats nats://host:port[,...]] [--legacy-delivery]
-                    [--api-key KEY | --api-key-file FILE] [--allowed-hosts h,*.d] [--allowed-origins a,b]
-                    [--http-read-timeout 30s]
-  firetower manager [--addr 127.0.0.1:6666] [--http-addr 127.0.0.1:6660]
-                    [--api-key KEY | --api-key-file FILE] [--allowed-hosts h,*.d] [--http-read-timeout 30s]
-cluster links (serve and manager):
-  [--cluster-secret S]  (env FIRETOWER_CLUSTER_SECRET; required when a cluster address is not loopback)
-  [--cluster-tls-cert FILE --cluster-tls-key FILE] [--cluster-tls-ca FILE]
-  serve with --nats: [--nats-token T | --nats-user U --nats-password P | --nats-creds FILE]
+	fmt.Fprint(w, `firetower is a websocket pub/sub server.
+
+usage:
+  firetower [serve] [flags]    a server (with no subcommand, firetower serves)
+  firetower manager [flags]    a topic manager for a cluster of servers
+  firetower help [command]     this text, or one command's flags
+
+Secrets are best given by environment: FIRETOWER_API_KEY (or --api-key-file),
+FIRETOWER_CLUSTER_SECRET, FIRETOWER_NATS_TOKEN, FIRETOWER_NATS_PASSWORD.
 `)
+	for _, c := range subcommands {
+		fmt.Fprintln(w)
+		commandUsage(w, c.name, c.synopsis, c.flags())
+	}
+}
+
+// commandUsage writes one subcommand's synopsis and flags.
+func commandUsage(w io.Writer, name, synopsis string, fs *flag.FlagSet) {
+	fmt.Fprintf(w, "firetower %s [flags]: %s\n", name, synopsis)
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+}
+
+// help answers `firetower help [command]`.
+func help(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || isHelpFlag(args[0]) {
+		usage(stdout)
+		return 0
+	}
+	for _, c := range subcommands {
+		if c.name == args[0] {
+			commandUsage(stdout, c.name, c.synopsis, c.flags())
+			return 0
+		}
+	}
+	fmt.Fprintf(stderr, "firetower help: unknown command %q\n\n", args[0])
+	usage(stderr)
+	return 2
+}
+
+// parseFlags parses a subcommand's flags. Asked for help, it prints the
+// command's usage on stdout; on a mistake it prints the mistake and the
+// usage on stderr. ok is false when the command must end with code.
+func parseFlags(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) (code int, ok bool) {
+	fs.SetOutput(io.Discard) // the messages are printed below, where they belong
+	fs.Usage = func() {}
+	err := fs.Parse(args)
+	fs.SetOutput(stderr)
+	if err == nil {
+		return 0, true
+	}
+	for _, c := range subcommands {
+		if c.name != fs.Name() {
+			continue
+		}
+		if errors.Is(err, flag.ErrHelp) {
+			commandUsage(stdout, c.name, c.synopsis, c.flags())
+			return 0, false
+		}
+		fmt.Fprintf(stderr, "firetower %s: %v\n\n", c.name, err)
+		commandUsage(stderr, c.name, c.synopsis, c.flags())
+		return 2, false
+	}
+	fmt.Fprintf(stderr, "firetower %s: %v\n", fs.Name(), err)
+	return 2, false
+}
+
+// serveFlags are the values of `firetower serve`'s flags.
+type serveFlags struct {
+	wsAddr, httpAddr, managers, natsURLs, logLevel, grpcAddr, apiKey *string
+	nodeID                                                           *uint
+	legacy                                                           *bool
+	trust                                                            *trustFlags
+	cluster                                                          *clusterFlags
+}
+
+func newServeFlags() (*flag.FlagSet, *serveFlags) {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	f := &serveFlags{
+		wsAddr:   fs.String("ws-addr", "127.0.0.1:9999", "websocket listen address"),
+		httpAddr: fs.String("http-addr", "127.0.0.1:9998", "HTTP listen address (demo, dashboard, metrics, health, API)"),
+		nodeID:   fs.Uint("node-id", 1, "node id, unique in a cluster (at most 65535)"),
+		managers: fs.String("manager", "", "topic-manager addresses, host:port[,host:port...] (default: the embedded manager)"),
+		natsURLs: fs.String("nats", "", "NATS URLs, nats://host:port[,...], instead of --manager"),
+		legacy:   fs.Bool("legacy-delivery", false, "deliver raw data bytes with no envelope (firetower v0.4 clients)"),
+		logLevel: fs.String("log-level", "info", "debug, info, warn or error"),
+		grpcAddr: fs.String("grpc-addr", "", "gRPC push API listen address, e.g. 127.0.0.1:9997 (off when empty)"),
+		// The default is read from the environment after parsing
+		// (trustFlags.loadKey), so that the key never shows in --help.
+		apiKey: fs.String("api-key", "", "key required by the push API (env FIRETOWER_API_KEY); required when --http-addr is not loopback"),
+	}
+	f.trust = addTrustFlags(fs, true) // --api-key-file, --allowed-hosts, --allowed-origins, --http-read-timeout (trust.go)
+	f.cluster = addClusterFlags(fs, true)
+	return fs, f
+}
+
+// managerFlags are the values of `firetower manager`'s flags.
+type managerFlags struct {
+	addr, httpAddr, apiKey, logLevel *string
+	trust                            *trustFlags
+	cluster                          *clusterFlags
+}
+
+func newManagerFlags() (*flag.FlagSet, *managerFlags) {
+	fs := flag.NewFlagSet("manager", flag.ContinueOnError)
+	f := &managerFlags{
+		addr:     fs.String("addr", "127.0.0.1:6666", "manager listen address (gateways connect here)"),
+		httpAddr: fs.String("http-addr", "127.0.0.1:6660", "HTTP address (health, cluster view, push API)"),
+		apiKey:   fs.String("api-key", "", "key required by the HTTP API (env FIRETOWER_API_KEY); required when --http-addr is not loopback"),
+		logLevel: fs.String("log-level", "info", "debug, info, warn or error"),
+	}
+	f.trust = addTrustFlags(fs, false) // --api-key-file, --allowed-hosts, --http-read-timeout (trust.go)
+	f.cluster = addClusterFlags(fs, false)
+	return fs, f
 }
 
 func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	wsAddr := fs.String("ws-addr", "127.0.0.1:9999", "websocket listen address")
-	httpAddr := fs.String("http-addr", "127.0.0.1:9998", "HTTP listen address (demo, health, API)")
-	nodeID := fs.Uint("node-id", 1, "node id, unique in a cluster")
-	managers := fs.String("manager", "", "topic-manager addresses, host:port[,host:port...]")
-	natsURLs := fs.String("nats", "", "NATS URLs, nats://host:port[,...]")
-	legacy := fs.Bool("legacy-delivery", false, "deliver raw data bytes with no envelope (firetower v0.4 clients)")
-	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
-	grpcAddr := fs.String("grpc-addr", "", "gRPC push API listen address, e.g. 127.0.0.1:9997 (off when empty)")
-	apiKey := fs.String("api-key", os.Getenv("FIRETOWER_API_KEY"), "key required by the push API (env FIRETOWER_API_KEY); required when --http-addr is not loopback")
-	trust := addTrustFlags(fs, true) // --api-key-file, --allowed-hosts, --allowed-origins, --http-read-timeout (trust.go)
-	cluster := addClusterFlags(fs, true)
-	if err := fs.Parse(args); err != nil {
-		return 2
+	fs, f := newServeFlags()
+	if code, ok := parseFlags(fs, args, stdout, stderr); !ok {
+		return code
 	}
+	wsAddr, httpAddr, nodeID, managers, natsURLs := f.wsAddr, f.httpAddr, f.nodeID, f.managers, f.natsURLs
+	legacy, logLevel, grpcAddr, apiKey, trust, cluster := f.legacy, f.logLevel, f.grpcAddr, f.apiKey, f.trust, f.cluster
 	cluster.resolve()
 	if err := trust.loadKey(fs, apiKey); err != nil {
 		fmt.Fprintln(stderr, "firetower serve:", err)
@@ -251,17 +369,11 @@ func splitList(s string) []string {
 
 // runManager runs a topic-manager node.
 func runManager(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("manager", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	addr := fs.String("addr", "127.0.0.1:6666", "manager listen address (gateways connect here)")
-	httpAddr := fs.String("http-addr", "127.0.0.1:6660", "HTTP address (health, cluster view, push API)")
-	apiKey := fs.String("api-key", os.Getenv("FIRETOWER_API_KEY"), "key required by the HTTP API (env FIRETOWER_API_KEY); required when --http-addr is not loopback")
-	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
-	trust := addTrustFlags(fs, false) // --api-key-file, --allowed-hosts, --http-read-timeout (trust.go)
-	cluster := addClusterFlags(fs, false)
-	if err := fs.Parse(args); err != nil {
-		return 2
+	fs, f := newManagerFlags()
+	if code, ok := parseFlags(fs, args, stdout, stderr); !ok {
+		return code
 	}
+	addr, httpAddr, apiKey, logLevel, trust, cluster := f.addr, f.httpAddr, f.apiKey, f.logLevel, f.trust, f.cluster
 	cluster.resolve()
 	if err := trust.loadKey(fs, apiKey); err != nil {
 		fmt.Fprintln(stderr, "firetower manager:", err)

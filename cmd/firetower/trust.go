@@ -29,7 +29,9 @@ type trustFlags struct {
 // --allowed-origins (serve).
 func addTrustFlags(fs *flag.FlagSet, withOrigins bool) *trustFlags {
 	tf := &trustFlags{
-		keyFile: fs.String("api-key-file", os.Getenv("FIRETOWER_API_KEY_FILE"),
+		// Defaults from the environment are read after parsing (loadKey),
+		// so that they never show in --help.
+		keyFile: fs.String("api-key-file", "",
 			"file holding the API key (env FIRETOWER_API_KEY_FILE), so that it does not show in ps; instead of --api-key"),
 		hosts: fs.String("allowed-hosts", "",
 			"host names the HTTP server answers for without an API key, besides IP addresses and localhost (name,*.domain or *), comma-separated"),
@@ -43,15 +45,23 @@ func addTrustFlags(fs *flag.FlagSet, withOrigins bool) *trustFlags {
 	return tf
 }
 
-// loadKey resolves the API key: --api-key-file, when given, replaces the
-// key from FIRETOWER_API_KEY and may not be combined with --api-key.
+// loadKey resolves the API key: a flag not given takes its value from the
+// environment (FIRETOWER_API_KEY, FIRETOWER_API_KEY_FILE); a key file, when
+// there is one, replaces the key from FIRETOWER_API_KEY and may not be
+// combined with --api-key.
 func (tf *trustFlags) loadKey(fs *flag.FlagSet, apiKey *string) error {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if !set["api-key"] {
+		*apiKey = os.Getenv("FIRETOWER_API_KEY")
+	}
+	if !set["api-key-file"] {
+		*tf.keyFile = os.Getenv("FIRETOWER_API_KEY_FILE")
+	}
 	if *tf.keyFile == "" {
 		return nil
 	}
-	explicit := false
-	fs.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "api-key" })
-	if explicit {
+	if set["api-key"] {
 		return errors.New("give --api-key or --api-key-file, not both")
 	}
 	key, err := readKeyFile(*tf.keyFile)

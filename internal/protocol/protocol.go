@@ -8,12 +8,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf8"
 
 	"github.com/vmihailenco/msgpack/v5"
+	"github.com/vmihailenco/msgpack/v5/msgpcode"
 
 	"github.com/firetower-go/firetower/internal/mpcheck"
 )
@@ -107,7 +109,7 @@ func DecodeJSON(p []byte) (*Request, *RequestError) {
 func decodeJSONStd(p []byte) (*Request, *RequestError) {
 	var jr jsonRequest
 	if err := json.Unmarshal(p, &jr); err != nil {
-		return nil, &RequestError{Code: CodeBadRequest, Message: "invalid JSON request: " + trimErr(err)}
+		return nil, &RequestError{Code: CodeBadRequest, Message: jsonErrorMessage(err)}
 	}
 	r := &Request{Data: jr.Data}
 	if len(jr.ID) > 0 && !bytes.Equal(jr.ID, nullJSON) {
@@ -136,6 +138,49 @@ func decodeJSONStd(p []byte) (*Request, *RequestError) {
 	return r, nil
 }
 
+// jsonErrorMessage says, for the client's developer, why encoding/json
+// refused a request, in the protocol's terms: never with Go's names for
+// types, as its errors have them ("cannot unmarshal array into Go value of
+// type protocol.jsonRequest").
+func jsonErrorMessage(err error) string {
+	var typeErr *json.UnmarshalTypeError
+	var syntaxErr *json.SyntaxError
+	switch {
+	case errors.As(err, &typeErr):
+		// Only "topics" has a Go type that can mismatch: the other fields
+		// are kept raw and checked one by one in decodeJSONStd.
+		if typeErr.Field == "" {
+			return "a request must be a JSON object, not " + jsonKindArticle(typeErr.Value)
+		}
+		field, _, _ := strings.Cut(typeErr.Field, ".")
+		if field == "topics" {
+			return "topics must be an array of strings"
+		}
+		return "field " + strconv.Quote(field) + " has the wrong type"
+	case errors.As(err, &syntaxErr):
+		// encoding/json's syntax messages name only JSON things
+		// ("invalid character 'x' after top-level value").
+		return fmt.Sprintf("invalid JSON at byte %d: %s", syntaxErr.Offset, trimErr(err))
+	case errors.Is(err, io.ErrUnexpectedEOF) || strings.Contains(err.Error(), "unexpected end of JSON input"):
+		return "invalid JSON: the request ends too early"
+	}
+	return "invalid JSON request"
+}
+
+// jsonKindArticle names a JSON kind as UnmarshalTypeError.Value has it
+// ("array", "string", "number", "bool", "object"), with its article.
+func jsonKindArticle(kind string) string {
+	switch kind {
+	case "array", "object":
+		return "an " + kind
+	case "bool":
+		return "a boolean"
+	case "string", "number":
+		return "a " + kind
+	}
+	return "this"
+}
+
 // DecodeMsgpack decodes a msgpack request; its data is converted to JSON.
 // The request is read as a map of raw fields and each known field decoded
 // on its own (decoding straight into a struct panics inside the msgpack
@@ -149,9 +194,9 @@ func DecodeMsgpack(p []byte) (*Request, *RequestError) {
 	if !mpcheck.IsMap(p) {
 		return nil, &RequestError{Code: CodeBadRequest, Message: "a msgpack request must be a map"}
 	}
-	var fields map[string]msgpack.RawMessage
-	if err := msgpack.Unmarshal(p, &fields); err != nil {
-		return nil, &RequestError{Code: CodeBadRequest, Message: "invalid msgpack request: " + trimErr(err)}
+	fields, err := msgpackFields(p)
+	if err != nil {
+		return nil, &RequestError{Code: CodeBadRequest, Message: msgpackErrorMessage(err, "a msgpack request's", "invalid msgpack request")}
 	}
 	// A nil field reads as an empty RawMessage (or 0xc0).
 	isNil := func(raw msgpack.RawMessage) bool { return len(raw) == 0 || (len(raw) == 1 && raw[0] == 0xc0) }
@@ -189,9 +234,9 @@ func DecodeMsgpack(p []byte) (*Request, *RequestError) {
 	}
 	r.Topics = unionTopics(topic, topics)
 	if raw, ok := fields["data"]; ok && !isNil(raw) {
-		var v any
-		if err := msgpack.Unmarshal(raw, &v); err != nil {
-			return nil, &RequestError{Code: CodeBadRequest, Message: "invalid data", ID: r.ID}
+		v, err := msgpackData(raw)
+		if err != nil {
+			return nil, &RequestError{Code: CodeBadRequest, Message: msgpackErrorMessage(err, "data: map", "invalid data"), ID: r.ID}
 		}
 		j, err := json.Marshal(Jsonable(v))
 		if err != nil {
@@ -200,6 +245,89 @@ func DecodeMsgpack(p []byte) (*Request, *RequestError) {
 		r.Data = j
 	}
 	return r, nil
+}
+
+// errKeyNotString: a msgpack map has a key that is not a string. JSON
+// objects have string keys only, and the protocol makes none up (PROTOCOL.md
+// section 2, "Data").
+var errKeyNotString = errors.New("map key is not a string")
+
+// isStringKey reports whether a msgpack value starting with code c is read
+// as a map key: a str, or a bin (which older encoders use for text).
+func isStringKey(c byte) bool { return msgpcode.IsString(c) || msgpcode.IsBin(c) }
+
+// msgpackFields reads a request's top-level map into its raw fields; of a
+// repeated key, the last counts.
+func msgpackFields(p []byte) (map[string]msgpack.RawMessage, error) {
+	d := msgpack.NewDecoder(bytes.NewReader(p))
+	n, err := d.DecodeMapLen()
+	if err != nil {
+		return nil, err
+	}
+	fields := make(map[string]msgpack.RawMessage, min(max(n, 0), 8))
+	for range n {
+		c, err := d.PeekCode()
+		if err != nil {
+			return nil, err
+		}
+		if !isStringKey(c) {
+			return nil, errKeyNotString
+		}
+		k, err := d.DecodeString()
+		if err != nil {
+			return nil, err
+		}
+		v, err := d.DecodeRaw()
+		if err != nil {
+			return nil, err
+		}
+		fields[k] = v
+	}
+	return fields, nil
+}
+
+// msgpackData decodes a publish's msgpack data into Go values that
+// encoding/json can write: maps keyed by strings (errKeyNotString for any
+// other key, at any depth).
+func msgpackData(raw []byte) (any, error) {
+	d := msgpack.NewDecoder(bytes.NewReader(raw))
+	d.SetMapDecoder(decodeStringKeyedMap)
+	return d.DecodeInterface()
+}
+
+func decodeStringKeyedMap(d *msgpack.Decoder) (any, error) {
+	n, err := d.DecodeMapLen()
+	if err != nil || n < 0 {
+		return nil, err
+	}
+	m := make(map[string]any, min(n, 64))
+	for range n {
+		c, err := d.PeekCode()
+		if err != nil {
+			return nil, err
+		}
+		if !isStringKey(c) {
+			return nil, errKeyNotString
+		}
+		k, err := d.DecodeString()
+		if err != nil {
+			return nil, err
+		}
+		if m[k], err = d.DecodeInterface(); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// msgpackErrorMessage says why msgpack decoding failed without quoting the
+// decoder's own messages, which name Go types and internals: "<what> keys
+// must be strings", or otherwise.
+func msgpackErrorMessage(err error, what, otherwise string) string {
+	if errors.Is(err, errKeyNotString) {
+		return what + " keys must be strings"
+	}
+	return otherwise
 }
 
 // Jsonable turns maps with non-string keys (which msgpack allows) into maps

@@ -297,21 +297,32 @@ func TestDecodeMsgpackErrors(t *testing.T) {
 }
 
 // Maps whose keys are not strings are not JSON; they are refused rather than
-// carried with made-up keys.
+// carried with made-up keys (PROTOCOL.md section 2, "Data"), at any depth,
+// and the error keeps the request's id.
 func TestDecodeMsgpackNonStringKeys(t *testing.T) {
-	in := mpMap(t, "type", "publish", "topic", "t", "data", map[int]string{1: "a"})
-	r, rerr := DecodeMsgpack(in)
-	if rerr == nil {
-		// If a future msgpack decoder yields map[any]any, the keys must
-		// become JSON strings.
-		var v map[string]string
-		if err := json.Unmarshal(r.Data, &v); err != nil || v["1"] != "a" {
-			t.Fatalf("data %s", r.Data)
+	for name, data := range map[string]any{
+		"int key":            map[int]string{1: "a"},
+		"bool key in array":  []any{map[any]any{true: 1}},
+		"nil key":            map[any]any{nil: 1},
+		"int key deep down":  map[string]any{"a": map[string]any{"b": map[int]int{2: 3}}},
+		"float key":          map[float64]int{1.5: 1},
+		"string and int key": map[any]any{"1": "a", 1: "b"},
+	} {
+		r, rerr := DecodeMsgpack(mpMap(t, "type", "publish", "topic", "t", "id", "x", "data", data))
+		if rerr == nil {
+			t.Errorf("%s: carried as %s, want bad_request", name, r.Data)
+			continue
 		}
-		return
+		if rerr.Code != CodeBadRequest || rerr.Message != "data: map keys must be strings" || !bytes.Equal(rerr.ID, mpMarshal(t, "x")) {
+			t.Errorf("%s: %+v", name, rerr)
+		}
 	}
-	if rerr.Code != CodeBadRequest {
-		t.Fatalf("code %q", rerr.Code)
+	// A bin key is text from an older encoder: kept.
+	r, rerr := DecodeMsgpack(mpMap(t, "type", "publish", "topic", "t", "data", msgpack.RawMessage{0x81, 0xc4, 0x01, 'k', 0x01}))
+	if rerr != nil {
+		t.Errorf("bin key: %v", rerr)
+	} else if string(r.Data) != `{"k":1}` {
+		t.Errorf("bin key: data %s", r.Data)
 	}
 }
 

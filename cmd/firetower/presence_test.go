@@ -1,0 +1,137 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// documentedPresence reads from PROTOCOL.md the delivery it shows for the
+// demo's presence messages: the one JSON line with "kind":"online".
+func documentedPresence(t *testing.T) (line string, v map[string]any) {
+	t.Helper()
+	b, err := os.ReadFile("../../PROTOCOL.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		l = strings.TrimSpace(l)
+		if strings.HasPrefix(l, "{") && strings.Contains(l, `"kind":"online"`) {
+			if line != "" {
+				t.Fatalf("PROTOCOL.md shows the presence delivery twice:\n%s\n%s", line, l)
+			}
+			line = l
+		}
+	}
+	if line == "" {
+		t.Fatal(`PROTOCOL.md does not show the demo's presence delivery (a JSON line with "kind":"online")`)
+	}
+	if err := json.Unmarshal([]byte(line), &v); err != nil {
+		t.Fatalf("PROTOCOL.md's presence delivery is not JSON: %s: %v", line, err)
+	}
+	return line, v
+}
+
+// presenceConn is a raw websocket client of the demo server.
+type presenceConn struct {
+	t  *testing.T
+	ws *websocket.Conn
+}
+
+func dialPresence(t *testing.T, wsURL string) *presenceConn {
+	t.Helper()
+	ws, _, err := websocket.DefaultDialer.Dial(wsURL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ws.Close() })
+	return &presenceConn{t, ws}
+}
+
+func (c *presenceConn) send(msg string) {
+	c.t.Helper()
+	if err := c.ws.WriteMessage(websocket.TextMessage, []byte(msg)); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// next reads the next message as a JSON object, and its text.
+func (c *presenceConn) next() (map[string]any, string) {
+	c.t.Helper()
+	_ = c.ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, p, err := c.ws.ReadMessage()
+	if err != nil {
+		c.t.Fatalf("read: %v", err)
+	}
+	var v map[string]any
+	if err := json.Unmarshal(p, &v); err != nil {
+		c.t.Fatalf("not a JSON object: %s", p)
+	}
+	return v, string(p)
+}
+
+// TestDemoPresenceAsDocumented: what PROTOCOL.md says the demo server
+// publishes into /chat/ topics is what `firetower serve` sends, byte for
+// byte, and only there.
+func TestDemoPresenceAsDocumented(t *testing.T) {
+	line, doc := documentedPresence(t)
+	topic, _ := doc["topic"].(string)
+	data, _ := doc["data"].(map[string]any)
+	count, _ := data["count"].(float64)
+	if doc["type"] != "publish" || !strings.HasPrefix(topic, "/chat/") || data["kind"] != "online" || count < 2 {
+		t.Fatalf("PROTOCOL.md's presence delivery %s: want a publish on a /chat/ topic with kind online and a count of 2 or more", line)
+	}
+
+	lines, stop := mtRun(t, "serve", "--ws-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--log-level", "error")
+	wsURL := "ws://" + mtLine(t, lines, "websocket listening on ws://")
+	mtLine(t, lines, "http listening on ")
+
+	// The documented count: that many subscribers, the first one watching.
+	// Each subscribe makes one presence publish, with the count of that
+	// moment; the first subscriber waits for each in turn (its ack may come
+	// before or after the first one).
+	first := dialPresence(t, wsURL)
+	first.send(`{"type":"subscribe","topic":"` + topic + `","id":1}`)
+	for n := 1; n <= int(count); n++ {
+		if n > 1 {
+			dialPresence(t, wsURL).send(`{"type":"subscribe","topic":"` + topic + `"}`)
+		}
+		for {
+			v, p := first.next()
+			d, _ := v["data"].(map[string]any)
+			if v["type"] != "publish" || d["count"] != float64(n) {
+				continue
+			}
+			if n == int(count) {
+				if !reflect.DeepEqual(v, doc) {
+					t.Fatalf("with %d subscribers the first got\n%s\nPROTOCOL.md shows\n%s", n, p, line)
+				}
+				if p != line {
+					t.Errorf("same value, other bytes: got %s, PROTOCOL.md shows %s", p, line)
+				}
+			}
+			break
+		}
+	}
+
+	// Outside /chat/ the demo publishes nothing: the first message after
+	// the ack is the client's own publish.
+	other := dialPresence(t, wsURL)
+	other.send(`{"type":"subscribe","topic":"/news/go","id":1}`)
+	if v, p := other.next(); v["type"] != "ack" {
+		t.Fatalf("subscribe: %s", p)
+	}
+	other.send(`{"type":"publish","topic":"/news/go","data":"mine"}`)
+	if v, p := other.next(); v["data"] != "mine" {
+		t.Fatalf("on /news/go the first delivery is %s, want the client's own publish", p)
+	}
+
+	if code := stop(); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+}
