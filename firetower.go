@@ -186,31 +186,7 @@ func New(opts ...Option) (*Tower, error) {
 		t.mgr = NewLocalManager()
 	}
 	t.chains = buildChains(&cfg, t.readFinal)
-	var served wsproto.PathMatcher
-	if !cfg.anyPath {
-		p := cfg.path
-		served = func(path string) bool { return path == p }
-	}
-	sp := transport.SlowClose
-	if cfg.slowPolicy == SlowDrop {
-		sp = transport.SlowDrop
-	}
-	t.srv = transport.New(transport.Config{
-		Addr:             cfg.addr,
-		Served:           served,
-		EventLoops:       cfg.eventLoops,
-		MaxMessageSize:   cfg.maxMessage,
-		HandshakeTimeout: cfg.handshakeTimeout,
-		IdleTimeout:      cfg.idleTimeout,
-		PingInterval:     cfg.pingInterval,
-		OutboundLimit:    cfg.outboundLimit,
-		SlowPolicy:       sp,
-		Logger:           t.log,
-		ReadTimeout:      cfg.readTimeout,
-		// What waits unparsed beside what waits queued: while the socket
-		// is out of the read interest only what gnet read before stays.
-		PausedBufferLimit: cfg.inboundLimit + cfg.maxMessage,
-	}, wsHandler{t})
+	t.srv = transport.New(cfg.transportConfig(t.log), wsHandler{t})
 	return t, nil
 }
 
@@ -544,7 +520,7 @@ func (n towerNode) Interest() map[string]int64 {
 // wsHandler receives the transport's events, on event loops.
 type wsHandler struct{ t *Tower }
 
-func (h wsHandler) Handshake(tc *transport.Conn, hs *wsproto.Handshake) transport.Decision {
+func (h wsHandler) Handshake(tc *transport.Conn, hs *transport.Handshake) transport.Decision {
 	t := h.t
 	if !t.originAllowed(hs.Request) {
 		t.stats.refusedOrigin.Add(1)

@@ -224,7 +224,7 @@ func (c *Conn) flush() {
 	// answers it still owes.)
 	if c.state == stOpen && s.cfg.SlowPolicy == SlowClose && c.gc.OutboundBuffered() > s.cfg.OutboundLimit {
 		s.c.slowClosed.Add(1)
-		c.closeNow(CloseSlowConsumer, "slow consumer")
+		c.closeNow(s.cfg.SlowCloseCode, "slow consumer")
 	}
 }
 
@@ -297,12 +297,13 @@ func (c *Conn) readHandshake() gnet.Action {
 		c.reject(431, "request header too large")
 		return gnet.Close
 	}
-	hs, herr := wsproto.ParseHandshake(buf[:end], s.cfg.Served)
+	parsed, herr := wsproto.ParseHandshake(buf[:end], wsproto.PathMatcher(s.cfg.Served))
 	_, _ = c.gc.Discard(end)
 	if herr != nil {
 		c.reject(herr.Status, herr.Reason)
 		return gnet.Close
 	}
+	hs := &Handshake{Request: parsed.Request, Key: parsed.Key, Protocols: parsed.Protocols}
 	if s.closing.Load() {
 		c.reject(503, "server shutting down")
 		return gnet.Close
@@ -497,7 +498,7 @@ func (c *Conn) frame(h wsproto.Header, p []byte) gnet.Action {
 			// grow our buffer without bound. The close frame goes after
 			// what is buffered; the scan closes TCP once it drained.
 			s.c.slowClosed.Add(1)
-			c.sendClose(CloseSlowConsumer, "slow consumer")
+			c.sendClose(s.cfg.SlowCloseCode, "slow consumer")
 			return gnet.None
 		}
 		var buf [127]byte

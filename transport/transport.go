@@ -53,6 +53,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -71,31 +72,41 @@ import (
 type SlowPolicy uint8
 
 const (
-	// SlowClose closes the connection with CloseSlowConsumer.
+	// SlowClose closes the connection with Config.SlowCloseCode.
 	SlowClose SlowPolicy = iota
 	// SlowDrop drops frames for the connection until its buffer drains.
 	SlowDrop
 )
 
-// CloseSlowConsumer is the close code sent to a connection closed by SlowClose.
-const CloseSlowConsumer = 4000
+// PathMatcher decides whether an upgrade request's path is served.
+type PathMatcher func(path string) bool
 
 // Config configures a Server. Zero values get the defaults noted.
 type Config struct {
-	Addr             string              // "host:port"
-	Served           wsproto.PathMatcher // nil: every path
-	EventLoops       int                 // default: GOMAXPROCS (gnet's multicore)
-	MaxMessageSize   int                 // default 64 KiB
-	MaxHeaderBytes   int                 // default 8 KiB
-	HandshakeTimeout time.Duration       // default 10s
-	IdleTimeout      time.Duration       // default 60s
-	PingInterval     time.Duration       // default 25s
-	CloseTimeout     time.Duration       // wait for the peer's close reply; default 3s
-	OutboundLimit    int                 // bytes buffered per connection; default 4 MiB
-	SlowPolicy       SlowPolicy          // default SlowClose
-	Logger           *slog.Logger        // default: discard
-	Clock            func() time.Time    // default time.Now (tests may inject)
-	PendingLimit     int                 // inbound bytes held while an upgrade is pending; default MaxHeaderBytes+MaxMessageSize
+	Addr             string           // "host:port"
+	Served           PathMatcher      // nil: every path
+	EventLoops       int              // default: GOMAXPROCS (gnet's multicore)
+	MaxMessageSize   int              // default 64 KiB
+	MaxHeaderBytes   int              // default 8 KiB
+	HandshakeTimeout time.Duration    // default 10s
+	IdleTimeout      time.Duration    // default 60s
+	PingInterval     time.Duration    // default 25s
+	OutboundLimit    int              // bytes buffered per connection; default 4 MiB
+	SlowPolicy       SlowPolicy       // default SlowClose
+	Logger           *slog.Logger     // default: discard
+	Clock            func() time.Time // default time.Now (tests may inject)
+	PendingLimit     int              // inbound bytes held while an upgrade is pending; default MaxHeaderBytes+MaxMessageSize
+	// CloseTimeout bounds how long a connection that sent its close frame
+	// stays open for its outbound buffer to drain or the peer to answer,
+	// and how long a FailingHandler may hold a failing connection's close
+	// frame. Default 2s.
+	CloseTimeout time.Duration
+	// SlowCloseCode is the close code sent to a connection closed as a slow
+	// consumer: under SlowClose, or when it keeps pinging while its
+	// outbound buffer is over OutboundLimit. Default 1008 (policy
+	// violation); applications usually pick one of their own range
+	// (4000-4999), as firetower does.
+	SlowCloseCode int
 	// ReadTimeout is how long a connection may stay paused (Conn.PauseReading)
 	// before what it sends is read again and handed to Handler.Overflow.
 	// Default 3s.
@@ -120,11 +131,25 @@ type Decision struct {
 	Protocol string
 }
 
-// Handler receives a Server's events. Its methods run on event loops and
-// must not block.
+// Handshake is a valid websocket upgrade request, as Handler.Handshake
+// sees it.
+type Handshake struct {
+	// Request is the parsed request head (its Body is empty). The handler
+	// may keep it.
+	Request *http.Request
+	// Key is the client's Sec-WebSocket-Key.
+	Key string
+	// Protocols are the subprotocols the client offered
+	// (Sec-WebSocket-Protocol), in its order of preference.
+	Protocols []string
+}
+
+// Handler receives a Server's events. Its methods run on the event loop of
+// the connection they are about, one at a time per loop, and must not
+// block.
 type Handler interface {
 	// Handshake is called with each valid upgrade request.
-	Handshake(c *Conn, hs *wsproto.Handshake) Decision
+	Handshake(c *Conn, hs *Handshake) Decision
 	// Message is called with each whole message (text messages are valid
 	// UTF-8). payload belongs to the handler, which returns it with
 	// Server.PutBuffer when done. A non-zero result fails the connection
@@ -294,6 +319,9 @@ func New(cfg Config, h Handler) *Server {
 	}
 	if cfg.CloseTimeout <= 0 {
 		cfg.CloseTimeout = 2 * time.Second
+	}
+	if cfg.SlowCloseCode == 0 {
+		cfg.SlowCloseCode = wsproto.ClosePolicyViolation
 	}
 	if cfg.OutboundLimit <= 0 {
 		cfg.OutboundLimit = 4 << 20
