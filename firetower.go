@@ -144,7 +144,70 @@ type Stats struct {
 	// BadControl counts system messages from other nodes that could not
 	// be used (undecodable, or on the wrong topic).
 	BadControl uint64
-	Transport  transport.Stats
+	// Transport are the websocket server's own counters.
+	Transport TransportStats
+}
+
+// TransportStats are the counters of a Tower's websocket server, beneath
+// the hooks and the topic index: sockets, frames and writes.
+type TransportStats struct {
+	Accepted      uint64 // TCP connections accepted
+	Upgraded      uint64 // websocket upgrades completed
+	Rejected      uint64 // upgrades refused
+	Open          int64  // TCP connections open now
+	FramesIn      uint64 // frames received, control frames included
+	MessagesIn    uint64 // whole messages received
+	BytesOut      uint64 // bytes handed to the socket layer
+	Writes        uint64 // write calls (frames coalesced into one write count once)
+	Dropped       uint64 // frames dropped under SlowDrop
+	Discarded     uint64 // frames not sent because their connection was closing or gone
+	SlowClosed    uint64 // connections closed under SlowClose
+	IdleClosed    uint64 // connections closed by the idle timeout
+	ProtocolClose uint64 // connections failed for breaking RFC 6455 (or sending the wrong codec)
+	AcceptErrors  uint64 // failed accepts (out of descriptors: EMFILE, ENFILE...), each retried after a backoff
+	ReadPauses    uint64 // times a connection's reading was paused
+	Overflowed    uint64 // messages read from a connection paused past the read timeout
+	Paused        int64  // connections whose reading is paused now
+	// OutboundBuffered is the bytes waiting in connections' outbound
+	// buffers, as of the last keepalive scan.
+	OutboundBuffered int64
+	// WriteLatency counts writes by the age of the oldest frame they
+	// carried (from frame creation, i.e. publish, to the write call).
+	WriteLatency LatencyHistogram
+}
+
+// LatencyBuckets is the number of buckets of a LatencyHistogram.
+const LatencyBuckets = 28
+
+// LatencyHistogram counts durations in power-of-two buckets: bucket i
+// holds durations below 2^i microseconds (the last one: everything longer).
+//
+// It has the transport's bucket layout, which the conversion in
+// transportStats checks at compile time.
+type LatencyHistogram [LatencyBuckets]uint64
+
+// BucketBound is the upper bound of bucket i.
+func (h LatencyHistogram) BucketBound(i int) time.Duration {
+	return transport.LatencyHistogram(h).BucketBound(i)
+}
+
+// Quantile estimates the q-quantile (0..1) as the upper bound of the bucket
+// holding it; 0 when empty.
+func (h LatencyHistogram) Quantile(q float64) time.Duration {
+	return transport.LatencyHistogram(h).Quantile(q)
+}
+
+// transportStats is the one place where the transport's counters become
+// firetower's.
+func transportStats(ts transport.Stats) TransportStats {
+	return TransportStats{
+		Accepted: ts.Accepted, Upgraded: ts.Upgraded, Rejected: ts.Rejected, Open: ts.Open,
+		FramesIn: ts.FramesIn, MessagesIn: ts.MessagesIn, BytesOut: ts.BytesOut, Writes: ts.Writes,
+		Dropped: ts.Dropped, Discarded: ts.Discarded, SlowClosed: ts.SlowClosed, IdleClosed: ts.IdleClosed,
+		ProtocolClose: ts.ProtocolClose, AcceptErrors: ts.AcceptErrors, ReadPauses: ts.ReadPauses,
+		Overflowed: ts.Overflowed, Paused: ts.Paused, OutboundBuffered: ts.OutboundBuffered,
+		WriteLatency: LatencyHistogram(ts.WriteLatency),
+	}
 }
 
 // New builds a Tower from options. It validates them and returns an error
@@ -393,7 +456,7 @@ func (t *Tower) Stats() Stats {
 		RefusedOrigin:       t.stats.refusedOrigin.Load(),
 		RefusedLimit:        t.stats.refusedLimit.Load(),
 		BadControl:          t.stats.badControl.Load(),
-		Transport:           ts,
+		Transport:           transportStats(ts),
 	}
 }
 
