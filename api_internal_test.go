@@ -1,6 +1,8 @@
 package firetower
 
 import (
+	"bytes"
+	"encoding/json"
 	"go/ast"
 	"go/parser"
 	"go/token"
@@ -11,6 +13,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gobwas/ws"
+
+	"github.com/firetower-go/firetower/internal/protocol"
 	"github.com/firetower-go/firetower/transport"
 )
 
@@ -231,5 +236,47 @@ func TestPolicyMapping(t *testing.T) {
 	}
 	if CloseSlowConsumer != 4000 { // PROTOCOL.md, section 7
 		t.Errorf("CloseSlowConsumer = %d, want 4000", CloseSlowConsumer)
+	}
+}
+
+// TestDeliveryFrameJSON checks that a delivery frame built with the
+// protocol encoder has a header that matches its payload, for topics the
+// JSON encoding escapes too, and that building one allocates nothing once
+// the frame pool is warm.
+func TestDeliveryFrameJSON(t *testing.T) {
+	tw, err := New(WithAddr("127.0.0.1:0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := []byte(`{"n":1,"s":"x"}`)
+	for _, topic := range []string{"/chat/room", `odd "quoted" \ topic`, "tab\tand é 日本", "/x"} {
+		subs := &subscribers{quoted: string(protocol.AppendJSONString(nil, topic))}
+		f := tw.deliveryFrameJSON(subs, topic, data)
+		r := bytes.NewReader(f.B)
+		h, err := ws.ReadHeader(r)
+		if err != nil {
+			t.Fatalf("%q: header: %v", topic, err)
+		}
+		payload := f.B[len(f.B)-r.Len():]
+		if h.OpCode != ws.OpText || !h.Fin || h.Masked || int(h.Length) != len(payload) {
+			t.Errorf("%q: header %+v for a %d-byte payload", topic, h, len(payload))
+		}
+		if want := protocol.AppendDeliveryJSON(nil, topic, data); !bytes.Equal(payload, want) {
+			t.Errorf("%q: payload %s, want %s", topic, payload, want)
+		}
+		var env struct {
+			Type, Topic string
+			Data        json.RawMessage
+		}
+		if err := json.Unmarshal(payload, &env); err != nil || env.Type != "publish" || env.Topic != topic || string(env.Data) != string(data) {
+			t.Errorf("%q: envelope %s decodes to %+v (%v)", topic, payload, env, err)
+		}
+		f.Release()
+	}
+	subs := &subscribers{quoted: `"/chat/room"`}
+	if n := testing.AllocsPerRun(100, func() {
+		tw.deliveryFrameJSON(subs, "/chat/room", data).Release()
+	}); n != 0 {
+		t.Errorf("building a delivery frame: %v allocations, want 0", n)
 	}
 }

@@ -492,15 +492,7 @@ func (t *Tower) deliverLocal(topic string, j, raw []byte) {
 			}
 			frames[protocol.JSON] = t.srv.NewMessageFrame(op, raw)
 		} else {
-			n := len(`{"type":"publish","topic":,"data":}`) + len(subs.quoted) + len(j)
-			f := t.srv.NewFrame(wsproto.HeaderSize(n) + n)
-			f.B = wsproto.AppendHeader(f.B, ws.OpText, n)
-			f.B = append(f.B, `{"type":"publish","topic":`...)
-			f.B = append(f.B, subs.quoted...)
-			f.B = append(f.B, `,"data":`...)
-			f.B = append(f.B, j...)
-			f.B = append(f.B, '}')
-			frames[protocol.JSON] = f
+			frames[protocol.JSON] = t.deliveryFrameJSON(subs, topic, j)
 		}
 	}
 	if subs.codecs[protocol.Msgpack] > 0 {
@@ -528,6 +520,20 @@ func (t *Tower) deliverLocal(topic string, j, raw []byte) {
 			f.Release()
 		}
 	}
+}
+
+// deliveryFrameJSON frames the JSON delivery envelope of a publish
+// (protocol.AppendDeliveryJSON) straight into a pooled frame buffer: no
+// allocation once the pool is warm. The header needs the payload's exact
+// size: DeliveryJSONSize counts the topic as if it needed no escaping, and
+// subs.quoted, the topic as the encoder escapes it, says by how much the
+// escaping lengthens it.
+func (t *Tower) deliveryFrameJSON(subs *subscribers, topic string, j []byte) *transport.Frame {
+	n := protocol.DeliveryJSONSize(topic, j) + len(subs.quoted) - (len(topic) + 2)
+	f := t.srv.NewFrame(wsproto.HeaderSize(n) + n)
+	f.B = wsproto.AppendHeader(f.B, ws.OpText, n)
+	f.B = protocol.AppendDeliveryJSON(f.B, topic, j)
+	return f
 }
 
 // readFinal ends the OnRead chain: it publishes the message (for a client
