@@ -51,6 +51,21 @@ import (
 )
 
 // Tower is a firetower server node.
+//
+// Concurrency: every method of a Tower may be called from any goroutine,
+// concurrently, hooks included, with these exceptions:
+//   - Start once, before anything that needs a running Tower.
+//   - Shutdown and Serve wait for the hooks in flight, so a hook must not
+//     call them (it would wait for itself): call them from a goroutine of
+//     their own.
+//   - Unsubscribe runs in order with the connection's own requests and
+//     waits for that: a hook running for the same connection that calls
+//     it waits until ctx ends.
+//   - The cluster operations (ConnectNum, Disconnect, DisconnectUser,
+//     Unsubscribe, ClusterTopics, Presence) may wait for the Manager and
+//     the other nodes, up to ctx; call them from hooks that may block,
+//     not from those declared with WithNonBlockingHooks, which run on an
+//     event loop.
 type Tower struct {
 	cfg    config
 	log    *slog.Logger
@@ -211,7 +226,8 @@ func transportStats(ts transport.Stats) TransportStats {
 }
 
 // New builds a Tower from options. It validates them and returns an error
-// for a bad one; it never panics. Hook chains are built here, once.
+// for a bad one; it never panics. Hook chains are built here, once. Any
+// goroutine.
 func New(opts ...Option) (*Tower, error) {
 	cfg := defaultConfig()
 	for _, o := range opts {
@@ -254,7 +270,7 @@ func New(opts ...Option) (*Tower, error) {
 }
 
 // Start joins the Manager, binds the listener and returns; serving goes on
-// in the background until Shutdown.
+// in the background until Shutdown. Call it once, from any goroutine.
 func (t *Tower) Start(ctx context.Context) error {
 	if !t.state.CompareAndSwap(0, 1) {
 		return ErrStarted
@@ -289,7 +305,8 @@ func (t *Tower) Start(ctx context.Context) error {
 	return nil
 }
 
-// Addr is the websocket address actually bound, "host:port" ("" before Start).
+// Addr is the websocket address actually bound, "host:port" ("" before
+// Start). Any goroutine.
 func (t *Tower) Addr() string {
 	if t.state.Load() == 0 {
 		return ""
@@ -313,11 +330,12 @@ func (t *Tower) Health() error {
 	return nil
 }
 
-// Path is the upgrade path (WithPath).
+// Path is the upgrade path (WithPath). Any goroutine.
 func (t *Tower) Path() string { return t.cfg.path }
 
 // Serve starts the Tower and blocks until ctx is done (then shuts down,
-// allowing 10 seconds) or Shutdown is called.
+// allowing 10 seconds) or Shutdown is called. Any goroutine but a hook's
+// (see Shutdown).
 func (t *Tower) Serve(ctx context.Context) error {
 	if err := t.Start(ctx); err != nil {
 		return err
@@ -334,7 +352,9 @@ func (t *Tower) Serve(ctx context.Context) error {
 
 // Shutdown stops accepting, closes every client with 1001, waits for
 // in-flight hooks (their context is cancelled) and stops every goroutine the
-// Tower started. It returns when that is done or ctx ends.
+// Tower started. It returns when that is done or ctx ends. Any goroutine
+// but a hook's: it waits for the hooks in flight, a hook's own call too.
+// Calls after the first wait for the first one's outcome.
 func (t *Tower) Shutdown(ctx context.Context) error {
 	switch t.state.Load() {
 	case 0:
@@ -400,7 +420,13 @@ func (t *Tower) waitLive(ctx context.Context) error {
 
 // Publish sends data to every subscriber of topic in the cluster. data that
 // is valid JSON is delivered as it is; other bytes are delivered as a JSON
-// string (and as they are to legacy clients).
+// string (and as they are to legacy clients). Any goroutine; it does not
+// wait for the network, and does not keep data once it returns.
+//
+// Local subscribers get the publish before Publish returns (it is queued
+// on their event loops); other nodes get it at most once, through the
+// Manager (see Link.Publish): publishes made one after another on a topic
+// reach every subscriber in that order.
 func (t *Tower) Publish(ctx context.Context, topic string, data []byte) error {
 	if t.state.Load() != 1 {
 		return ErrClosed
@@ -419,6 +445,7 @@ func (t *Tower) Publish(ctx context.Context, topic string, data []byte) error {
 }
 
 // ConnectNum is the number of subscribers of topic in the whole cluster.
+// Any goroutine; it may wait for the Manager, up to ctx.
 func (t *Tower) ConnectNum(ctx context.Context, topic string) (int64, error) {
 	if t.state.Load() != 1 {
 		return 0, ErrClosed
@@ -433,7 +460,8 @@ func (t *Tower) ConnectNum(ctx context.Context, topic string) (int64, error) {
 	return n, nil
 }
 
-// Stats returns the Tower's counters.
+// Stats returns the Tower's counters. Any goroutine; each counter is read
+// atomically, the snapshot as a whole is not.
 func (t *Tower) Stats() Stats {
 	ts := t.srv.Stats()
 	return Stats{
@@ -460,7 +488,7 @@ func (t *Tower) Stats() Stats {
 	}
 }
 
-// NodeID is this node's id.
+// NodeID is this node's id. Any goroutine.
 func (t *Tower) NodeID() uint16 { return t.cfg.nodeID }
 
 // publish delivers locally, then to the other nodes. The cluster carries
@@ -564,7 +592,8 @@ func (t *Tower) newID() string {
 	return string(b)
 }
 
-// towerNode is the Tower as its Manager sees it.
+// towerNode is the Tower as its Manager sees it (see Node for where its
+// methods are called from).
 type towerNode struct{ t *Tower }
 
 func (n towerNode) NodeID() uint16 { return n.t.cfg.nodeID }
@@ -586,7 +615,8 @@ func (n towerNode) Interest() map[string]int64 {
 	return n.t.systemInterest(n.t.index.counts())
 }
 
-// wsHandler receives the transport's events, on event loops.
+// wsHandler receives the transport's events, on the event loop of the
+// connection each is about.
 type wsHandler struct{ t *Tower }
 
 func (h wsHandler) Handshake(tc *transport.Conn, hs *transport.Handshake) transport.Decision {

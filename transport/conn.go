@@ -27,13 +27,16 @@ const maxIovecs = 1024
 const maxScratch = 1 << 20
 
 // Conn is one client connection. Its fields are owned by its event loop;
-// only the methods documented "any goroutine" may be called elsewhere.
+// only the methods documented "any goroutine" may be called elsewhere. A
+// *Conn may be kept after the connection closed: its methods then do
+// nothing.
 type Conn struct {
 	l  *loop
 	gc gnet.Conn
 
 	// Value is the Handler's own data for this connection; set it in
-	// Handshake, before anyone else can see the connection.
+	// Handshake, before anyone else can see the connection, and only read
+	// it afterwards (from any goroutine).
 	Value any
 
 	idx       int
@@ -59,13 +62,16 @@ type Conn struct {
 }
 
 // Loop is the index of the connection's event loop (for Server.Broadcast).
+// Any goroutine.
 func (c *Conn) Loop() int { return c.l.idx }
 
 // RemoteAddr is the peer's address; valid from Handshake on, any goroutine.
 func (c *Conn) RemoteAddr() net.Addr { return c.remote }
 
 // Send queues f for this connection. Any goroutine. The caller keeps its own
-// reference to f and releases it as usual.
+// reference to f and releases it as usual. Every operation on a connection
+// (Send, Server.Broadcast, Close...) goes through its loop's one queue, so
+// those made one after another leave in that order.
 func (c *Conn) Send(f *Frame) {
 	f.retain()
 	c.l.enqueue(op{kind: opSend, f: f, c: c})
