@@ -13,6 +13,12 @@ import (
 )
 
 // Conn is one client connection.
+//
+// Concurrency: its methods may be called from any goroutine, concurrently,
+// inside its hooks and outside them (a *Conn may be kept after a hook
+// returns), except SetID and Request, which are only for OnConnect. Once
+// the client is gone, Send and Close return ErrClosed and the other methods
+// keep answering with the connection's last state.
 type Conn struct {
 	t     *Tower
 	tc    *transport.Conn
@@ -26,7 +32,10 @@ type Conn struct {
 	ip  string        // remote IP, only when the per-IP cap is on
 	req *http.Request // only during OnConnect
 
-	mu     sync.Mutex // guards userID and topics
+	// mu guards userID and topics. It is a leaf but for one order: a
+	// registry shard's read lock, then mu (registry.each calling UserID
+	// in disconnectUserLocal). No other lock is taken while it is held.
+	mu     sync.Mutex
 	userID string
 	topics []string
 
@@ -35,8 +44,15 @@ type Conn struct {
 
 	// inbox: requests waiting for a worker; at most one worker drains it.
 	// busy is true while a worker owns the inbox or the event loop is
-	// handling a request inline (Tower.onMessage): whoever sets it runs the
-	// connection's requests, one at a time, in order.
+	// handling a request inline (wsHandler.Message): whoever sets it runs
+	// the connection's requests, one at a time, in order.
+	//
+	// Lock order: imu, then the Tower's inbound budget mutex
+	// (inboundBudget.wait from Conn.handled); never the reverse
+	// (inboundBudget.wake lets go of its mutex before Conn.wake takes
+	// imu). Nothing else is taken under imu: the transport calls
+	// (PauseReading, ResumeReading) and the workers' queue come after it
+	// is released.
 	imu        sync.Mutex
 	inbox      fifo[item]
 	busy       bool
@@ -69,35 +85,37 @@ type item struct {
 }
 
 // System reports whether this is a system connection (see
-// Tower.SystemToken).
+// Tower.SystemToken). Any goroutine.
 func (c *Conn) System() bool { return c.system }
 
-// ID is the connection's id, unique in the cluster.
+// ID is the connection's id, unique in the cluster. Any goroutine (it
+// changes only in OnConnect, before anyone else can see the connection).
 func (c *Conn) ID() string { return c.id }
 
 // SetID replaces the connection's id; only in OnConnect. An id is unique on
 // its node: SetID fails with ErrEmptyID for "" and with ErrIDInUse for an id
-// another connection has; return the error to refuse the connection.
+// another connection has; return the error to refuse the connection. Only
+// from inside OnConnect, on the goroutine running it.
 func (c *Conn) SetID(id string) error { return setConnID(c, id) }
 
-// UserID is the user id set by SetUserID ("" if none).
+// UserID is the user id set by SetUserID ("" if none). Any goroutine.
 func (c *Conn) UserID() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.userID
 }
 
-// SetUserID sets the user id (usually in OnConnect).
+// SetUserID sets the user id (usually in OnConnect). Any goroutine.
 func (c *Conn) SetUserID(id string) {
 	c.mu.Lock()
 	c.userID = id
 	c.mu.Unlock()
 }
 
-// Request is the upgrade request; only in OnConnect (nil afterwards).
+// Request is the upgrade request; only inside OnConnect (nil afterwards).
 func (c *Conn) Request() *http.Request { return c.req }
 
-// Protocol is the connection's codec: "json" or "msgpack".
+// Protocol is the connection's codec: "json" or "msgpack". Any goroutine.
 func (c *Conn) Protocol() string {
 	if c.codec == protocol.Msgpack {
 		return "msgpack"
@@ -105,7 +123,7 @@ func (c *Conn) Protocol() string {
 	return "json"
 }
 
-// RemoteAddr is the client's address.
+// RemoteAddr is the client's address. Any goroutine.
 func (c *Conn) RemoteAddr() string {
 	if a := c.tc.RemoteAddr(); a != nil {
 		return a.String()
@@ -113,7 +131,8 @@ func (c *Conn) RemoteAddr() string {
 	return ""
 }
 
-// Topics returns the topics the connection is subscribed to.
+// Topics returns the topics the connection is subscribed to (a copy). Any
+// goroutine.
 func (c *Conn) Topics() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -128,7 +147,10 @@ func (c *Conn) subscribed(topic string) bool {
 
 // Send sends data to this client alone, as one message: a text frame on a
 // JSON connection, a binary frame on a msgpack one. The bytes are sent as
-// they are.
+// they are. Any goroutine; it queues the message and returns, without
+// keeping data. Messages sent from one goroutine leave in the order sent,
+// and one sent from a hook leaves after the answers to the client's earlier
+// requests.
 func (c *Conn) Send(data []byte) error {
 	if c.gone.Load() {
 		return ErrClosed
@@ -144,7 +166,9 @@ func (c *Conn) Send(data []byte) error {
 }
 
 // Close closes the connection with a close code (1000, or 3000-4999 for
-// applications) and a reason, after what is already queued for it.
+// applications) and a reason, after what is already queued for it. Any
+// goroutine; it returns at once, and the client is closed on its event
+// loop (OnDisconnect follows on a worker).
 func (c *Conn) Close(code int, reason string) error {
 	if err := checkCloseCode(code); err != nil {
 		return err

@@ -51,6 +51,21 @@ import (
 )
 
 // Tower is a firetower server node.
+//
+// Concurrency: every method of a Tower may be called from any goroutine,
+// concurrently, hooks included, with these exceptions:
+//   - Start once, before anything that needs a running Tower.
+//   - Shutdown and Serve wait for the hooks in flight, so a hook must not
+//     call them (it would wait for itself): call them from a goroutine of
+//     their own.
+//   - Unsubscribe runs in order with the connection's own requests and
+//     waits for that: a hook running for the same connection that calls
+//     it waits until ctx ends.
+//   - The cluster operations (ConnectNum, Disconnect, DisconnectUser,
+//     Unsubscribe, ClusterTopics, Presence) may wait for the Manager and
+//     the other nodes, up to ctx; call them from hooks that may block,
+//     not from those declared with WithNonBlockingHooks, which run on an
+//     event loop.
 type Tower struct {
 	cfg    config
 	log    *slog.Logger
@@ -144,11 +159,75 @@ type Stats struct {
 	// BadControl counts system messages from other nodes that could not
 	// be used (undecodable, or on the wrong topic).
 	BadControl uint64
-	Transport  transport.Stats
+	// Transport are the websocket server's own counters.
+	Transport TransportStats
+}
+
+// TransportStats are the counters of a Tower's websocket server, beneath
+// the hooks and the topic index: sockets, frames and writes.
+type TransportStats struct {
+	Accepted      uint64 // TCP connections accepted
+	Upgraded      uint64 // websocket upgrades completed
+	Rejected      uint64 // upgrades refused
+	Open          int64  // TCP connections open now
+	FramesIn      uint64 // frames received, control frames included
+	MessagesIn    uint64 // whole messages received
+	BytesOut      uint64 // bytes handed to the socket layer
+	Writes        uint64 // write calls (frames coalesced into one write count once)
+	Dropped       uint64 // frames dropped under SlowDrop
+	Discarded     uint64 // frames not sent because their connection was closing or gone
+	SlowClosed    uint64 // connections closed under SlowClose
+	IdleClosed    uint64 // connections closed by the idle timeout
+	ProtocolClose uint64 // connections failed for breaking RFC 6455 (or sending the wrong codec)
+	AcceptErrors  uint64 // failed accepts (out of descriptors: EMFILE, ENFILE...), each retried after a backoff
+	ReadPauses    uint64 // times a connection's reading was paused
+	Overflowed    uint64 // messages read from a connection paused past the read timeout
+	Paused        int64  // connections whose reading is paused now
+	// OutboundBuffered is the bytes waiting in connections' outbound
+	// buffers, as of the last keepalive scan.
+	OutboundBuffered int64
+	// WriteLatency counts writes by the age of the oldest frame they
+	// carried (from frame creation, i.e. publish, to the write call).
+	WriteLatency LatencyHistogram
+}
+
+// LatencyBuckets is the number of buckets of a LatencyHistogram.
+const LatencyBuckets = 28
+
+// LatencyHistogram counts durations in power-of-two buckets: bucket i
+// holds durations below 2^i microseconds (the last one: everything longer).
+//
+// It has the transport's bucket layout, which the conversion in
+// transportStats checks at compile time.
+type LatencyHistogram [LatencyBuckets]uint64
+
+// BucketBound is the upper bound of bucket i.
+func (h LatencyHistogram) BucketBound(i int) time.Duration {
+	return transport.LatencyHistogram(h).BucketBound(i)
+}
+
+// Quantile estimates the q-quantile (0..1) as the upper bound of the bucket
+// holding it; 0 when empty.
+func (h LatencyHistogram) Quantile(q float64) time.Duration {
+	return transport.LatencyHistogram(h).Quantile(q)
+}
+
+// transportStats is the one place where the transport's counters become
+// firetower's.
+func transportStats(ts transport.Stats) TransportStats {
+	return TransportStats{
+		Accepted: ts.Accepted, Upgraded: ts.Upgraded, Rejected: ts.Rejected, Open: ts.Open,
+		FramesIn: ts.FramesIn, MessagesIn: ts.MessagesIn, BytesOut: ts.BytesOut, Writes: ts.Writes,
+		Dropped: ts.Dropped, Discarded: ts.Discarded, SlowClosed: ts.SlowClosed, IdleClosed: ts.IdleClosed,
+		ProtocolClose: ts.ProtocolClose, AcceptErrors: ts.AcceptErrors, ReadPauses: ts.ReadPauses,
+		Overflowed: ts.Overflowed, Paused: ts.Paused, OutboundBuffered: ts.OutboundBuffered,
+		WriteLatency: LatencyHistogram(ts.WriteLatency),
+	}
 }
 
 // New builds a Tower from options. It validates them and returns an error
-// for a bad one; it never panics. Hook chains are built here, once.
+// for a bad one; it never panics. Hook chains are built here, once. Any
+// goroutine.
 func New(opts ...Option) (*Tower, error) {
 	cfg := defaultConfig()
 	for _, o := range opts {
@@ -186,36 +265,12 @@ func New(opts ...Option) (*Tower, error) {
 		t.mgr = NewLocalManager()
 	}
 	t.chains = buildChains(&cfg, t.readFinal)
-	var served wsproto.PathMatcher
-	if !cfg.anyPath {
-		p := cfg.path
-		served = func(path string) bool { return path == p }
-	}
-	sp := transport.SlowClose
-	if cfg.slowPolicy == SlowDrop {
-		sp = transport.SlowDrop
-	}
-	t.srv = transport.New(transport.Config{
-		Addr:             cfg.addr,
-		Served:           served,
-		EventLoops:       cfg.eventLoops,
-		MaxMessageSize:   cfg.maxMessage,
-		HandshakeTimeout: cfg.handshakeTimeout,
-		IdleTimeout:      cfg.idleTimeout,
-		PingInterval:     cfg.pingInterval,
-		OutboundLimit:    cfg.outboundLimit,
-		SlowPolicy:       sp,
-		Logger:           t.log,
-		ReadTimeout:      cfg.readTimeout,
-		// What waits unparsed beside what waits queued: while the socket
-		// is out of the read interest only what gnet read before stays.
-		PausedBufferLimit: cfg.inboundLimit + cfg.maxMessage,
-	}, wsHandler{t})
+	t.srv = transport.New(cfg.transportConfig(t.log), wsHandler{t})
 	return t, nil
 }
 
 // Start joins the Manager, binds the listener and returns; serving goes on
-// in the background until Shutdown.
+// in the background until Shutdown. Call it once, from any goroutine.
 func (t *Tower) Start(ctx context.Context) error {
 	if !t.state.CompareAndSwap(0, 1) {
 		return ErrStarted
@@ -250,7 +305,8 @@ func (t *Tower) Start(ctx context.Context) error {
 	return nil
 }
 
-// Addr is the websocket address actually bound, "host:port" ("" before Start).
+// Addr is the websocket address actually bound, "host:port" ("" before
+// Start). Any goroutine.
 func (t *Tower) Addr() string {
 	if t.state.Load() == 0 {
 		return ""
@@ -274,11 +330,12 @@ func (t *Tower) Health() error {
 	return nil
 }
 
-// Path is the upgrade path (WithPath).
+// Path is the upgrade path (WithPath). Any goroutine.
 func (t *Tower) Path() string { return t.cfg.path }
 
 // Serve starts the Tower and blocks until ctx is done (then shuts down,
-// allowing 10 seconds) or Shutdown is called.
+// allowing 10 seconds) or Shutdown is called. Any goroutine but a hook's
+// (see Shutdown).
 func (t *Tower) Serve(ctx context.Context) error {
 	if err := t.Start(ctx); err != nil {
 		return err
@@ -295,7 +352,9 @@ func (t *Tower) Serve(ctx context.Context) error {
 
 // Shutdown stops accepting, closes every client with 1001, waits for
 // in-flight hooks (their context is cancelled) and stops every goroutine the
-// Tower started. It returns when that is done or ctx ends.
+// Tower started. It returns when that is done or ctx ends. Any goroutine
+// but a hook's: it waits for the hooks in flight, a hook's own call too.
+// Calls after the first wait for the first one's outcome.
 func (t *Tower) Shutdown(ctx context.Context) error {
 	switch t.state.Load() {
 	case 0:
@@ -361,7 +420,13 @@ func (t *Tower) waitLive(ctx context.Context) error {
 
 // Publish sends data to every subscriber of topic in the cluster. data that
 // is valid JSON is delivered as it is; other bytes are delivered as a JSON
-// string (and as they are to legacy clients).
+// string (and as they are to legacy clients). Any goroutine; it does not
+// wait for the network, and does not keep data once it returns.
+//
+// Local subscribers get the publish before Publish returns (it is queued
+// on their event loops); other nodes get it at most once, through the
+// Manager (see Link.Publish): publishes made one after another on a topic
+// reach every subscriber in that order.
 func (t *Tower) Publish(ctx context.Context, topic string, data []byte) error {
 	if t.state.Load() != 1 {
 		return ErrClosed
@@ -380,6 +445,7 @@ func (t *Tower) Publish(ctx context.Context, topic string, data []byte) error {
 }
 
 // ConnectNum is the number of subscribers of topic in the whole cluster.
+// Any goroutine; it may wait for the Manager, up to ctx.
 func (t *Tower) ConnectNum(ctx context.Context, topic string) (int64, error) {
 	if t.state.Load() != 1 {
 		return 0, ErrClosed
@@ -394,7 +460,8 @@ func (t *Tower) ConnectNum(ctx context.Context, topic string) (int64, error) {
 	return n, nil
 }
 
-// Stats returns the Tower's counters.
+// Stats returns the Tower's counters. Any goroutine; each counter is read
+// atomically, the snapshot as a whole is not.
 func (t *Tower) Stats() Stats {
 	ts := t.srv.Stats()
 	return Stats{
@@ -417,11 +484,11 @@ func (t *Tower) Stats() Stats {
 		RefusedOrigin:       t.stats.refusedOrigin.Load(),
 		RefusedLimit:        t.stats.refusedLimit.Load(),
 		BadControl:          t.stats.badControl.Load(),
-		Transport:           ts,
+		Transport:           transportStats(ts),
 	}
 }
 
-// NodeID is this node's id.
+// NodeID is this node's id. Any goroutine.
 func (t *Tower) NodeID() uint16 { return t.cfg.nodeID }
 
 // publish delivers locally, then to the other nodes. The cluster carries
@@ -453,15 +520,7 @@ func (t *Tower) deliverLocal(topic string, j, raw []byte) {
 			}
 			frames[protocol.JSON] = t.srv.NewMessageFrame(op, raw)
 		} else {
-			n := len(`{"type":"publish","topic":,"data":}`) + len(subs.quoted) + len(j)
-			f := t.srv.NewFrame(wsproto.HeaderSize(n) + n)
-			f.B = wsproto.AppendHeader(f.B, ws.OpText, n)
-			f.B = append(f.B, `{"type":"publish","topic":`...)
-			f.B = append(f.B, subs.quoted...)
-			f.B = append(f.B, `,"data":`...)
-			f.B = append(f.B, j...)
-			f.B = append(f.B, '}')
-			frames[protocol.JSON] = f
+			frames[protocol.JSON] = t.deliveryFrameJSON(subs, topic, j)
 		}
 	}
 	if subs.codecs[protocol.Msgpack] > 0 {
@@ -489,6 +548,20 @@ func (t *Tower) deliverLocal(topic string, j, raw []byte) {
 			f.Release()
 		}
 	}
+}
+
+// deliveryFrameJSON frames the JSON delivery envelope of a publish
+// (protocol.AppendDeliveryJSON) straight into a pooled frame buffer: no
+// allocation once the pool is warm. The header needs the payload's exact
+// size: DeliveryJSONSize counts the topic as if it needed no escaping, and
+// subs.quoted, the topic as the encoder escapes it, says by how much the
+// escaping lengthens it.
+func (t *Tower) deliveryFrameJSON(subs *subscribers, topic string, j []byte) *transport.Frame {
+	n := protocol.DeliveryJSONSize(topic, j) + len(subs.quoted) - (len(topic) + 2)
+	f := t.srv.NewFrame(wsproto.HeaderSize(n) + n)
+	f.B = wsproto.AppendHeader(f.B, ws.OpText, n)
+	f.B = protocol.AppendDeliveryJSON(f.B, topic, j)
+	return f
 }
 
 // readFinal ends the OnRead chain: it publishes the message (for a client
@@ -519,7 +592,8 @@ func (t *Tower) newID() string {
 	return string(b)
 }
 
-// towerNode is the Tower as its Manager sees it.
+// towerNode is the Tower as its Manager sees it (see Node for where its
+// methods are called from).
 type towerNode struct{ t *Tower }
 
 func (n towerNode) NodeID() uint16 { return n.t.cfg.nodeID }
@@ -541,10 +615,11 @@ func (n towerNode) Interest() map[string]int64 {
 	return n.t.systemInterest(n.t.index.counts())
 }
 
-// wsHandler receives the transport's events, on event loops.
+// wsHandler receives the transport's events, on the event loop of the
+// connection each is about.
 type wsHandler struct{ t *Tower }
 
-func (h wsHandler) Handshake(tc *transport.Conn, hs *wsproto.Handshake) transport.Decision {
+func (h wsHandler) Handshake(tc *transport.Conn, hs *transport.Handshake) transport.Decision {
 	t := h.t
 	if !t.originAllowed(hs.Request) {
 		t.stats.refusedOrigin.Add(1)

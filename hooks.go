@@ -7,6 +7,13 @@ import (
 )
 
 // Handler handles one hook call.
+//
+// Where hooks run: on the Tower's workers, one call at a time per
+// connection, in the order of that connection's requests, so a hook may
+// block (a blocked hook holds one worker and delays only its own
+// connection). The OnRead chain of a Tower built WithNonBlockingHooks(HookRead)
+// runs on the connection's event loop instead, and must not block. Hooks
+// of different connections run concurrently.
 type Handler func(c *Context) error
 
 // Middleware wraps a Handler. In a chain the first middleware listed is the
@@ -59,8 +66,10 @@ type Message struct {
 	Data []byte
 }
 
-// Context is the argument of one hook call. It is not safe to keep after
-// the call returns.
+// Context is the argument of one hook call. Use it only inside that call,
+// on the goroutine running it: its methods are not synchronised, and it is
+// not safe to keep after the call returns. What it hands out (Context,
+// Tower, Conn) may be kept and used from any goroutine.
 type Context struct {
 	ctx    context.Context
 	tower  *Tower

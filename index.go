@@ -54,6 +54,12 @@ type solo struct {
 }
 
 type shard struct {
+	// mu: writers (update) hold it while they call the report function,
+	// which is Link.SetInterest, and while they take a soloShard's mu.
+	// Lock order: shard mu, then soloShard mu, then what SetInterest
+	// takes (see Link.SetInterest and LocalManager.mu). Readers (get,
+	// each) hold it for reading only; the callbacks given to each
+	// (counts, topTopics) take no lock.
 	mu sync.RWMutex
 	t  topicTable
 	// pos holds, for each topic with more than smallTopic subscribers,
@@ -62,7 +68,7 @@ type shard struct {
 }
 
 type soloShard struct {
-	mu sync.Mutex
+	mu sync.Mutex // a leaf, taken under a shard's mu by update
 	m  map[*transport.Conn]*solo
 }
 

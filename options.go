@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"strings"
 	"time"
+
+	"github.com/firetower-go/firetower/transport"
 )
 
 // Option configures a Tower. Options are applied in order by New, which
@@ -30,8 +32,8 @@ const (
 type SlowConsumerPolicy uint8
 
 const (
-	// SlowClose closes the connection with close code CloseSlowConsumer
-	// (4000). The default.
+	// SlowClose closes the connection with close code CloseSlowConsumer.
+	// The default.
 	SlowClose SlowConsumerPolicy = iota
 	// SlowDrop drops messages for the connection until its buffer drains,
 	// counts each drop and runs the OnSlowConsumer chain.
@@ -40,6 +42,16 @@ const (
 
 // CloseSlowConsumer is the close code sent to a client closed by SlowClose.
 const CloseSlowConsumer = 4000
+
+// transport maps the policy to the transport's own. This is the one place
+// where the root's slow-consumer policy and close code meet the
+// transport's (see transportConfig).
+func (p SlowConsumerPolicy) transport() transport.SlowPolicy {
+	if p == SlowDrop {
+		return transport.SlowDrop
+	}
+	return transport.SlowClose
+}
 
 type config struct {
 	addr             string
@@ -90,6 +102,33 @@ func defaultConfig() config {
 		maxTopics:        1024,
 		statsInterval:    time.Second,
 		statsTopics:      20,
+	}
+}
+
+// transportConfig is the websocket server's configuration for these
+// options.
+func (c *config) transportConfig(log *slog.Logger) transport.Config {
+	var served transport.PathMatcher
+	if !c.anyPath {
+		p := c.path
+		served = func(path string) bool { return path == p }
+	}
+	return transport.Config{
+		Addr:             c.addr,
+		Served:           served,
+		EventLoops:       c.eventLoops,
+		MaxMessageSize:   c.maxMessage,
+		HandshakeTimeout: c.handshakeTimeout,
+		IdleTimeout:      c.idleTimeout,
+		PingInterval:     c.pingInterval,
+		OutboundLimit:    c.outboundLimit,
+		SlowPolicy:       c.slowPolicy.transport(),
+		SlowCloseCode:    CloseSlowConsumer,
+		Logger:           log,
+		ReadTimeout:      c.readTimeout,
+		// What waits unparsed beside what waits queued: while the socket
+		// is out of the read interest only what gnet read before stays.
+		PausedBufferLimit: c.inboundLimit + c.maxMessage,
 	}
 }
 

@@ -44,7 +44,7 @@ var errReserved = &Error{Code: CodeForbidden, Message: "topics starting with " +
 // the Tower that issued it accepts it (each Tower has its own random key,
 // made in New). A system connection is the dashboard's: the Tower runs no
 // hook for it, it may subscribe to StatsTopic and to no other topic, and it
-// may not publish. It still counts as a connection.
+// may not publish. It still counts as a connection. Any goroutine.
 func (t *Tower) SystemToken(ttl time.Duration) string {
 	exp := strconv.FormatInt(time.Now().Add(ttl).Unix(), 36)
 	return exp + "." + t.tokenMAC(exp)
@@ -118,7 +118,8 @@ type TopicCount struct {
 	Count int64  `json:"count"`
 }
 
-// NodeStats returns this node's stats as published on StatsTopic.
+// NodeStats returns this node's stats as published on StatsTopic. Any
+// goroutine.
 func (t *Tower) NodeStats() NodeStats {
 	st := t.Stats()
 	ns := NodeStats{

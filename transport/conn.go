@@ -27,13 +27,16 @@ const maxIovecs = 1024
 const maxScratch = 1 << 20
 
 // Conn is one client connection. Its fields are owned by its event loop;
-// only the methods documented "any goroutine" may be called elsewhere.
+// only the methods documented "any goroutine" may be called elsewhere. A
+// *Conn may be kept after the connection closed: its methods then do
+// nothing.
 type Conn struct {
 	l  *loop
 	gc gnet.Conn
 
 	// Value is the Handler's own data for this connection; set it in
-	// Handshake, before anyone else can see the connection.
+	// Handshake, before anyone else can see the connection, and only read
+	// it afterwards (from any goroutine).
 	Value any
 
 	idx       int
@@ -59,13 +62,16 @@ type Conn struct {
 }
 
 // Loop is the index of the connection's event loop (for Server.Broadcast).
+// Any goroutine.
 func (c *Conn) Loop() int { return c.l.idx }
 
 // RemoteAddr is the peer's address; valid from Handshake on, any goroutine.
 func (c *Conn) RemoteAddr() net.Addr { return c.remote }
 
 // Send queues f for this connection. Any goroutine. The caller keeps its own
-// reference to f and releases it as usual.
+// reference to f and releases it as usual. Every operation on a connection
+// (Send, Server.Broadcast, Close...) goes through its loop's one queue, so
+// those made one after another leave in that order.
 func (c *Conn) Send(f *Frame) {
 	f.retain()
 	c.l.enqueue(op{kind: opSend, f: f, c: c})
@@ -224,7 +230,7 @@ func (c *Conn) flush() {
 	// answers it still owes.)
 	if c.state == stOpen && s.cfg.SlowPolicy == SlowClose && c.gc.OutboundBuffered() > s.cfg.OutboundLimit {
 		s.c.slowClosed.Add(1)
-		c.closeNow(CloseSlowConsumer, "slow consumer")
+		c.closeNow(s.cfg.SlowCloseCode, "slow consumer")
 	}
 }
 
@@ -297,12 +303,13 @@ func (c *Conn) readHandshake() gnet.Action {
 		c.reject(431, "request header too large")
 		return gnet.Close
 	}
-	hs, herr := wsproto.ParseHandshake(buf[:end], s.cfg.Served)
+	parsed, herr := wsproto.ParseHandshake(buf[:end], wsproto.PathMatcher(s.cfg.Served))
 	_, _ = c.gc.Discard(end)
 	if herr != nil {
 		c.reject(herr.Status, herr.Reason)
 		return gnet.Close
 	}
+	hs := &Handshake{Request: parsed.Request, Key: parsed.Key, Protocols: parsed.Protocols}
 	if s.closing.Load() {
 		c.reject(503, "server shutting down")
 		return gnet.Close
@@ -497,7 +504,7 @@ func (c *Conn) frame(h wsproto.Header, p []byte) gnet.Action {
 			// grow our buffer without bound. The close frame goes after
 			// what is buffered; the scan closes TCP once it drained.
 			s.c.slowClosed.Add(1)
-			c.sendClose(CloseSlowConsumer, "slow consumer")
+			c.sendClose(s.cfg.SlowCloseCode, "slow consumer")
 			return gnet.None
 		}
 		var buf [127]byte

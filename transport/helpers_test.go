@@ -175,7 +175,7 @@ type echoHandler struct {
 
 func newEchoHandler() *echoHandler { return &echoHandler{closed: make(chan int, 16)} }
 
-func (h *echoHandler) Handshake(*Conn, *wsproto.Handshake) Decision { return Decision{} }
+func (h *echoHandler) Handshake(*Conn, *Handshake) Decision { return Decision{} }
 
 func (h *echoHandler) Message(c *Conn, op ws.OpCode, payload []byte) int {
 	f := h.s.NewMessageFrame(op, payload)

@@ -266,7 +266,7 @@ func (l *loop) scan() {
 			}
 		case c.state == stOpen && c.gc.OutboundBuffered() > s.cfg.OutboundLimit:
 			s.c.slowClosed.Add(1)
-			c.closeNow(CloseSlowConsumer, "slow consumer")
+			c.closeNow(s.cfg.SlowCloseCode, "slow consumer")
 		case c.state == stOpen:
 			s.c.idleClosed.Add(1)
 			c.closeNow(1001, "idle timeout")

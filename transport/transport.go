@@ -7,9 +7,16 @@
 // task, and each connection gets one write per task, however many frames it
 // was sent.
 //
-// Concurrency: Server and Conn methods documented as "any goroutine" may be
-// called from anywhere; the Handler's methods are called on event loops and
-// must not block.
+// Concurrency: every Server and Conn method says where it may be called
+// from: "any goroutine" (concurrently, event loops included), or "only on
+// the connection's event loop" (inside the Handler's methods for that
+// connection). The Handler's methods are called on the event loop of the
+// connection they are about, with no lock of this package held, and must
+// not block. The gnet callbacks (OnBoot, OnOpen, OnClose, OnTick,
+// OnTraffic) are gnet's to call, not the user's.
+//
+// Locks: each loop's queue mutex (loop.mu) and the Server's loopsMu are
+// leaves, held for a few instructions; nothing is called with one held.
 //
 // # Failing a connection
 //
@@ -53,6 +60,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -71,31 +79,41 @@ import (
 type SlowPolicy uint8
 
 const (
-	// SlowClose closes the connection with CloseSlowConsumer.
+	// SlowClose closes the connection with Config.SlowCloseCode.
 	SlowClose SlowPolicy = iota
 	// SlowDrop drops frames for the connection until its buffer drains.
 	SlowDrop
 )
 
-// CloseSlowConsumer is the close code sent to a connection closed by SlowClose.
-const CloseSlowConsumer = 4000
+// PathMatcher decides whether an upgrade request's path is served.
+type PathMatcher func(path string) bool
 
 // Config configures a Server. Zero values get the defaults noted.
 type Config struct {
-	Addr             string              // "host:port"
-	Served           wsproto.PathMatcher // nil: every path
-	EventLoops       int                 // default: GOMAXPROCS (gnet's multicore)
-	MaxMessageSize   int                 // default 64 KiB
-	MaxHeaderBytes   int                 // default 8 KiB
-	HandshakeTimeout time.Duration       // default 10s
-	IdleTimeout      time.Duration       // default 60s
-	PingInterval     time.Duration       // default 25s
-	CloseTimeout     time.Duration       // wait for the peer's close reply; default 3s
-	OutboundLimit    int                 // bytes buffered per connection; default 4 MiB
-	SlowPolicy       SlowPolicy          // default SlowClose
-	Logger           *slog.Logger        // default: discard
-	Clock            func() time.Time    // default time.Now (tests may inject)
-	PendingLimit     int                 // inbound bytes held while an upgrade is pending; default MaxHeaderBytes+MaxMessageSize
+	Addr             string           // "host:port"
+	Served           PathMatcher      // nil: every path
+	EventLoops       int              // default: GOMAXPROCS (gnet's multicore)
+	MaxMessageSize   int              // default 64 KiB
+	MaxHeaderBytes   int              // default 8 KiB
+	HandshakeTimeout time.Duration    // default 10s
+	IdleTimeout      time.Duration    // default 60s
+	PingInterval     time.Duration    // default 25s
+	OutboundLimit    int              // bytes buffered per connection; default 4 MiB
+	SlowPolicy       SlowPolicy       // default SlowClose
+	Logger           *slog.Logger     // default: discard
+	Clock            func() time.Time // default time.Now (tests may inject)
+	PendingLimit     int              // inbound bytes held while an upgrade is pending; default MaxHeaderBytes+MaxMessageSize
+	// CloseTimeout bounds how long a connection that sent its close frame
+	// stays open for its outbound buffer to drain or the peer to answer,
+	// and how long a FailingHandler may hold a failing connection's close
+	// frame. Default 2s.
+	CloseTimeout time.Duration
+	// SlowCloseCode is the close code sent to a connection closed as a slow
+	// consumer: under SlowClose, or when it keeps pinging while its
+	// outbound buffer is over OutboundLimit. Default 1008 (policy
+	// violation); applications usually pick one of their own range
+	// (4000-4999), as firetower does.
+	SlowCloseCode int
 	// ReadTimeout is how long a connection may stay paused (Conn.PauseReading)
 	// before what it sends is read again and handed to Handler.Overflow.
 	// Default 3s.
@@ -108,7 +126,7 @@ type Config struct {
 	_                 [0]func() // not comparable
 }
 
-// Decision is a Handler's answer to an upgrade request.
+// Decision is a Handler's answer to an upgrade request (Handler.Handshake).
 type Decision struct {
 	// Pending defers the decision: call Conn.Accept or Conn.Reject later,
 	// from any goroutine.
@@ -120,11 +138,25 @@ type Decision struct {
 	Protocol string
 }
 
-// Handler receives a Server's events. Its methods run on event loops and
-// must not block.
+// Handshake is a valid websocket upgrade request, as Handler.Handshake
+// sees it.
+type Handshake struct {
+	// Request is the parsed request head (its Body is empty). The handler
+	// may keep it.
+	Request *http.Request
+	// Key is the client's Sec-WebSocket-Key.
+	Key string
+	// Protocols are the subprotocols the client offered
+	// (Sec-WebSocket-Protocol), in its order of preference.
+	Protocols []string
+}
+
+// Handler receives a Server's events. Its methods run on the event loop of
+// the connection they are about, one at a time per loop, and must not
+// block.
 type Handler interface {
 	// Handshake is called with each valid upgrade request.
-	Handshake(c *Conn, hs *wsproto.Handshake) Decision
+	Handshake(c *Conn, hs *Handshake) Decision
 	// Message is called with each whole message (text messages are valid
 	// UTF-8). payload belongs to the handler, which returns it with
 	// Server.PutBuffer when done. A non-zero result fails the connection
@@ -239,7 +271,9 @@ type counters struct {
 	latency                                  [LatencyBuckets]atomic.Uint64
 }
 
-// Server is a websocket server on a gnet engine.
+// Server is a websocket server on a gnet engine. Its methods may be called
+// from any goroutine, except Shutdown (not on an event loop, whose work it
+// waits for) and Start (once).
 type Server struct {
 	gnet.BuiltinEventEngine
 
@@ -275,7 +309,7 @@ type Server struct {
 	epoch     time.Time
 }
 
-// New makes a Server; call Start to bind it.
+// New makes a Server; call Start to bind it. Any goroutine.
 func New(cfg Config, h Handler) *Server {
 	if cfg.MaxMessageSize <= 0 {
 		cfg.MaxMessageSize = 64 << 10
@@ -294,6 +328,9 @@ func New(cfg Config, h Handler) *Server {
 	}
 	if cfg.CloseTimeout <= 0 {
 		cfg.CloseTimeout = 2 * time.Second
+	}
+	if cfg.SlowCloseCode == 0 {
+		cfg.SlowCloseCode = wsproto.ClosePolicyViolation
 	}
 	if cfg.OutboundLimit <= 0 {
 		cfg.OutboundLimit = 4 << 20
@@ -336,7 +373,8 @@ func New(cfg Config, h Handler) *Server {
 }
 
 // Start binds the listener and starts the event loops. It returns once the
-// server accepts connections, or with the bind error.
+// server accepts connections, or with the bind error. Call it once, from
+// any goroutine.
 func (s *Server) Start(ctx context.Context) error {
 	ln, err := net.Listen("tcp", s.cfg.Addr)
 	if err != nil {
@@ -393,11 +431,12 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 }
 
-// Addr is the bound "host:port".
+// Addr is the bound "host:port" ("" before Start). Any goroutine once Start
+// has returned.
 func (s *Server) Addr() string { return s.addr }
 
 // Err is nil while the server runs; once its event loops have stopped it
-// says why (after Shutdown: ErrClosed).
+// says why (after Shutdown: ErrClosed). Any goroutine.
 func (s *Server) Err() error {
 	select {
 	case <-s.runDone:
@@ -424,7 +463,8 @@ func (s *Server) OnBoot(eng gnet.Engine) gnet.Action {
 
 // Shutdown stops accepting, sends every websocket client a close frame with
 // code 1001, waits until the connections are gone (or ctx ends), and stops
-// the engine and its goroutines.
+// the engine and its goroutines. Any goroutine but an event loop (it waits
+// for the loops to close their connections).
 func (s *Server) Shutdown(ctx context.Context) error {
 	select {
 	case <-s.booted:
@@ -475,7 +515,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return err
 }
 
-// Stats returns the server's counters.
+// Stats returns the server's counters. Any goroutine.
 func (s *Server) Stats() Stats {
 	var lat LatencyHistogram
 	for i := range lat {
@@ -497,7 +537,7 @@ func (s *Server) Stats() Stats {
 }
 
 // NumLoops is the number of event loops that have had a connection; loop
-// indexes (Conn.Loop) are below it.
+// indexes (Conn.Loop) are below it. Any goroutine.
 func (s *Server) NumLoops() int { return len(s.loopList()) }
 
 func (s *Server) loopList() []*loop {
@@ -507,15 +547,20 @@ func (s *Server) loopList() []*loop {
 	return nil
 }
 
-// GetBuffer returns a pooled buffer of length n.
+// GetBuffer returns a pooled buffer of length n. Any goroutine.
 func (s *Server) GetBuffer(n int) []byte { return s.bufs.GetLen(n) }
 
 // PutBuffer returns a buffer from GetBuffer or Handler.Message to the pool.
+// Any goroutine.
 func (s *Server) PutBuffer(b []byte) { s.bufs.Put(b) }
 
 // Frame is an encoded websocket frame shared by every connection it is sent
 // to. It is reference counted: the creator holds one reference and gives it
 // up with Release once it has handed the frame to Broadcast or Conn.Send.
+//
+// B is written only by the frame's creator, before the frame is first
+// handed on; after that every goroutine only reads it. Release may be
+// called from any goroutine, once per reference.
 type Frame struct {
 	B    []byte
 	refs atomic.Int32
@@ -523,7 +568,8 @@ type Frame struct {
 	born int64 // monotonic nanoseconds at creation
 }
 
-// NewFrame returns a frame with an empty buffer of capacity size, holding one reference.
+// NewFrame returns a frame with an empty buffer of capacity size, holding
+// one reference. Any goroutine.
 func (s *Server) NewFrame(size int) *Frame {
 	f := s.frames.Get().(*Frame)
 	if cap(f.B) < size {
@@ -534,7 +580,8 @@ func (s *Server) NewFrame(size int) *Frame {
 	return f
 }
 
-// NewMessageFrame frames payload as one final message frame of opcode op.
+// NewMessageFrame frames payload as one final message frame of opcode op,
+// holding one reference. Any goroutine.
 func (s *Server) NewMessageFrame(op ws.OpCode, payload []byte) *Frame {
 	f := s.NewFrame(wsproto.HeaderSize(len(payload)) + len(payload))
 	f.B = wsproto.AppendFrame(f.B, op, payload)
@@ -543,7 +590,7 @@ func (s *Server) NewMessageFrame(op ws.OpCode, payload []byte) *Frame {
 
 func (f *Frame) retain() { f.refs.Add(1) }
 
-// Release gives up one reference.
+// Release gives up one reference. Any goroutine.
 func (f *Frame) Release() {
 	if n := f.refs.Add(-1); n == 0 {
 		// The buffer stays with the pooled Frame (putting a slice in a

@@ -22,7 +22,6 @@ import (
 
 	"github.com/gobwas/ws"
 
-	"github.com/firetower-go/firetower/internal/wsproto"
 	"github.com/firetower-go/firetower/transport"
 )
 
@@ -67,7 +66,7 @@ func run(addr string, maxMsg, loops int, verbose bool) error {
 // echo is the transport.Handler: it sends every message back.
 type echo struct{ s *transport.Server }
 
-func (*echo) Handshake(*transport.Conn, *wsproto.Handshake) transport.Decision {
+func (*echo) Handshake(*transport.Conn, *transport.Handshake) transport.Decision {
 	return transport.Decision{}
 }
 
