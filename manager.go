@@ -62,6 +62,7 @@ type LocalManager struct {
 	joined atomic.Int32 // nodes joined: a lone node publishes without locking
 	mu     sync.RWMutex
 	nodes  map[uint16]*localLink
+	hist   localHistory // history_local.go
 }
 
 // NewLocalManager returns an empty LocalManager.
