@@ -82,6 +82,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	apiKey := fs.String("api-key", os.Getenv("FIRETOWER_API_KEY"), "key required by the push API (env FIRETOWER_API_KEY); required when --http-addr is not loopback")
 	trust := addTrustFlags(fs, true) // --api-key-file, --allowed-hosts, --allowed-origins, --http-read-timeout (trust.go)
 	cluster := addClusterFlags(fs, true)
+	history := addHistoryFlags(fs) // history.go
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -114,6 +115,12 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	hc := trust.httpConfig(*apiKey, log)
 
 	opts := trust.towerOptions(*wsAddr, *httpAddr)
+	hopts, err := history.options(*natsURLs != "" || *managers != "")
+	if err != nil {
+		fmt.Fprintln(stderr, "firetower serve:", err)
+		return 2
+	}
+	opts = append(opts, hopts...)
 	if *natsURLs != "" {
 		ncfg, err := cluster.natsConfig(splitList(*natsURLs), log)
 		if err != nil {
