@@ -408,7 +408,12 @@ func (t *Tower) subscribeHistory(c *Conn, req *protocol.Request, topics, added [
 		for i, r := range rs {
 			pos[i] = protocol.TopicPosition{Topic: r.Topic, Epoch: r.Top.Epoch, Offset: r.Top.Offset, Recovered: r.Recovered}
 		}
-		c.reply(func(r protocol.Reply, dst []byte) []byte { return r.AckPositions(dst, req.ID, topics, pos) })
+		// Acked with an id as usual, and also without one when the client
+		// asked to recover (so it learns the positions); a v0.4 client, which
+		// sends neither, still gets no ack.
+		if req.ID != nil || req.HasSince || req.HasLast {
+			c.reply(func(r protocol.Reply, dst []byte) []byte { return r.AckPositions(dst, req.ID, topics, pos) })
+		}
 		for _, r := range rs {
 			t.replay(c, r.Topic, r.Publications)
 		}

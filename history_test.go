@@ -542,3 +542,41 @@ func TestHistoryPrefixes(t *testing.T) {
 		t.Fatalf("ack %v", m)
 	}
 }
+
+// TestHistoryAckWithoutID: a subscribe with since or last and no id is acked (id null)
+// with its positions; one with neither gets no ack, as before.
+func TestHistoryAckWithoutID(t *testing.T) {
+	tw := ptServer(t, firetower.WithHistory(10, time.Hour))
+	htPublish(t, tw, "a", 1)
+	c := ptDial(t, tw, "json")
+	defer c.close()
+	c.send(t, map[string]any{"type": "subscribe", "topic": "b"})
+	c.send(t, map[string]any{"type": "subscribe", "topic": "a", "last": 1})
+	m := c.htNext(t)
+	if m["type"] != "ack" || m["id"] != nil || m["positions"] == nil {
+		t.Fatalf("got %v, want the ack of the second subscribe, id null", m)
+	}
+	if o, _ := c.htDelivery(t, "a"); o != 1 {
+		t.Fatalf("replay offset %d", o)
+	}
+}
+
+// TestHistoryLegacyDelivery: legacy deliveries stay raw data, with no offset, live and
+// replayed alike.
+func TestHistoryLegacyDelivery(t *testing.T) {
+	tw := ptServer(t, firetower.WithHistory(10, time.Hour), firetower.WithLegacyDelivery(true))
+	htPublish(t, tw, "a", 1)
+	c := ptDial(t, tw, "json")
+	defer c.close()
+	c.send(t, map[string]any{"type": "subscribe", "topic": "a", "id": 1, "last": 5})
+	if m := c.htNext(t); m["type"] != "ack" || m["positions"] == nil {
+		t.Fatalf("ack %v", m)
+	}
+	if f := c.nextFrame(t); string(f.data) != "1" {
+		t.Fatalf("replay %q, want the raw data", f.data)
+	}
+	htPublish(t, tw, "a", 2)
+	if f := c.nextFrame(t); string(f.data) != "2" {
+		t.Fatalf("live %q, want the raw data", f.data)
+	}
+}
