@@ -182,6 +182,7 @@ func (l *localLink) Append(_ context.Context, topic string, data []byte, opts Hi
 	}
 	h := l.history()
 	now := h.clock()
+	h.maybeSweep(l.m, opts.TTL, now)
 	sp := &h.stripes[stripeOf(topic)]
 	sp.mu.Lock()
 	s := h.get(sp, topic, opts, now)
@@ -204,7 +205,6 @@ func (l *localLink) Append(_ context.Context, topic string, data []byte, opts Hi
 		deliverAt(n, topic, data, pos)
 	}
 	sp.mu.Unlock()
-	h.maybeSweep(l.m, opts.TTL, now)
 	return pos, nil
 }
 
@@ -222,6 +222,7 @@ func (l *localLink) History(_ context.Context, q HistoryQuery) (HistoryResult, e
 	}
 	h := l.history()
 	now := h.clock()
+	h.maybeSweep(l.m, q.Options.TTL, now)
 	sp := &h.stripes[stripeOf(q.Topic)]
 	sp.mu.Lock()
 	r := h.get(sp, q.Topic, q.Options, now).read(q)
@@ -237,6 +238,9 @@ func (l *localLink) Recover(_ context.Context, qs []HistoryQuery, fn func([]Hist
 	}
 	h := l.history()
 	now := h.clock()
+	if len(qs) > 0 { // streams made by reads alone are swept by reads too
+		h.maybeSweep(l.m, qs[0].Options.TTL, now)
+	}
 	// Every stripe involved, locked in order (a request's topics may
 	// share one).
 	idx := make([]int, 0, len(qs))
@@ -267,7 +271,8 @@ func (l *localLink) HistoryStats() HistoryStats {
 
 // maybeSweep drops, at most once per ttl, the streams idle past their
 // TTL that no node has subscribers for (a later publish starts a new
-// epoch), and evicts expired entries everywhere.
+// epoch), and evicts expired entries everywhere. It is called with no
+// stripe locked, before the caller's own stream is looked up.
 func (h *localHistory) maybeSweep(m *LocalManager, ttl time.Duration, now time.Time) {
 	last := h.lastSweep.Load()
 	if now.UnixNano()-last < int64(ttl) || !h.lastSweep.CompareAndSwap(last, now.UnixNano()) {

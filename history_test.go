@@ -329,6 +329,22 @@ func TestHistoryTTLEviction(t *testing.T) {
 	if q := htPublish(t, tw, "kept", 1); q.Epoch != pos.epoch || q.Offset != 1 {
 		t.Fatalf("a subscribed stream changed epoch: %+v, was %+v", q, pos)
 	}
+
+	// Streams made by reads alone (a subscribe, History) are swept by reads too.
+	c.close()
+	for i := range 5 {
+		if _, err := tw.History(ctx, "read/"+strconv.Itoa(i), nil, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ptWaitStats(t, tw, "the subscriber gone", func(s firetower.Stats) bool { return s.Subscriptions == 0 })
+	advance(2 * time.Minute)
+	if _, err := tw.History(ctx, "read/0", nil, 0); err != nil { // sweeps
+		t.Fatal(err)
+	}
+	if s := tw.Stats(); s.HistoryStreams != 1 { // read/0, made again after the sweep
+		t.Fatalf("streams after sweeping idle ones: %d, want 1", s.HistoryStreams)
+	}
 }
 
 // TestHistorySeamConcurrent: a goroutine publishes continuously while clients keep
