@@ -30,9 +30,13 @@ type Since struct {
 // further (at its stream size).
 const MaxLast = 1<<31 - 1
 
-// decodeRecoveryJSON reads the since and last fields of a JSON request
-// into r; raw values are nil when absent.
+// decodeRecoveryJSON reads the since and last fields of a JSON subscribe
+// into r; raw values are nil when absent. Other requests ignore them, as
+// any unknown field.
 func decodeRecoveryJSON(r *Request, since, last json.RawMessage) *RequestError {
+	if r.Type != TypeSubscribe {
+		return nil
+	}
 	if len(since) > 0 && !bytes.Equal(since, nullJSON) {
 		var m map[string]json.RawMessage
 		if err := json.Unmarshal(since, &m); err != nil {
@@ -66,8 +70,12 @@ func decodeRecoveryJSON(r *Request, since, last json.RawMessage) *RequestError {
 }
 
 // decodeRecoveryMsgpack reads the since and last fields of a msgpack
-// request into r; isNil tells an absent or nil field.
+// subscribe into r; isNil tells an absent or nil field. Other requests
+// ignore them.
 func decodeRecoveryMsgpack(r *Request, fields map[string]msgpack.RawMessage, isNil func(msgpack.RawMessage) bool) *RequestError {
+	if r.Type != TypeSubscribe {
+		return nil
+	}
 	if raw, ok := fields["since"]; ok && !isNil(raw) {
 		var m map[string]msgpack.RawMessage
 		if err := msgpack.Unmarshal(raw, &m); err != nil {

@@ -45,6 +45,13 @@ func TestDecodeRecoveryJSON(t *testing.T) {
 		}
 		checkFastMatchesSlow(t, []byte(bad))
 	}
+	// other requests ignore the fields, whatever their shape
+	for _, p := range []string{`{"type":"publish","topic":"a","since":[],"last":-1}`, `{"type":"ping","last":"x"}`} {
+		if r, rerr := DecodeJSON([]byte(p)); rerr != nil || r.HasSince || r.HasLast {
+			t.Errorf("%s: %+v %v", p, r, rerr)
+		}
+		checkFastMatchesSlow(t, []byte(p))
+	}
 	// the fast path leaves requests with recovery fields to encoding/json
 	for _, p := range []string{
 		`{"type":"subscribe","topic":"a","last":3}`,
@@ -86,10 +93,15 @@ func TestDecodeRecoveryMsgpack(t *testing.T) {
 		{"last": -2},
 		{"last": "2"},
 		{"last": []int{1}},
+		{"last": 1, "since": 2},
 	} {
 		bad["type"] = "subscribe"
 		if _, rerr := DecodeMsgpack(enc(bad)); rerr == nil || rerr.Code != CodeBadRequest {
 			t.Errorf("%v: %v, want bad_request", bad, rerr)
+		}
+		bad["type"] = "publish"
+		if r, rerr := DecodeMsgpack(enc(bad)); rerr != nil || r.HasSince || r.HasLast {
+			t.Errorf("publish %v: %+v %v, want the fields ignored", bad, r, rerr)
 		}
 	}
 }
