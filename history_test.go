@@ -349,14 +349,28 @@ func TestHistoryTTLEviction(t *testing.T) {
 
 // TestHistorySeamConcurrent: a goroutine publishes continuously while clients keep
 // reconnecting with since; every client sees one gap-free, duplicate-free sequence.
+// On one Tower, and with the publisher on another Tower of the same LocalManager.
 func TestHistorySeamConcurrent(t *testing.T) {
+	t.Run("one tower", func(t *testing.T) {
+		tw := ptServer(t, firetower.WithHistory(100000, time.Hour))
+		htSeam(t, tw, tw)
+	})
+	t.Run("two towers", func(t *testing.T) {
+		m := firetower.NewLocalManager()
+		a := ptServer(t, firetower.WithManager(m), firetower.WithNodeID(1), firetower.WithHistory(100000, time.Hour))
+		b := ptServer(t, firetower.WithManager(m), firetower.WithNodeID(2), firetower.WithHistory(100000, time.Hour))
+		htSeam(t, a, b)
+	})
+}
+
+// htSeam: clients on tw, the publisher on pub.
+func htSeam(t *testing.T, tw, pub *firetower.Tower) {
 	const (
 		topic      = "seam"
 		clients    = 4
 		reconnects = 25
 	)
-	tw := ptServer(t, firetower.WithHistory(100000, time.Hour))
-	htPublish(t, tw, topic, 0) // the stream exists: its epoch is known from here on
+	htPublish(t, pub, topic, 0) // the stream exists: its epoch is known from here on
 	var (
 		top     atomic.Uint64 // offset of the latest publish
 		pubErr  error
@@ -372,7 +386,7 @@ func TestHistorySeamConcurrent(t *testing.T) {
 				return
 			default:
 			}
-			p, err := tw.PublishOffset(context.Background(), topic, []byte(strconv.Itoa(i)))
+			p, err := pub.PublishOffset(context.Background(), topic, []byte(strconv.Itoa(i)))
 			if err != nil {
 				pubErr = err
 				return
@@ -594,5 +608,53 @@ func TestHistoryLegacyDelivery(t *testing.T) {
 	htPublish(t, tw, "a", 2)
 	if f := c.nextFrame(t); string(f.data) != "2" {
 		t.Fatalf("live %q, want the raw data", f.data)
+	}
+}
+
+// TestHistoryManyTopics: one subscribe recovers many topics at once (more than the
+// manager's lock stripes, so some share one): the ack has every position, then come
+// each topic's replays, in order.
+func TestHistoryManyTopics(t *testing.T) {
+	const n = 70
+	tw := ptServer(t, firetower.WithHistory(10, time.Hour))
+	topics := make([]string, n)
+	epochs := map[string]string{}
+	for i := range topics {
+		topics[i] = "many/" + strconv.Itoa(i)
+		htPublish(t, tw, topics[i], 1)
+		epochs[topics[i]] = htPublish(t, tw, topics[i], 2).Epoch
+	}
+	for _, codec := range []string{"json", "msgpack"} {
+		c := ptDial(t, tw, codec)
+		since := map[string]any{}
+		for i, tp := range topics {
+			if i%2 == 0 { // the even ones resume after 1, the odd ones ask for the last 2
+				since[tp] = map[string]any{"offset": 1, "epoch": epochs[tp]}
+			}
+		}
+		c.send(t, map[string]any{"type": "subscribe", "topics": topics, "id": 1, "since": since, "last": 2})
+		pos := c.htAck(t)
+		if len(pos) != n {
+			t.Fatalf("%s: %d positions, want %d", codec, len(pos), n)
+		}
+		got := map[string][]uint64{}
+		for range n/2*1 + n/2*2 {
+			m := c.htNext(t)
+			tp, _ := m["topic"].(string)
+			got[tp] = append(got[tp], htUint(t, m["offset"]))
+		}
+		for i, tp := range topics {
+			want := []uint64{1, 2}
+			if i%2 == 0 {
+				want = []uint64{2}
+				if !pos[tp].recovered {
+					t.Errorf("%s: %s not recovered", codec, tp)
+				}
+			}
+			if fmt.Sprint(got[tp]) != fmt.Sprint(want) || pos[tp].offset != 2 {
+				t.Errorf("%s: %s replayed %v (position %+v), want %v", codec, tp, got[tp], pos[tp], want)
+			}
+		}
+		c.close()
 	}
 }
