@@ -154,7 +154,9 @@ type historyConfig struct {
 //
 // The Manager keeps the streams (the LocalManager in memory, shared by the
 // Towers joined to it); a Manager whose Link is not a HistoryLink makes
-// Start fail.
+// Start fail. Every Tower of a cluster must be given the same WithHistory:
+// a Tower without it publishes past the streams, and its subscribers get
+// no offsets.
 func WithHistory(size int, ttl time.Duration, prefixes ...string) Option {
 	return func(c *config) error {
 		o := HistoryOptions{Size: size, TTL: ttl}
@@ -286,6 +288,10 @@ func (t *Tower) historyStats() HistoryStats {
 // DeliverAt implements HistoryNode.
 func (n towerNode) DeliverAt(topic string, data []byte, pos Position) {
 	if IsSystemTopic(topic) {
+		n.Deliver(topic, data)
+		return
+	}
+	if !n.t.historyTopic(topic) { // configured differently from the publisher's Tower
 		n.Deliver(topic, data)
 		return
 	}
