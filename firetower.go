@@ -76,6 +76,7 @@ type Tower struct {
 	chains chains
 	mgr    Manager
 	link   Link
+	hist   *towerHistory // history.go; nil without WithHistory
 	bootID string
 	nextID atomic.Uint64
 	stats  counters
@@ -159,6 +160,11 @@ type Stats struct {
 	// BadControl counts system messages from other nodes that could not
 	// be used (undecodable, or on the wrong topic).
 	BadControl uint64
+	// HistoryStreams and HistoryBytes are the topics with a stream and the
+	// memory their publications hold (WithHistory), in the Manager: shared
+	// by every Tower joined to one LocalManager.
+	HistoryStreams int64
+	HistoryBytes   int64
 	// Transport are the websocket server's own counters.
 	Transport TransportStats
 }
@@ -286,6 +292,14 @@ func (t *Tower) Start(ctx context.Context) error {
 		return fmt.Errorf("firetower: joining the manager: %w", err)
 	}
 	t.link = link
+	if err := t.startHistory(link); err != nil {
+		_ = link.Close()
+		t.cancel()
+		t.work.stop()
+		t.state.Store(2)
+		close(t.done)
+		return err
+	}
 	for topic, n := range t.systemInterest(nil) {
 		link.SetInterest(topic, n) // in Interest too; set here for Managers that do not ask
 	}
@@ -464,6 +478,7 @@ func (t *Tower) ConnectNum(ctx context.Context, topic string) (int64, error) {
 // atomically, the snapshot as a whole is not.
 func (t *Tower) Stats() Stats {
 	ts := t.srv.Stats()
+	hs := t.historyStats()
 	return Stats{
 		ReadPauses:          ts.ReadPauses,
 		Connections:         t.stats.connections.Load(),
@@ -484,6 +499,8 @@ func (t *Tower) Stats() Stats {
 		RefusedOrigin:       t.stats.refusedOrigin.Load(),
 		RefusedLimit:        t.stats.refusedLimit.Load(),
 		BadControl:          t.stats.badControl.Load(),
+		HistoryStreams:      hs.Streams,
+		HistoryBytes:        hs.Bytes,
 		Transport:           transportStats(ts),
 	}
 }
@@ -495,6 +512,10 @@ func (t *Tower) NodeID() uint16 { return t.cfg.nodeID }
 // the raw bytes, so every node embeds them the same way (as they are when
 // valid JSON, as a JSON string otherwise; raw for legacy clients).
 func (t *Tower) publish(ctx context.Context, topic string, j, raw []byte) error {
+	if t.hist != nil && t.hist.covers(topic) { // history.go
+		_, err := t.publishHistory(ctx, topic, j, raw)
+		return err
+	}
 	t.deliverLocal(topic, j, raw)
 	if err := t.link.Publish(ctx, topic, raw); err != nil {
 		t.stats.remotePublishFailed.Add(1)
@@ -838,6 +859,14 @@ func (t *Tower) subscribe(c *Conn, req *protocol.Request) {
 	}
 	c.topics = append(c.topics, added...)
 	c.mu.Unlock()
+	if t.hist != nil { // history.go: topics with history subscribe, ack and replay there
+		if qs := t.historyQueries(req, topics); len(qs) > 0 {
+			if t.subscribeHistory(c, req, topics, added, qs) && len(added) > 0 {
+				_ = t.run(HookSubscribe, &Context{conn: c, topics: added})
+			}
+			return
+		}
+	}
 	for _, tp := range added {
 		t.index.update(tp, c.tc, c.codec, true, func(n int64) { t.link.SetInterest(tp, n) })
 	}

@@ -114,6 +114,7 @@ type LocalManager struct {
 	// not call SetInterest while holding a lock its Interest takes.
 	mu    sync.RWMutex
 	nodes map[uint16]*localLink
+	hist  localHistory // history_local.go
 }
 
 // NewLocalManager returns an empty LocalManager.

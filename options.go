@@ -80,6 +80,7 @@ type config struct {
 	maxConnsPerIP    int
 	statsInterval    time.Duration
 	statsTopics      int
+	history          *historyConfig // history.go
 
 	use   []Middleware
 	hooks [numHooks][]Middleware

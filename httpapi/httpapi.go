@@ -92,6 +92,7 @@ func New(t *firetower.Tower, cfg Config) http.Handler {
 	mux.HandleFunc("GET /api/v1/topics", a.topics)
 	mux.HandleFunc("GET /api/v1/topics/{topic...}", a.count)
 	mux.HandleFunc("GET /api/v1/presence/{topic...}", a.presence)
+	mux.HandleFunc("GET /api/v1/history/{topic...}", a.history) // history.go
 	mux.HandleFunc("POST /api/v1/disconnect", a.disconnect)
 	mux.HandleFunc("POST /api/v1/unsubscribe", a.unsubscribe)
 	mux.HandleFunc("/api/v1/", func(w http.ResponseWriter, r *http.Request) {
@@ -182,15 +183,12 @@ func (a *api) publish(w http.ResponseWriter, r *http.Request) {
 	if len(m.Data) == 0 {
 		m.Data = json.RawMessage("null")
 	}
-	ctx, cancel := a.ctx(r)
-	defer cancel()
-	for _, t := range topics {
-		if err := a.t.Publish(ctx, t, m.Data); err != nil {
-			Fail(w, err)
-			return
-		}
+	offsets, err := a.publishAll(r, topics, m.Data) // history.go
+	if err != nil {
+		Fail(w, err)
+		return
 	}
-	JSON(w, http.StatusOK, map[string]any{"ok": true, "topics": topics})
+	JSON(w, http.StatusOK, publishAnswer(topics, offsets))
 }
 
 func (a *api) batch(w http.ResponseWriter, r *http.Request) {

@@ -179,6 +179,11 @@ func NewCollector(t *firetower.Tower) *Collector {
 		func(s *firetower.Stats) float64 { return u(s.Transport.Discarded) })
 	gauge("firetower_outbound_queue_bytes", "Bytes waiting in connections' outbound buffers (as of the last keepalive scan).",
 		func(s *firetower.Stats) float64 { return float64(s.Transport.OutboundBuffered) })
+	// history (WithHistory): the Manager's streams, shared by the Towers of one LocalManager
+	gauge("firetower_history_streams", "Topics with a history stream.",
+		func(s *firetower.Stats) float64 { return float64(s.HistoryStreams) })
+	gauge("firetower_history_bytes", "Memory held by the publications kept for recovery.",
+		func(s *firetower.Stats) float64 { return float64(s.HistoryBytes) })
 	c.latency = prometheus.NewDesc("firetower_publish_write_latency_seconds",
 		"Age of the oldest frame of each socket write, from publish to the write call.",
 		nil, prometheus.Labels{"node_id": strconv.Itoa(int(t.NodeID()))})

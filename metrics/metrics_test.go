@@ -320,6 +320,8 @@ func TestMetricsAfterWorkload(t *testing.T) {
 		{"firetower_transport_sent_bytes_total", nil, float64(st.Transport.BytesOut)},
 		{"firetower_outbound_queue_bytes", nil, float64(st.Transport.OutboundBuffered)},
 		{"firetower_transport_discarded_frames_total", nil, float64(st.Transport.Discarded)},
+		{"firetower_history_streams", nil, 0}, // no WithHistory (see history_test.go)
+		{"firetower_history_bytes", nil, 0},
 	}
 	for _, w := range want {
 		if got := value(t, fams, "7", w.name, w.labels...); got != w.v {

@@ -154,6 +154,7 @@ type serveFlags struct {
 	legacy                                                           *bool
 	trust                                                            *trustFlags
 	cluster                                                          *clusterFlags
+	history                                                          historyFlags
 }
 
 func newServeFlags() (*flag.FlagSet, *serveFlags) {
@@ -173,6 +174,7 @@ func newServeFlags() (*flag.FlagSet, *serveFlags) {
 	}
 	f.trust = addTrustFlags(fs, true) // --api-key-file, --allowed-hosts, --allowed-origins, --http-read-timeout (trust.go)
 	f.cluster = addClusterFlags(fs, true)
+	f.history = addHistoryFlags(fs) // history.go
 	return fs, f
 }
 
@@ -203,6 +205,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	wsAddr, httpAddr, nodeID, managers, natsURLs := f.wsAddr, f.httpAddr, f.nodeID, f.managers, f.natsURLs
 	legacy, logLevel, grpcAddr, apiKey, trust, cluster := f.legacy, f.logLevel, f.grpcAddr, f.apiKey, f.trust, f.cluster
+	history := f.history
 	cluster.resolve()
 	if err := trust.loadKey(fs, apiKey); err != nil {
 		fmt.Fprintln(stderr, "firetower serve:", err)
@@ -232,6 +235,12 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	hc := trust.httpConfig(*apiKey, log)
 
 	opts := trust.towerOptions(*wsAddr, *httpAddr)
+	hopts, err := history.options(*natsURLs != "" || *managers != "")
+	if err != nil {
+		fmt.Fprintln(stderr, "firetower serve:", err)
+		return 2
+	}
+	opts = append(opts, hopts...)
 	if *natsURLs != "" {
 		ncfg, err := cluster.natsConfig(splitList(*natsURLs), log)
 		if err != nil {

@@ -73,6 +73,12 @@ type Request struct {
 	// ID is the request id encoded in the request's codec (raw JSON, or a
 	// msgpack value), nil when absent.
 	ID []byte
+	// Recovery fields of a subscribe (recovery.go): Since in no
+	// particular order, Last when HasLast.
+	Since    []Since
+	HasSince bool
+	Last     int
+	HasLast  bool
 }
 
 // RequestError is a request that cannot be decoded; the ID is kept when it
@@ -91,6 +97,8 @@ type jsonRequest struct {
 	Topics []string        `json:"topics"`
 	Data   json.RawMessage `json:"data"`
 	ID     json.RawMessage `json:"id"`
+	Since  json.RawMessage `json:"since"` // recovery.go
+	Last   json.RawMessage `json:"last"`  // recovery.go
 }
 
 var nullJSON = []byte("null")
@@ -135,6 +143,9 @@ func decodeJSONStd(p []byte) (*Request, *RequestError) {
 		}
 	}
 	r.Topics = unionTopics(topic, jr.Topics)
+	if rerr := decodeRecoveryJSON(r, jr.Since, jr.Last); rerr != nil {
+		return nil, rerr
+	}
 	return r, nil
 }
 
@@ -243,6 +254,9 @@ func DecodeMsgpack(p []byte) (*Request, *RequestError) {
 			return nil, &RequestError{Code: CodeBadRequest, Message: "data cannot be represented as JSON", ID: r.ID}
 		}
 		r.Data = j
+	}
+	if rerr := decodeRecoveryMsgpack(r, fields, isNil); rerr != nil {
+		return nil, rerr
 	}
 	return r, nil
 }
