@@ -41,7 +41,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"github.com/gobwas/ws"
 
@@ -535,11 +534,7 @@ func (t *Tower) deliverLocal(topic string, j, raw []byte) {
 	var frames [2]*transport.Frame
 	if subs.codecs[protocol.JSON] > 0 {
 		if t.cfg.legacy {
-			op := ws.OpText
-			if !utf8.Valid(raw) {
-				op = ws.OpBinary
-			}
-			frames[protocol.JSON] = t.srv.NewMessageFrame(op, raw)
+			frames[protocol.JSON] = t.legacyFrame(raw)
 		} else {
 			frames[protocol.JSON] = t.deliveryFrameJSON(subs, topic, j)
 		}
@@ -552,6 +547,13 @@ func (t *Tower) deliverLocal(topic string, j, raw []byte) {
 			frames[protocol.Msgpack] = t.srv.NewMessageFrame(ws.OpBinary, p)
 		}
 	}
+	t.fanOut(subs, frames)
+}
+
+// fanOut hands each codec's frame to every event loop with subscribers of
+// that codec, counts the deliveries and gives up the frames (deliverLocal,
+// deliverAt). A codec whose frame could not be built is not counted.
+func (t *Tower) fanOut(subs *subscribers, frames [2]*transport.Frame) {
 	for li := range subs.byLoop {
 		for codec, blocks := range subs.byLoop[li] {
 			if len(blocks) > 0 && frames[codec] != nil {

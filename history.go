@@ -314,23 +314,7 @@ func (t *Tower) deliverAt(topic string, j, raw []byte, offset uint64) {
 	if subs.codecs[protocol.Msgpack] > 0 {
 		frames[protocol.Msgpack] = t.msgpackFrameAt(topic, j, offset)
 	}
-	for li := range subs.byLoop {
-		for codec, blocks := range subs.byLoop[li] {
-			if len(blocks) > 0 && frames[codec] != nil {
-				t.srv.Broadcast(li, frames[codec], blocks)
-			}
-		}
-	}
-	n := uint64(subs.count)
-	if frames[protocol.Msgpack] == nil {
-		n -= uint64(subs.codecs[protocol.Msgpack])
-	}
-	t.stats.deliveries.Add(n)
-	for _, f := range frames {
-		if f != nil {
-			f.Release()
-		}
-	}
+	t.fanOut(subs, frames)
 }
 
 // jsonFrameAt frames a JSON delivery with its offset (raw data, without
