@@ -157,20 +157,35 @@ func (c *Conn) queue(f *Frame) {
 		return
 	}
 	n := len(f.B)
-	if s.cfg.SlowPolicy == SlowDrop && c.gc.OutboundBuffered()+c.outBytes+n > s.cfg.OutboundLimit {
+	if buffered := c.gc.OutboundBuffered(); buffered+c.outBytes+n > s.cfg.OutboundLimit {
 		// Write what this turn queued first: a client that reads keeps up
-		// even with a burst larger than the limit.
+		// even with a burst larger than the limit. Checking here, before
+		// the batch grows, keeps what gnet buffers for a client that does
+		// not read under the limit plus one frame, however many frames a
+		// loop turn gathers when the loop runs late.
 		if len(c.out) > 0 {
 			c.flush()
 			if !c.sending() {
 				s.c.discarded.Add(1)
 				return
 			}
+			buffered = c.gc.OutboundBuffered()
 		}
-		if c.gc.OutboundBuffered()+n > s.cfg.OutboundLimit {
-			s.c.dropped.Add(1)
-			s.h.Dropped(c, n)
-			return
+		if buffered+n > s.cfg.OutboundLimit {
+			switch {
+			case s.cfg.SlowPolicy == SlowDrop:
+				s.c.dropped.Add(1)
+				s.h.Dropped(c, n)
+				return
+			case buffered > 0 && c.state == stOpen:
+				// SlowClose: the frame would take the buffer past the
+				// limit. (An empty buffer takes one frame of any size:
+				// the kernel may well take it.)
+				s.c.slowClosed.Add(1)
+				c.closeNow(s.cfg.SlowCloseCode, "slow consumer")
+				s.c.discarded.Add(1)
+				return
+			}
 		}
 	}
 	if len(c.out) == 0 {

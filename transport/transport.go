@@ -79,7 +79,10 @@ import (
 type SlowPolicy uint8
 
 const (
-	// SlowClose closes the connection with Config.SlowCloseCode.
+	// SlowClose closes the connection with Config.SlowCloseCode once the
+	// next frame would take its buffer past OutboundLimit (a frame finding
+	// the buffer empty is written whatever its size); frames not written
+	// are counted in Stats.Discarded.
 	SlowClose SlowPolicy = iota
 	// SlowDrop drops frames for the connection until its buffer drains.
 	SlowDrop
