@@ -15,6 +15,12 @@
 //	if err := c.Subscribe(ctx, "/chat/world"); err != nil { ... }
 //	err = c.Publish(ctx, "/chat/world", []byte(`{"text":"hi"}`))
 //
+// On topics the server keeps history for, the Client tracks its position
+// (epoch and offset) from acks and deliveries and resubscribes with it as
+// "since" after every reconnect, so that what was published meanwhile is
+// replayed; WithRecoveryHandler and WithGapHandler tell the application how
+// that went, SubscribeWith asks for the latest N messages (recovery.go).
+//
 // Every goroutine a Client starts is stopped by Close, which returns once they
 // are gone.
 package client
@@ -104,6 +110,9 @@ type Client struct {
 	state  State
 	final  error    // why the Client stopped by itself
 	topics []string // subscribed topics, as requested, in order
+
+	pmu sync.Mutex           // guards pos; never held while taking mu
+	pos map[string]*topicPos // positions of subscribed history topics (recovery.go)
 }
 
 // Dial connects to a firetower server at rawURL ("ws://host:port/ws"; http
@@ -153,6 +162,7 @@ func Dial(ctx context.Context, rawURL string, opts ...Option) (*Client, error) {
 		ended:   make(chan struct{}),
 		stopped: make(chan struct{}),
 		ready:   make(chan struct{}),
+		pos:     map[string]*topicPos{},
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.ev.start()
@@ -200,18 +210,10 @@ func (c *Client) Topics() []string {
 // too_many_topics, ...); ErrConnectionLost means the connection dropped
 // before the answer; ErrClosed that the Client is closed or gave up
 // reconnecting. Subscribed topics are subscribed again after every
-// reconnect.
+// reconnect; on topics with history, from the position the Client reached
+// (see Position and WithGapHandler).
 func (c *Client) Subscribe(ctx context.Context, topics ...string) error {
-	cn, err := c.waitOpen(ctx)
-	if err != nil {
-		return err
-	}
-	topics = slices.Clone(topics)
-	_, err = c.roundTrip(ctx, cn, request{typ: "subscribe", topics: topics}, func() {
-		c.mu.Lock()
-		c.topics = union(c.topics, topics)
-		c.mu.Unlock()
-	})
+	_, err := c.SubscribeWith(ctx, SubscribeOptions{}, topics...)
 	return err
 }
 
@@ -228,6 +230,7 @@ func (c *Client) Unsubscribe(ctx context.Context, topics ...string) error {
 	c.topics = minus(c.topics, topics)
 	cn := c.open
 	c.mu.Unlock()
+	c.forget(topics)
 	if cn == nil {
 		return nil // the connection being restored will not have them
 	}
@@ -347,7 +350,7 @@ func (c *Client) waitOpen(ctx context.Context) (*conn, error) {
 // roundTrip sends r with a fresh id on cn and waits for the answer. onAck,
 // if set, runs on the reader goroutine when the ack arrives, even after ctx
 // ended (the server acted on the request all the same).
-func (c *Client) roundTrip(ctx context.Context, cn *conn, r request, onAck func()) (message, error) {
+func (c *Client) roundTrip(ctx context.Context, cn *conn, r request, onAck func(message)) (message, error) {
 	if err := ctx.Err(); err != nil {
 		return message{}, err
 	}
@@ -540,7 +543,7 @@ func (c *Client) restore(cn *conn) error {
 		if len(add) == 0 {
 			continue
 		}
-		_, err := c.roundTrip(ctx, cn, request{typ: "subscribe", topics: add}, nil)
+		_, err := c.resubscribe(ctx, cn, add)
 		if err == nil {
 			sent = append(sent, add...)
 			continue
@@ -550,7 +553,7 @@ func (c *Client) restore(cn *conn) error {
 		}
 		// Refused as a whole: one by one, forgetting those refused.
 		for _, t := range add {
-			_, err := c.roundTrip(ctx, cn, request{typ: "subscribe", topics: []string{t}}, nil)
+			_, err := c.resubscribe(ctx, cn, []string{t})
 			switch {
 			case err == nil:
 				sent = append(sent, t)
@@ -558,12 +561,22 @@ func (c *Client) restore(cn *conn) error {
 				c.mu.Lock()
 				c.topics = minus(c.topics, []string{t})
 				c.mu.Unlock()
+				c.forget([]string{t})
 				c.report(fmt.Errorf("client: subscribing again to %q after a reconnect: %w", t, err))
 			default:
 				return err
 			}
 		}
 	}
+}
+
+// resubscribe subscribes cn to topics after a reconnect, resuming the
+// history topics from the Client's positions.
+func (c *Client) resubscribe(ctx context.Context, cn *conn, topics []string) (message, error) {
+	since := c.resumePoints(topics)
+	return c.roundTrip(ctx, cn, request{typ: "subscribe", topics: topics, since: since}, func(m message) {
+		c.track(m, since, true)
+	})
 }
 
 func isServerError(err error) bool {
@@ -622,7 +635,7 @@ type conn struct {
 
 type pending struct {
 	ch    chan result // buffered: the reader never blocks on it
-	onAck func()
+	onAck func(message)
 }
 
 type result struct {
@@ -700,9 +713,20 @@ func (cn *conn) handle(m message) {
 	c := cn.c
 	switch m.typ {
 	case "publish", "":
-		if h := c.cfg.handler; h != nil {
-			topic, data := m.topic, m.data
-			c.ev.post(func() { h(topic, data) })
+		if m.hasOffset {
+			c.delivered(m.topic, m.offset)
+		}
+		h, hd := c.cfg.handler, c.cfg.onDelivery
+		if h != nil || hd != nil {
+			d := Delivery{Topic: m.topic, Data: m.data, Offset: m.offset}
+			c.ev.post(func() {
+				if h != nil {
+					h(d.Topic, d.Data)
+				}
+				if hd != nil {
+					hd(d)
+				}
+			})
 		}
 	case "ack", "pong", "error":
 		if m.hasID {
@@ -712,7 +736,7 @@ func (cn *conn) handle(m message) {
 			cn.mu.Unlock()
 			if p != nil {
 				if m.typ != "error" && p.onAck != nil {
-					p.onAck()
+					p.onAck(m)
 				}
 				p.ch <- result{m: m}
 				return

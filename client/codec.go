@@ -17,6 +17,8 @@ type request struct {
 	topics []string
 	data   []byte // JSON; nil when the message has no data
 	id     uint64
+	since  map[string]Position // subscribe: resume points (PROTOCOL.md, Recovery)
+	last   int                 // subscribe: the latest N publications; 0 none
 }
 
 // message is one decoded server message.
@@ -29,6 +31,17 @@ type message struct {
 	code   string
 	text   string
 	topics []string
+
+	offset    uint64 // publish: the position in the topic's stream
+	hasOffset bool
+	positions map[string]ackPosition // subscribe ack: the history topics' positions
+}
+
+// ackPosition is one topic's entry in a subscribe ack's "positions".
+type ackPosition struct {
+	Epoch     string `json:"epoch" msgpack:"epoch"`
+	Offset    uint64 `json:"offset" msgpack:"offset"`
+	Recovered bool   `json:"recovered" msgpack:"recovered"`
 }
 
 func (c Codec) encode(r request) ([]byte, error) {
@@ -58,6 +71,29 @@ func encodeJSON(r request) []byte {
 		b = append(b, `,"data":`...)
 		b = append(b, r.data...)
 	}
+	if len(r.since) > 0 {
+		b = append(b, `,"since":{`...)
+		first := true
+		for t, p := range r.since {
+			if !first {
+				b = append(b, ',')
+			}
+			first = false
+			q, _ := json.Marshal(t) // a string always marshals
+			b = append(b, q...)
+			b = append(b, `:{"offset":`...)
+			b = strconv.AppendUint(b, p.Offset, 10)
+			e, _ := json.Marshal(p.Epoch)
+			b = append(b, `,"epoch":`...)
+			b = append(b, e...)
+			b = append(b, '}')
+		}
+		b = append(b, '}')
+	}
+	if r.last > 0 {
+		b = append(b, `,"last":`...)
+		b = strconv.AppendInt(b, int64(r.last), 10)
+	}
 	b = append(b, `,"id":`...)
 	b = strconv.AppendUint(b, r.id, 10)
 	return append(b, '}')
@@ -75,6 +111,16 @@ func encodeMsgpack(r request) ([]byte, error) {
 		}
 		m["data"] = v
 	}
+	if len(r.since) > 0 {
+		since := make(map[string]any, len(r.since))
+		for t, p := range r.since {
+			since[t] = map[string]any{"offset": p.Offset, "epoch": p.Epoch}
+		}
+		m["since"] = since
+	}
+	if r.last > 0 {
+		m["last"] = uint64(r.last)
+	}
 	return msgpack.Marshal(m)
 }
 
@@ -86,6 +132,9 @@ type jsonEnvelope struct {
 	Code    string          `json:"code"`
 	Message string          `json:"message"`
 	Topics  []string        `json:"topics"`
+
+	Offset    json.RawMessage `json:"offset"`
+	Positions json.RawMessage `json:"positions"`
 }
 
 // decodeJSON never fails: a frame that is not one of the server's messages
@@ -110,7 +159,17 @@ func decodeJSON(p []byte) message {
 		if len(m.data) == 0 {
 			m.data = []byte("null")
 		}
+		if len(env.Offset) > 0 {
+			if off, err := strconv.ParseUint(string(env.Offset), 10, 64); err == nil {
+				m.offset, m.hasOffset = off, true
+			}
+		}
 	case "ack", "error", "pong":
+		if typ == "ack" && len(env.Positions) > 0 {
+			// A malformed positions object is ignored: the ack still
+			// answers its request.
+			_ = json.Unmarshal(env.Positions, &m.positions)
+		}
 		if len(env.ID) > 0 {
 			if id, err := strconv.ParseUint(string(env.ID), 10, 64); err == nil {
 				m.id, m.hasID = id, true
@@ -130,6 +189,9 @@ type msgpackEnvelope struct {
 	Code    string             `msgpack:"code"`
 	Message string             `msgpack:"message"`
 	Topics  []string           `msgpack:"topics"`
+
+	Offset    any                `msgpack:"offset"`
+	Positions msgpack.RawMessage `msgpack:"positions"`
 }
 
 func decodeMsgpack(p []byte) (message, error) {
@@ -139,7 +201,11 @@ func decodeMsgpack(p []byte) (message, error) {
 	}
 	m := message{typ: env.Type, topic: env.Topic, code: env.Code, text: env.Message, topics: env.Topics}
 	m.id, m.hasID = msgpackID(env.ID)
+	if env.Type == "ack" && len(env.Positions) > 0 {
+		_ = msgpack.Unmarshal(env.Positions, &m.positions) // malformed: ignored, as in JSON
+	}
 	if env.Type == "publish" {
+		m.offset, m.hasOffset = msgpackID(env.Offset)
 		m.data = []byte("null")
 		if len(env.Data) > 0 {
 			j, err := msgpackToJSON(env.Data)

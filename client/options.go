@@ -96,6 +96,9 @@ type config struct {
 	readTimeout  time.Duration
 	readLimit    int64
 	failFast     bool
+	onDelivery   DeliveryHandler
+	onRecovery   RecoveryHandler
+	onGap        RecoveryHandler
 }
 
 func defaultConfig() config {
