@@ -44,6 +44,24 @@
  * resubscription). A request in flight when the connection drops is rejected
  * with code 'connection_lost'; after close() requests reject with 'closed'.
  * A delivery from a server in legacy mode (no envelope) arrives with topic null.
+ *
+ * Recovery (topics the server keeps history for; PROTOCOL.md "Recovery"):
+ * deliveries on such a topic carry their offset ('message' gets it as a
+ * third argument), and the client keeps, per topic, the epoch from the
+ * subscribe ack and the offset of the last delivery in ft.positions (a Map
+ * topic -> {epoch, offset}). On every reconnect it subscribes again with
+ * them as `since`, so the server replays what was published meanwhile
+ * before the live deliveries. For each such topic it then emits
+ * 'recovery' fn({topic, recovered, since, epoch, offset}) (epoch/offset:
+ * the stream's, from the ack), and when recovered is false (the server
+ * restarted, or the history no longer reaches back) also 'gap' with the
+ * same object: what was published while away is lost to the client, and
+ * the application should refetch it. ft.lastRecovery (a Map topic -> that
+ * object) keeps the latest outcome per topic.
+ *
+ *   ft.on('message', (topic, data, offset) => ...);
+ *   ft.on('gap', (r) => reloadFromServer(r.topic));
+ *   await ft.subscribe('/chat/go', { last: 50 }); // the latest 50 follow the ack
  */
 (function (root, factory) {
   var Firetower = factory(root);
@@ -73,11 +91,13 @@
     this.maxDelay = Math.max(this.minDelay, opts.maxDelay > 0 ? opts.maxDelay : 15000);
     this.state = 'closed';
     this.topics = new Set();      // subscribed, and subscribed again after a reconnect
+    this.positions = new Map();   // history topic -> {epoch, offset}: where to resume from
+    this.lastRecovery = new Map(); // history topic -> the latest {topic, recovered, since, epoch, offset}
     this._WS = opts.WebSocket || root.WebSocket;
     this._setTimeout = opts.setTimeout || function (f, ms) { return setTimeout(f, ms); };
     this._clearTimeout = opts.clearTimeout || function (t) { clearTimeout(t); };
     this._random = opts.random || Math.random;
-    this._handlers = { message: [], state: [], error: [] };
+    this._handlers = { message: [], state: [], error: [], recovery: [], gap: [] };
     this._ws = null;
     this._live = false;           // the socket is open and the topics restored
     this._pending = new Map();    // id -> {resolve, reject, onAck}
@@ -91,7 +111,10 @@
 
   var P = Firetower.prototype;
 
-  /** on(event, fn): 'message' fn(topic, data), 'state' fn(state), 'error' fn(err). */
+  /**
+   * on(event, fn): 'message' fn(topic, data, offset), 'state' fn(state),
+   * 'error' fn(err), 'recovery' fn(r) and 'gap' fn(r) (see Recovery above).
+   */
   P.on = function (event, fn) {
     if (!this._handlers[event]) throw new Error('firetower: unknown event ' + event);
     this._handlers[event].push(fn);
@@ -205,18 +228,58 @@
     };
     var lost = function (e) { return e.code === 'connection_lost' || e.code === 'closed'; };
     if (topics.length === 0) return done([]);
-    this._send({ type: 'subscribe', topics: topics }).then(function () { done(topics); }, function (err) {
+    this._resubscribe(topics).then(function () { done(topics); }, function (err) {
       if (lost(err)) return;
       self._emit('error', err);
       // Refused as a whole: one by one, forgetting the topics refused.
       Promise.all(topics.map(function (t) {
-        return self._send({ type: 'subscribe', topics: [t] }).then(function () { return t; }, function (e) {
+        return self._resubscribe([t]).then(function () { return t; }, function (e) {
           if (lost(e)) throw e;
           self.topics.delete(t);
+          self.positions.delete(t);
           self._emit('error', e);
           return null;
         });
       })).then(function (ok) { done(ok.filter(Boolean)); }, function () {});
+    });
+  };
+
+  // _resubscribe subscribes the new socket to topics, resuming the history
+  // topics from their positions, and reports how each resumed one went.
+  P._resubscribe = function (topics) {
+    var self = this;
+    var since = {};
+    var any = false;
+    topics.forEach(function (t) {
+      var p = self.positions.get(t);
+      if (p && typeof p.epoch === 'string') { since[t] = { offset: p.offset, epoch: p.epoch }; any = true; }
+    });
+    var msg = { type: 'subscribe', topics: topics };
+    if (any) msg.since = since;
+    return this._send(msg, function (m) { self._track(m, since, true); });
+  };
+
+  // _track records the positions of a subscribe ack; it runs when the ack
+  // arrives, before the deliveries that follow it. After a reconnect
+  // (reconnect true) it emits 'recovery', and 'gap' for a topic not
+  // recovered, for every topic the client had a position for.
+  P._track = function (m, since, reconnect) {
+    var self = this;
+    var ps = m && m.positions;
+    if (!ps || typeof ps !== 'object') return;
+    Object.keys(ps).sort().forEach(function (t) {
+      var p = ps[t];
+      if (!p || typeof p !== 'object' || typeof p.epoch !== 'string' || typeof p.offset !== 'number') return;
+      if (!self.topics.has(t)) return; // unsubscribed meanwhile
+      var from = since && Object.prototype.hasOwnProperty.call(since, t) ? since[t] : null;
+      var r = { topic: t, recovered: p.recovered === true, since: from, epoch: p.epoch, offset: p.offset };
+      self.lastRecovery.set(t, r);
+      // Recovered: the replay brings the offset from since up to the ack's.
+      self.positions.set(t, r.recovered && from ? { epoch: p.epoch, offset: from.offset } : { epoch: p.epoch, offset: p.offset });
+      if (reconnect && from) {
+        self._emit('recovery', r);
+        if (!r.recovered) self._emit('gap', r);
+      }
     });
   };
 
@@ -260,7 +323,13 @@
     var known = m && typeof m === 'object' && !Array.isArray(m) &&
       ['publish', 'ack', 'error', 'pong'].indexOf(m.type) >= 0;
     if (!known) return this._emit('message', null, m); // legacy delivery
-    if (m.type === 'publish') return this._emit('message', m.topic, m.data);
+    if (m.type === 'publish') {
+      if (typeof m.offset === 'number') {
+        var pos = this.positions.get(m.topic);
+        if (pos && m.offset > pos.offset) pos.offset = m.offset;
+      }
+      return this._emit('message', m.topic, m.data, m.offset);
+    }
     var p = m.id !== undefined && m.id !== null ? this._pending.get(m.id) : undefined;
     if (p) this._pending.delete(m.id);
     if (m.type === 'error') {
@@ -301,12 +370,23 @@
     }).then(function () { return self._send(msg, onAck); });
   };
 
-  /** subscribe(topics): a topic or an array; resolves with the topics in effect. */
-  P.subscribe = function (topics) {
+  /**
+   * subscribe(topics[, opts]): a topic or an array; resolves with the topics
+   * in effect. opts.last = N asks for the latest N publications of each
+   * history topic (they follow the ack, oldest first); opts.since =
+   * {topic: {offset, epoch}} resumes from positions the page kept itself.
+   * The positions from the ack are in ft.positions and ft.lastRecovery.
+   */
+  P.subscribe = function (topics, opts) {
     var self = this;
     var list = toList(topics);
-    return this._request({ type: 'subscribe', topics: list }, function () {
+    var msg = { type: 'subscribe', topics: list };
+    var since = opts && opts.since && typeof opts.since === 'object' ? opts.since : null;
+    if (since) msg.since = since;
+    if (opts && opts.last > 0) msg.last = Math.floor(opts.last);
+    return this._request(msg, function (m) {
       list.forEach(function (t) { self.topics.add(t); });
+      self._track(m, since, false);
     });
   };
 
@@ -314,7 +394,7 @@
   P.unsubscribe = function (topics) {
     var list = toList(topics);
     var self = this;
-    list.forEach(function (t) { self.topics.delete(t); });
+    list.forEach(function (t) { self.topics.delete(t); self.positions.delete(t); self.lastRecovery.delete(t); });
     if (!this._live) return Promise.resolve(list);
     return this._send({ type: 'unsubscribe', topics: list }).catch(function (e) {
       if (e.code === 'connection_lost') return list; // the server forgot them too

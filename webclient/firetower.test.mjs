@@ -425,3 +425,107 @@ test('close() from an error handler during the resubscription leaves the client 
   assert.deepEqual(states, ['connecting', 'open', 'reconnecting', 'closed']);
   await assert.rejects(ft.ping(), { code: 'closed' });
 });
+
+// ---- recovery (PROTOCOL.md "Recovery") ----
+
+test('deliveries carry their offset; positions follow acks and deliveries', async () => {
+  const { ft, ws } = await connected();
+  const got = [];
+  ft.on('message', (topic, data, offset) => got.push([topic, data, offset]));
+  const sub = ft.subscribe(['/chat/a', 'plain'], { last: 2 });
+  assert.deepEqual(ws().last(), { type: 'subscribe', topics: ['/chat/a', 'plain'], last: 2, id: 1 });
+  ws().recv({ type: 'ack', id: 1, topics: ['/chat/a', 'plain'], positions: { '/chat/a': { epoch: 'e1', offset: 7, recovered: false } } });
+  assert.deepEqual(await sub, ['/chat/a', 'plain']);
+  assert.deepEqual(ft.positions.get('/chat/a'), { epoch: 'e1', offset: 7 });
+  assert.equal(ft.positions.has('plain'), false, 'no position for a topic without history');
+  assert.equal(ft.lastRecovery.get('/chat/a').recovered, false);
+  ws().recv({ type: 'publish', topic: '/chat/a', data: 'six', offset: 6 }); // the last 2
+  ws().recv({ type: 'publish', topic: '/chat/a', data: 'seven', offset: 7 });
+  ws().recv({ type: 'publish', topic: '/chat/a', data: 'eight', offset: 8 }); // live
+  ws().recv({ type: 'publish', topic: 'plain', data: 1 });
+  assert.deepEqual(got, [['/chat/a', 'six', 6], ['/chat/a', 'seven', 7], ['/chat/a', 'eight', 8], ['plain', 1, undefined]]);
+  assert.deepEqual(ft.positions.get('/chat/a'), { epoch: 'e1', offset: 8 });
+
+  // since given by the page is sent as is
+  const s2 = ft.subscribe('/chat/b', { since: { '/chat/b': { offset: 3, epoch: 'e9' } } });
+  assert.deepEqual(ws().last(), { type: 'subscribe', topics: ['/chat/b'], since: { '/chat/b': { offset: 3, epoch: 'e9' } }, id: 2 });
+  ws().recv({ type: 'ack', id: 2, topics: ['/chat/b'], positions: { '/chat/b': { epoch: 'e9', offset: 5, recovered: true } } });
+  await s2;
+  assert.deepEqual(ft.positions.get('/chat/b'), { epoch: 'e9', offset: 3 }, 'the replay brings it up to 5');
+
+  await Promise.all([ft.unsubscribe('/chat/a'), (ws().recv({ type: 'ack', id: 3, topics: ['/chat/a'] }), null)]);
+  assert.equal(ft.positions.has('/chat/a'), false, 'forgotten on unsubscribe');
+});
+
+test('every reconnect resubscribes with since; recovered and gap are reported', async () => {
+  const { ft, ws, fire } = await connected();
+  const recoveries = [];
+  const gaps = [];
+  const order = [];
+  ft.on('recovery', (r) => { recoveries.push(r); order.push('recovery:' + r.topic); });
+  ft.on('gap', (r) => { gaps.push(r); order.push('gap:' + r.topic); });
+  ft.on('message', (topic, data, offset) => order.push(topic + '#' + offset));
+  const sub = ft.subscribe(['a', 'b', 'plain']);
+  ws().recv({ type: 'ack', id: 1, topics: ['a', 'b', 'plain'], positions: {
+    a: { epoch: 'E', offset: 10, recovered: false }, b: { epoch: 'E', offset: 4, recovered: false } } });
+  await sub;
+  ws().recv({ type: 'publish', topic: 'a', data: 'x', offset: 11 });
+  assert.deepEqual(recoveries, [], 'no recovery event for the first subscribe');
+
+  // First reconnect: a recovers, b's history no longer reaches back.
+  ws().drop();
+  fire();
+  ws().open();
+  const resub = ws().last();
+  assert.deepEqual(resub, { type: 'subscribe', topics: ['a', 'b', 'plain'],
+    since: { a: { offset: 11, epoch: 'E' }, b: { offset: 4, epoch: 'E' } }, id: resub.id });
+  ws().recv({ type: 'ack', id: resub.id, topics: ['a', 'b', 'plain'], positions: {
+    a: { epoch: 'E', offset: 13, recovered: true }, b: { epoch: 'E', offset: 90, recovered: false } } });
+  ws().recv({ type: 'publish', topic: 'a', data: 'y', offset: 12 });
+  ws().recv({ type: 'publish', topic: 'a', data: 'z', offset: 13 });
+  await tick();
+  assert.equal(ft.state, 'open');
+  assert.deepEqual(recoveries, [
+    { topic: 'a', recovered: true, since: { offset: 11, epoch: 'E' }, epoch: 'E', offset: 13 },
+    { topic: 'b', recovered: false, since: { offset: 4, epoch: 'E' }, epoch: 'E', offset: 90 },
+  ]);
+  assert.deepEqual(gaps.map((g) => g.topic), ['b']);
+  assert.deepEqual(order.slice(1), ['recovery:a', 'recovery:b', 'gap:b', 'a#12', 'a#13'], 'events come before the replay');
+  assert.deepEqual(ft.positions.get('a'), { epoch: 'E', offset: 13 });
+  assert.deepEqual(ft.positions.get('b'), { epoch: 'E', offset: 90 }, 'a gap takes the ack position');
+
+  // Second reconnect: the server restarted (new epoch): both are gaps.
+  ws().drop();
+  fire();
+  ws().open();
+  const again = ws().last();
+  assert.deepEqual(again.since, { a: { offset: 13, epoch: 'E' }, b: { offset: 90, epoch: 'E' } });
+  ws().recv({ type: 'ack', id: again.id, topics: ['a', 'b', 'plain'], positions: {
+    a: { epoch: 'F', offset: 0, recovered: false }, b: { epoch: 'F', offset: 0, recovered: false } } });
+  await tick();
+  assert.deepEqual(gaps.map((g) => g.topic), ['b', 'a', 'b']);
+  assert.deepEqual(ft.positions.get('a'), { epoch: 'F', offset: 0 });
+  assert.equal(ft.lastRecovery.get('a').recovered, false);
+});
+
+test('a refused resubscription still carries since one topic at a time', async () => {
+  const { ft, ws, fire } = await connected();
+  const sub = ft.subscribe(['a', 'b']);
+  ws().recv({ type: 'ack', id: 1, topics: ['a', 'b'], positions: { a: { epoch: 'E', offset: 2, recovered: false } } });
+  await sub;
+  ws().drop();
+  fire();
+  ws().open();
+  const whole = ws().last();
+  ws().recv({ type: 'error', id: whole.id, code: 'forbidden', message: 'no b' });
+  await tick();
+  const [one, two] = ws().sent.slice(-2);
+  assert.deepEqual(one, { type: 'subscribe', topics: ['a'], since: { a: { offset: 2, epoch: 'E' } }, id: one.id });
+  assert.deepEqual(two, { type: 'subscribe', topics: ['b'], id: two.id });
+  ws().recv({ type: 'ack', id: one.id, topics: ['a'], positions: { a: { epoch: 'E', offset: 2, recovered: true } } });
+  ws().recv({ type: 'error', id: two.id, code: 'forbidden', message: 'no b' });
+  await tick();
+  assert.equal(ft.state, 'open');
+  assert.deepEqual([...ft.topics], ['a']);
+  assert.equal(ft.lastRecovery.get('a').recovered, true);
+});
