@@ -41,3 +41,29 @@ func TestServeHistoryFlagsRefused(t *testing.T) {
 		}
 	}
 }
+
+// Without --history-* flags the demo's rooms keep history (the chat page asks
+// for the latest 50 on join); other topics do not; --history-size 0
+// --history-ttl 0 turns it off.
+func TestServeDemoRoomsKeepHistory(t *testing.T) {
+	for _, tc := range []struct {
+		args        []string
+		chat, other bool
+	}{
+		{nil, true, false},
+		{[]string{"--history-size", "0", "--history-ttl", "0"}, false, false},
+	} {
+		lines, stop := mtRun(t, append([]string{"serve", "--ws-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--log-level", "error"}, tc.args...)...)
+		mtLine(t, lines, "websocket listening on ws://")
+		base := "http://" + mtLine(t, lines, "http listening on http://")
+		for topic, want := range map[string]bool{"/chat/go": tc.chat, "news": tc.other} {
+			status, body := mtGet(t, "POST", base+"/api/v1/publish", `{"topic":"`+topic+`","data":1}`)
+			if status != 200 || strings.Contains(body, `"offset":1`) != want {
+				t.Errorf("%v: publish to %s: %d %s; offset wanted: %v", tc.args, topic, status, body, want)
+			}
+		}
+		if code := stop(); code != 0 {
+			t.Fatalf("exit code %d", code)
+		}
+	}
+}
