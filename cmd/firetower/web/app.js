@@ -8,6 +8,7 @@
   var DEFAULT_ROOM = '/chat/world';
   var MAX_MESSAGES = 500;
   var CONFIG_RETRY_MS = 2000;
+  var HISTORY_ON_JOIN = 50; // the latest messages shown on joining a room (when the server keeps history)
 
   var $ = function (id) { return document.getElementById(id); };
   var ui = {
@@ -56,8 +57,8 @@
     return e;
   }
 
-  function clock() {
-    var d = new Date();
+  function clock(at) {
+    var d = typeof at === 'number' && Number.isFinite(at) ? new Date(at) : new Date();
     var p = function (x) { return (x < 10 ? '0' : '') + x; };
     return p(d.getHours()) + ':' + p(d.getMinutes());
   }
@@ -70,11 +71,11 @@
     if (atBottom) list.scrollTop = list.scrollHeight;
   }
 
-  function addChat(name, text) {
+  function addChat(name, text, at) {
     var li = el('li', 'msg' + (name === currentName() ? ' mine' : ''));
     li.appendChild(el('span', 'who', name));
     li.appendChild(el('span', 'text', text));
-    li.appendChild(el('time', 'at', clock()));
+    li.appendChild(el('time', 'at', clock(at)));
     append(li);
   }
 
@@ -113,7 +114,9 @@
   // connection is open, and keeps the topic subscribed across reconnects.
   function join(topic, announce) {
     updateSend();
-    client.subscribe([topic]).then(function () {
+    // With history on the room, the latest messages follow the ack; after a
+    // reconnect firetower.js resumes from the last one shown.
+    client.subscribe([topic], { last: HISTORY_ON_JOIN }).then(function () {
       if (topic !== room) {
         // The user moved on while the request waited: leave it again.
         client.unsubscribe([topic]).catch(function () {});
@@ -144,17 +147,25 @@
       .catch(function () {});
   }
 
-  function onDelivery(topic, data) {
+  // replayed: a delivery from the room's history (last N on join, or the
+  // recovery after a reconnect), at or below the offset of the ack.
+  function replayed(topic, offset) {
+    var r = client.lastRecovery.get(topic);
+    return typeof offset === 'number' && !!r && offset <= r.offset;
+  }
+
+  function onDelivery(topic, data, offset) {
     if (topic === null) topic = room; // legacy delivery (no envelope): it can only be for our room
     if (topic !== room) return;       // a late delivery for a room we left
     if (data && typeof data === 'object' && !Array.isArray(data)) {
       if (data.kind === 'online') {
+        if (replayed(topic, offset)) return; // an old count
         var n = Number(data.count);
         if (Number.isFinite(n)) { onlineSeq++; setOnline(n); }
         return;
       }
       if (data.kind === 'chat') {
-        addChat(String(data.name == null ? '?' : data.name), String(data.text == null ? '' : data.text));
+        addChat(String(data.name == null ? '?' : data.name), String(data.text == null ? '' : data.text), data.at);
         return;
       }
     }
@@ -205,6 +216,9 @@
       client.on('state', onState);
       client.on('message', onDelivery);
       client.on('error', function (e) { notice('server error: ' + describe(e), true); });
+      client.on('gap', function (r) {
+        if (r.topic === room) notice('the server lost the history of ' + room + ' (it restarted?): messages sent while you were away could not be recovered', true);
+      });
       client.connect().catch(function () {});
       join(room);
     }).catch(function (e) {
@@ -241,7 +255,7 @@
     ev.preventDefault();
     var text = ui.text.value.trim();
     if (!text || !inRoom()) return;
-    client.publish(room, { kind: 'chat', name: currentName(), text: text }).catch(function (e) {
+    client.publish(room, { kind: 'chat', name: currentName(), text: text, at: Date.now() }).catch(function (e) {
       notice('message not sent: ' + describe(e), true);
     });
     ui.text.value = '';

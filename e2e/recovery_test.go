@@ -1,0 +1,126 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// newBrowser starts headless Chromium for one test (skipping the test where
+// there is none) and returns its browser context.
+func newBrowser(t *testing.T) context.Context {
+	t.Helper()
+	chrome := chromiumPath()
+	if chrome == "" {
+		t.Skip("chromium not installed: apt-get install chromium")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	t.Cleanup(cancel)
+	browserLog := &lockedBuffer{}
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx,
+		chromedp.ExecPath(chrome),
+		chromedp.Flag("headless", true),
+		chromedp.Flag("no-sandbox", true),
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("no-first-run", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-background-timer-throttling", true),
+		chromedp.Flag("disable-renderer-backgrounding", true),
+		chromedp.Flag("disable-backgrounding-occluded-windows", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.CombinedOutput(browserLog),
+	)
+	t.Cleanup(cancelAlloc)
+	browser, cancelBrowser := chromedp.NewContext(allocCtx)
+	t.Cleanup(cancelBrowser)
+	if err := chromedp.Do(browser); err != nil {
+		t.Fatalf("starting %s: %v\n%s", chrome, err, browserLog.String())
+	}
+	return browser
+}
+
+// waitMessageOnce waits until exactly one chat message from name with text
+// shows (a message replayed and also delivered live would show twice).
+func (p *page) waitMessageOnce(t *testing.T, name, text string) {
+	t.Helper()
+	p.waitMessage(t, name, text)
+	p.waitJS(t, fmt.Sprintf("the message %q from %q shows once", text, name),
+		fmt.Sprintf(`Array.from(document.querySelectorAll('#messages .msg')).filter(e =>
+			e.textContent.includes(%s) && e.textContent.includes(%s)).length === 1`,
+			jsString(name), jsString(text)))
+}
+
+// The demo keeps history for its rooms (serve's default): a page reloaded
+// while another page sends shows, once it is back, the messages it missed,
+// each once (the latest 50 on join). After a server restart the history is
+// gone, and the page says so.
+func TestChatReloadShowsMissedMessages(t *testing.T) {
+	browser := newBrowser(t)
+	bin := buildServer(t)
+	srv := startServer(t, bin, "127.0.0.1:0", "127.0.0.1:0")
+	checkHTTP(t, srv)
+
+	stamp := strconv.FormatInt(time.Now().UnixNano(), 36)
+	alice := openPage(t, browser, "A", srv.httpURL)
+	bob := openPage(t, browser, "B", srv.httpURL)
+	alice.setName(t, "alice")
+	bob.setName(t, "bob")
+	alice.joined(t, defaultRoom)
+	bob.joined(t, defaultRoom)
+	first := "before the reload " + stamp
+	alice.say(t, first, false)
+	bob.waitMessageOnce(t, "alice", first)
+
+	// B leaves (its connection closed first: a page kept in the browser's
+	// back-forward cache may keep its socket); A sends meanwhile; B loads
+	// the page again.
+	bob.do(t, "leaving the page", chromedp.Evaluate[chromedp.Void](`window.chatClient.close()`), chromedp.Navigate("about:blank"))
+	waitTopicCount(t, srv, defaultRoom, 1)
+	var missed []string
+	for i := range 3 {
+		m := fmt.Sprintf("missed %d %s", i, stamp)
+		alice.say(t, m, true)
+		alice.waitMessage(t, "alice", m)
+		missed = append(missed, m)
+	}
+	bob.do(t, "loading the page again", chromedp.Navigate(srv.httpURL+"/"))
+	bob.joined(t, defaultRoom)
+	for _, m := range append([]string{first}, missed...) {
+		bob.waitMessageOnce(t, "alice", m)
+	}
+
+	// A reload while A keeps sending: every message shows once, whether it
+	// came in the latest 50 or live.
+	var during []string
+	bob.do(t, "reloading", chromedp.Evaluate[chromedp.Void](`location.reload()`))
+	for i := range 5 {
+		m := fmt.Sprintf("during the reload %d %s", i, stamp)
+		alice.say(t, m, true)
+		during = append(during, m)
+	}
+	bob.joined(t, defaultRoom)
+	for _, m := range append(missed, during...) {
+		bob.waitMessageOnce(t, "alice", m)
+	}
+
+	// A server restart loses the history: after reconnecting, the page says
+	// that what was sent meanwhile could not be recovered.
+	srv.terminate(t)
+	bob.waitText(t, "status", "disconnected")
+	srv2 := startServer(t, bin, hostPort(t, srv.wsURL), hostPort(t, srv.httpURL))
+	bob.waitJS(t, "the page tells that history could not be recovered",
+		`Array.from(document.querySelectorAll('#messages li.sys')).some(e => e.textContent.includes('could not be recovered'))`)
+	bob.joined(t, defaultRoom)
+	after := "after the restart " + stamp
+	alice.joined(t, defaultRoom)
+	alice.say(t, after, false)
+	bob.waitMessageOnce(t, "alice", after)
+	srv2.terminate(t)
+}
