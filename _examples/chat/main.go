@@ -37,6 +37,13 @@ const (
 	maxTextLen = 2000
 )
 
+// History of the rooms: the page shows the latest 50 messages on join and
+// resumes from the last one it got when it joins again.
+const (
+	historySize = 100
+	historyTTL  = 10 * time.Minute
+)
+
 //go:embed index.html
 var indexHTML string
 
@@ -66,6 +73,7 @@ func newTower(wsAddr string, log *slog.Logger) (*firetower.Tower, error) {
 	return firetower.New(
 		firetower.WithAddr(wsAddr),
 		firetower.WithLogger(log),
+		firetower.WithHistory(historySize, historyTTL, roomPrefix),
 		firetower.Use(logHooks(log)),
 		firetower.OnConnect(authenticate),
 		firetower.OnBeforeSubscribe(onlyChatRooms),
