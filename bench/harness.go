@@ -38,6 +38,8 @@ func runChild() (code int, ok bool) {
 		err = runPublishers(os.Stdin, os.Stdout)
 	case "server":
 		err = runServerChild(os.Stdin, os.Stdout)
+	case "storm": // storm.go
+		err = runStorm(os.Stdin, os.Stdout)
 	default:
 		err = fmt.Errorf("unknown FTBENCH_ROLE %q", os.Getenv("FTBENCH_ROLE"))
 	}

@@ -139,9 +139,31 @@ func appendDelivery(dst []byte, topic string, data []byte) []byte {
 
 // checkMessage verifies one delivery message against its envelope.
 func checkMessage(m []byte, env *envelope, ti int) (dataInfo, error) {
+	m = cutOffset(m, env)
 	p, s := len(env.prefix), len(env.suffix)
 	if len(m) != p+dataSize+s || !bytes.Equal(m[:p], env.prefix) || !bytes.Equal(m[p+dataSize:], env.suffix) {
 		return dataInfo{}, errEnvelope
 	}
 	return checkData(m[p:p+dataSize], ti)
+}
+
+// cutOffset removes the `,"offset":N` a server keeping history puts after
+// the data (firetower's delivery, centrifuge's pub), so that the envelope
+// check sees the plain shape.
+func cutOffset(m []byte, env *envelope) []byte {
+	p, s := len(env.prefix), len(env.suffix)
+	const key = `,"offset":`
+	rest := len(m) - p - dataSize - s
+	if rest <= len(key) || !bytes.HasPrefix(m[min(len(m), p+dataSize):], []byte(key)) {
+		return m
+	}
+	digits := m[p+dataSize+len(key) : len(m)-s]
+	for _, c := range digits {
+		if c < '0' || c > '9' {
+			return m
+		}
+	}
+	out := make([]byte, 0, p+dataSize+s)
+	out = append(out, m[:p+dataSize]...)
+	return append(out, m[len(m)-s:]...)
 }
