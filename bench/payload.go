@@ -139,31 +139,29 @@ func appendDelivery(dst []byte, topic string, data []byte) []byte {
 
 // checkMessage verifies one delivery message against its envelope.
 func checkMessage(m []byte, env *envelope, ti int) (dataInfo, error) {
-	m = cutOffset(m, env)
 	p, s := len(env.prefix), len(env.suffix)
-	if len(m) != p+dataSize+s || !bytes.Equal(m[:p], env.prefix) || !bytes.Equal(m[p+dataSize:], env.suffix) {
+	if len(m) < p+dataSize+s || !bytes.Equal(m[:p], env.prefix) || !bytes.Equal(m[len(m)-s:], env.suffix) ||
+		!offsetOrNothing(m[p+dataSize:len(m)-s]) {
 		return dataInfo{}, errEnvelope
 	}
 	return checkData(m[p:p+dataSize], ti)
 }
 
-// cutOffset removes the `,"offset":N` a server keeping history puts after
-// the data (firetower's delivery, centrifuge's pub), so that the envelope
-// check sees the plain shape.
-func cutOffset(m []byte, env *envelope) []byte {
-	p, s := len(env.prefix), len(env.suffix)
+// offsetOrNothing reports whether what follows a delivery's data is nothing
+// or the `,"offset":N` of a server keeping history (firetower's delivery,
+// centrifuge's pub).
+func offsetOrNothing(b []byte) bool {
 	const key = `,"offset":`
-	rest := len(m) - p - dataSize - s
-	if rest <= len(key) || !bytes.HasPrefix(m[min(len(m), p+dataSize):], []byte(key)) {
-		return m
+	if len(b) == 0 {
+		return true
 	}
-	digits := m[p+dataSize+len(key) : len(m)-s]
-	for _, c := range digits {
+	if len(b) <= len(key) || string(b[:len(key)]) != key {
+		return false
+	}
+	for _, c := range b[len(key):] {
 		if c < '0' || c > '9' {
-			return m
+			return false
 		}
 	}
-	out := make([]byte, 0, p+dataSize+s)
-	out = append(out, m[:p+dataSize]...)
-	return append(out, m[len(m)-s:]...)
+	return true
 }
