@@ -1,8 +1,13 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
+	"net/url"
 	"strconv"
 	"testing"
 	"time"
@@ -59,8 +64,9 @@ func (p *page) waitMessageOnce(t *testing.T, name, text string) {
 
 // The demo keeps history for its rooms (serve's default): a page reloaded
 // while another page sends shows, once it is back, the messages it missed,
-// each once (the latest 50 on join). After a server restart the history is
-// gone, and the page says so.
+// each once (the latest 50 on join). Connections cut by the server recover
+// what was published meanwhile (firetower.js resubscribes with since). After
+// a server restart the history is gone, and the page says so.
 func TestChatReloadShowsMissedMessages(t *testing.T) {
 	browser := newBrowser(t)
 	bin := buildServer(t)
@@ -110,6 +116,29 @@ func TestChatReloadShowsMissedMessages(t *testing.T) {
 		bob.waitMessageOnce(t, "alice", m)
 	}
 
+	// The server cuts both connections; a backend publishes at once, before
+	// firetower.js is back (its first reconnect waits 250 ms at least): on
+	// reconnecting, each page resubscribes from its position, the server
+	// replays what it missed, and the page shows it, once.
+	for _, id := range presenceIDs(t, srv, defaultRoom) {
+		apiPost(t, srv, "/api/v1/disconnect", map[string]any{"conn_id": id, "code": 4001, "reason": "e2e cut"})
+	}
+	var cut []string
+	for i := range 3 {
+		m := fmt.Sprintf("published while cut off %d %s", i, stamp)
+		pushPublish(t, srv, defaultRoom, map[string]string{"kind": "chat", "name": "backend", "text": m})
+		cut = append(cut, m)
+	}
+	for _, p := range []*page{alice, bob} {
+		for _, m := range cut {
+			p.waitMessageOnce(t, "backend", m)
+		}
+		p.waitJS(t, "the page recovered "+defaultRoom, fmt.Sprintf(`(() => {
+			const r = window.chatClient.lastRecovery.get(%s);
+			return window.chatClient.state === 'open' && !!r && r.recovered === true && !!r.since;
+		})()`, jsString(defaultRoom)))
+	}
+
 	// A server restart loses the history: after reconnecting, the page says
 	// that what was sent meanwhile could not be recovered.
 	srv.terminate(t)
@@ -123,4 +152,45 @@ func TestChatReloadShowsMissedMessages(t *testing.T) {
 	alice.say(t, after, false)
 	bob.waitMessageOnce(t, "alice", after)
 	srv2.terminate(t)
+}
+
+// presenceIDs lists the connection ids subscribed to topic (push API).
+func presenceIDs(t *testing.T, s *server, topic string) []string {
+	t.Helper()
+	c := &http.Client{Timeout: 10 * time.Second}
+	resp, err := c.Get(s.httpURL + "/api/v1/presence/" + url.PathEscape(topic))
+	if err != nil {
+		t.Fatalf("GET /api/v1/presence: %v", err)
+	}
+	defer resp.Body.Close()
+	var r struct {
+		Connections []struct {
+			ID string `json:"id"`
+		} `json:"connections"`
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || json.Unmarshal(body, &r) != nil || len(r.Connections) == 0 {
+		t.Fatalf("GET /api/v1/presence: status %d, body %q", resp.StatusCode, body)
+	}
+	var ids []string
+	for _, c := range r.Connections {
+		ids = append(ids, c.ID)
+	}
+	return ids
+}
+
+// apiPost posts body as JSON to the push API and requires 200.
+func apiPost(t *testing.T, s *server, path string, body any) {
+	t.Helper()
+	b, _ := json.Marshal(body)
+	c := &http.Client{Timeout: 10 * time.Second}
+	resp, err := c.Post(s.httpURL+path, "application/json", bytes.NewReader(b))
+	if err != nil {
+		t.Fatalf("POST %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	got, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("POST %s: status %d, body %q", path, resp.StatusCode, got)
+	}
 }
