@@ -65,7 +65,8 @@ func (s State) String() string {
 // Handler receives deliveries: the topic and the data as JSON bytes (for a
 // Msgpack client, the delivered value converted to JSON). A delivery from a
 // server running with legacy delivery carries no envelope: it arrives with
-// topic "" and the raw frame as data.
+// topic "" and the raw frame as data. WithDeliveryHandler gets the same
+// deliveries with their offset.
 type Handler func(topic string, data []byte)
 
 // StateHandler is told of every state change; err is the cause of a drop
