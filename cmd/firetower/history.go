@@ -22,9 +22,10 @@ func addHistoryFlags(fs *flag.FlagSet) historyFlags {
 	}
 }
 
-// options returns the Tower options the flags ask for; clustered says
-// whether --manager or --nats is given, whose Managers keep no history yet.
-func (h historyFlags) options(clustered bool) ([]firetower.Option, error) {
+// options returns the Tower options the flags ask for; unsupported names
+// a cluster flag given whose Manager keeps no history ("" when none is).
+// The embedded manager and topic-manager nodes (--manager) keep history.
+func (h historyFlags) options(unsupported string) ([]firetower.Option, error) {
 	if *h.size == 0 && *h.ttl == 0 {
 		return nil, nil
 	}
@@ -33,8 +34,17 @@ func (h historyFlags) options(clustered bool) ([]firetower.Option, error) {
 		return nil, errors.New("--history-ttl needs --history-size N, N > 0")
 	case *h.ttl <= 0:
 		return nil, errors.New("--history-size needs --history-ttl D, D > 0 (e.g. 5m)")
-	case clustered:
-		return nil, errors.New("--history-size and --history-ttl work with the embedded manager only for now, not with --manager or --nats")
+	case unsupported != "":
+		return nil, errors.New("--history-size and --history-ttl do not work with " + unsupported + " yet")
 	}
 	return []firetower.Option{firetower.WithHistory(*h.size, *h.ttl)}, nil
+}
+
+// historyUnsupported names the cluster flag whose Manager keeps no
+// history, given --nats's value ("" when none).
+func historyUnsupported(natsURLs string) string {
+	if natsURLs != "" {
+		return "--nats"
+	}
+	return ""
 }
