@@ -360,8 +360,9 @@ func histTTLEviction(t *testing.T, c Cluster) {
 	if err != nil || len(r.Publications) == 0 {
 		t.Fatalf("just published: %+v %v", r, err)
 	}
-	// Poll until the publication is past its TTL and gone.
-	deadline := time.Now().Add(Timeout)
+	// Poll until the publication is past its TTL and gone (JetStream
+	// enforces a stream's MaxAge every few seconds: a longer bound).
+	deadline := time.Now().Add(3 * Timeout)
 	for {
 		r, err = tw[0].History(context.Background(), topic, nil, 0)
 		if err != nil {
