@@ -22,10 +22,10 @@ func addHistoryFlags(fs *flag.FlagSet) historyFlags {
 	}
 }
 
-// options returns the Tower options the flags ask for; unsupported names
-// a cluster flag given whose Manager keeps no history ("" when none is).
-// The embedded manager and topic-manager nodes (--manager) keep history.
-func (h historyFlags) options(unsupported string) ([]firetower.Option, error) {
+// options returns the Tower options the flags ask for. Every Manager keeps
+// history: the embedded one, topic-manager nodes (--manager) and NATS
+// JetStream (--nats).
+func (h historyFlags) options() ([]firetower.Option, error) {
 	if *h.size == 0 && *h.ttl == 0 {
 		return nil, nil
 	}
@@ -34,17 +34,6 @@ func (h historyFlags) options(unsupported string) ([]firetower.Option, error) {
 		return nil, errors.New("--history-ttl needs --history-size N, N > 0")
 	case *h.ttl <= 0:
 		return nil, errors.New("--history-size needs --history-ttl D, D > 0 (e.g. 5m)")
-	case unsupported != "":
-		return nil, errors.New("--history-size and --history-ttl do not work with " + unsupported + " yet")
 	}
 	return []firetower.Option{firetower.WithHistory(*h.size, *h.ttl)}, nil
-}
-
-// historyUnsupported names the cluster flag whose Manager keeps no
-// history, given --nats's value ("" when none).
-func historyUnsupported(natsURLs string) string {
-	if natsURLs != "" {
-		return "--nats"
-	}
-	return ""
 }

@@ -32,7 +32,6 @@ func TestServeHistoryFlagsRefused(t *testing.T) {
 		{"--history-size", "10"},
 		{"--history-ttl", "1m"},
 		{"--history-size", "-1", "--history-ttl", "1m"},
-		{"--history-size", "10", "--history-ttl", "1m", "--nats", "nats://127.0.0.1:4222"},
 	} {
 		var stderr strings.Builder
 		all := append([]string{"serve", "--ws-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"}, args...)

@@ -235,7 +235,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	hc := trust.httpConfig(*apiKey, log)
 
 	opts := trust.towerOptions(*wsAddr, *httpAddr)
-	hopts, err := history.options(historyUnsupported(*natsURLs)) // history.go
+	hopts, err := history.options() // history.go
 	if err != nil {
 		fmt.Fprintln(stderr, "firetower serve:", err)
 		return 2

@@ -1,9 +1,13 @@
 package natstest
 
 import (
+	"context"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/firetower-go/firetower"
 	"github.com/firetower-go/firetower/managertest"
@@ -46,4 +50,55 @@ func TestHistoryConformance(t *testing.T) {
 			return out
 		},
 	})
+}
+
+// TestHistoryStreamRecreated: a history topic's stream deleted and made
+// again has another epoch, and a client coming back with a position of the
+// old one is told recovered: false.
+func TestHistoryStreamRecreated(t *testing.T) {
+	s := startJetStream(t)
+	m := newManager(t, []string{s.ClientURL()})
+	tw, err := firetower.New(
+		firetower.WithAddr("127.0.0.1:0"),
+		firetower.WithNodeID(1),
+		firetower.WithManager(m),
+		firetower.WithHistory(100, time.Hour),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tw.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { shutdown(t, tw) })
+	const topic = "recreated"
+	old, err := tw.PublishOffset(context.Background(), topic, []byte(`"a"`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(s.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := js.DeleteStream(context.Background(), m.StreamName(topic)); err != nil {
+		t.Fatal(err)
+	}
+	p, err := tw.PublishOffset(context.Background(), topic, []byte(`"b"`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Epoch == old.Epoch || p.Offset != 1 {
+		t.Fatalf("after the stream was made again: %+v, before %+v", p, old)
+	}
+	c := managertest.DialHist(t, tw, "json")
+	defer c.Close()
+	got := c.Subscribe(topic, managertest.Since(topic, managertest.HistPos{Epoch: old.Epoch, Offset: old.Offset}))[topic]
+	if got.Recovered || got.Epoch != p.Epoch {
+		t.Fatalf("since the old epoch: %+v, want not recovered in %q", got, p.Epoch)
+	}
 }
