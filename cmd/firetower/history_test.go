@@ -40,3 +40,17 @@ func TestServeHistoryFlagsRefused(t *testing.T) {
 		}
 	}
 }
+
+func TestManagerHistoryFlagsRefused(t *testing.T) {
+	for _, args := range [][]string{
+		{"--history-max-size", "0"},
+		{"--history-max-ttl", "-1s"},
+		{"--history-max-bytes", "0"},
+	} {
+		var stderr strings.Builder
+		all := append([]string{"manager", "--addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"}, args...)
+		if code := run(context.Background(), all, io.Discard, &stderr); code != 2 || !strings.Contains(stderr.String(), "--history-max-") {
+			t.Errorf("%v: exit %d, %q; want 2 naming the flag", args, code, stderr.String())
+		}
+	}
+}
