@@ -198,6 +198,11 @@ func histRecoverWithin(t *testing.T, g1, g2 *gatewayProc) histPosition {
 // epoch.
 func histAfterLoss(t *testing.T, g1, g2 *gatewayProc, before histPosition) {
 	t.Helper()
+	// Both gateways are back: a publish on another topic goes through g1.
+	poll(t, "gateway 1 to publish again after the manager was lost", func() (bool, error) {
+		err := publish(g1, "probe", `"p"`)
+		return err == nil, err
+	})
 	var p histPosition
 	poll(t, "a publish to go through after the manager was lost", func() (bool, error) {
 		var err error
