@@ -297,7 +297,7 @@ func (s *Server) queryHistory(ss *session, m *Msg, recover bool) bool {
 			h.stripes[i].mu.Unlock()
 		}
 	}()
-	budget := s.cfg.MaxFrame - 64<<10
+	budget := max(s.cfg.MaxFrame-64<<10, s.cfg.MaxFrame/2) // room for the topics and framing
 	rs := make([]HistItem, 0, len(qs))
 	for _, q := range qs {
 		sp := &h.stripes[histStripeOf(q.Topic)]

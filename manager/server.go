@@ -736,6 +736,7 @@ func (ss *session) onAuth(m *Msg) bool {
 func (ss *session) register(m *Msg) bool {
 	s := ss.s
 	s.mu.Lock()
+	replaced := false
 	if old := s.sessions[m.Node]; old != nil {
 		if old.boot != m.Text {
 			s.mu.Unlock()
@@ -744,11 +745,15 @@ func (ss *session) register(m *Msg) bool {
 		// The same process reconnected before its old session ended.
 		delete(s.sessions, m.Node)
 		s.dropNodeLocked(m.Node)
+		replaced = true
 		defer old.close()
 	}
 	ss.node, ss.boot, ss.hello = m.Node, m.Text, true
 	s.sessions[m.Node] = ss
 	s.mu.Unlock()
+	if replaced { // the old session's recoveries are over (history.go)
+		s.dropHolds(m.Node)
+	}
 	s.log.Info("manager: gateway joined", "node", m.Node, "remote", ss.conn.RemoteAddr().String())
 	ss.sendMsg(&Msg{Type: MsgWelcome})
 	return true
