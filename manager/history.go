@@ -69,6 +69,7 @@ type hstream struct {
 	ents  []hentry // oldest first
 	last  time.Time
 	ttl   time.Duration
+	size  int // the bounds it was last used with
 	bytes int64
 }
 
@@ -122,7 +123,7 @@ func (h *histStore) get(sp *histStripe, topic string, o histOpts, now time.Time)
 		sp.streams[topic] = st
 		h.streams.Add(1)
 	}
-	st.ttl = o.ttl
+	st.ttl, st.size = o.ttl, o.size
 	h.evict(st, o.size, o.ttl, now)
 	return st
 }
@@ -213,8 +214,9 @@ func (st *hstream) read(topic string, q HistItem, budget *int) HistItem {
 
 // appendHistory handles an APPEND from node origin (nil: from outside the
 // cluster): it appends data and queues the DELIVER_ATs, and the reply when
-// reply is set, with the topic's stripe locked.
-func (s *Server) appendHistory(origin *session, seq uint64, topic string, data []byte, o histOpts) firetower.Position {
+// seq is set, with the topic's stripe locked. It returns the position and
+// how many gateways the delivery was queued for.
+func (s *Server) appendHistory(origin *session, seq uint64, topic string, data []byte, o histOpts) (firetower.Position, int) {
 	h := &s.hist
 	now := time.Now()
 	s.maybeSweepHistory(now)
@@ -243,11 +245,13 @@ func (s *Server) appendHistory(origin *session, seq uint64, topic string, data [
 		}
 	}
 	s.mu.RUnlock()
+	queued := 0
 	if len(targets) > 0 {
 		if frame, err := AppendFrame(nil, m); err == nil {
 			for _, ss := range targets {
 				if ss.send(frame, false) {
 					s.deliveries.Add(1)
+					queued++
 				} else {
 					s.dropped.Add(1)
 				}
@@ -257,7 +261,7 @@ func (s *Server) appendHistory(origin *session, seq uint64, topic string, data [
 	if origin != nil && seq != 0 {
 		origin.sendMsg(&Msg{Type: MsgAppendReply, Seq: seq, Count: int64(pos.Offset), Text: pos.Epoch})
 	}
-	return pos
+	return pos, queued
 }
 
 // queryHistory answers a HISTORY or RECOVER of ss: with every stripe
@@ -410,6 +414,19 @@ func (s *Server) maybeSweepHistory(now time.Time) {
 	}
 }
 
+// streamOptions returns the bounds topic's stream was last used with, and
+// whether topic has a stream (a gateway made it: a history topic).
+func (s *Server) streamOptions(topic string) (histOpts, bool) {
+	sp := &s.hist.stripes[histStripeOf(topic)]
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	st := sp.streams[topic]
+	if st == nil {
+		return histOpts{}, false
+	}
+	return histOpts{size: st.size, ttl: st.ttl}, true
+}
+
 // PublishAt appends data to topic's stream (bounded by size and ttl, capped
 // by the server's bounds) and delivers it with its position to every
 // gateway with interest: a publish from outside the cluster on a history
@@ -425,5 +442,6 @@ func (s *Server) PublishAt(topic string, data []byte, size int, ttl time.Duratio
 		return firetower.Position{}, fmt.Errorf("manager: history size %d and ttl %v must be > 0", size, ttl)
 	}
 	o := histOpts{size: min(size, s.cfg.HistoryMaxSize), ttl: min(ttl, s.cfg.HistoryMaxTTL)}
-	return s.appendHistory(nil, 0, topic, append([]byte(nil), data...), o), nil
+	pos, _ := s.appendHistory(nil, 0, topic, append([]byte(nil), data...), o)
+	return pos, nil
 }

@@ -337,7 +337,10 @@ func (s *Server) dropNodeLocked(node uint16) {
 
 // Publish delivers data on topic to every gateway with interest in it (a
 // publish from outside the cluster, e.g. the manager's HTTP push API). It
-// returns how many gateways it was queued for. An invalid topic is refused
+// returns how many gateways it was queued for. A topic whose history the
+// manager keeps (a gateway made its stream: see history.go) gets the
+// publish appended, with the bounds the gateways use, and delivered with
+// its offset. An invalid topic is refused
 // with a *firetower.Error of code invalid_topic, and a system topic (one
 // starting with firetower.SystemTopicPrefix, which only the nodes
 // themselves may use) with code forbidden.
@@ -347,6 +350,10 @@ func (s *Server) Publish(topic string, data []byte) (int, error) {
 	}
 	if firetower.IsSystemTopic(topic) {
 		return 0, &firetower.Error{Code: firetower.CodeForbidden, Message: "topics starting with " + firetower.SystemTopicPrefix + " are reserved for the nodes of the cluster"}
+	}
+	if o, ok := s.streamOptions(topic); ok {
+		_, n := s.appendHistory(nil, 0, topic, append([]byte(nil), data...), o)
+		return n, nil
 	}
 	return s.routeFrom(nil, topic, data), nil
 }
