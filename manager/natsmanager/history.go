@@ -95,6 +95,15 @@ func streamName(prefix, topic string) string {
 	return strings.ReplaceAll(strings.TrimSuffix(prefix, "."), ".", "_") + "_h_" + hex.EncodeToString(h[:20])
 }
 
+// HistorySubject is the subject of topic's stream: for a topic with
+// history, another NATS client (a backend) publishes here, not on
+// Subject(topic), for the publish to be kept and delivered with its offset
+// (the stream must exist: a gateway makes it at its first use of the
+// topic).
+func (m *Manager) HistorySubject(topic string) string {
+	return histSubject(m.cfg.SubjectPrefix, topic)
+}
+
 func histSubject(prefix, topic string) string {
 	return prefix + "h." + base64.RawURLEncoding.EncodeToString([]byte(topic))
 }

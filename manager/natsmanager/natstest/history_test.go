@@ -102,3 +102,34 @@ func TestHistoryStreamRecreated(t *testing.T) {
 		t.Fatalf("since the old epoch: %+v, want not recovered in %q", got, p.Epoch)
 	}
 }
+
+// TestHistoryBackendPublish: a backend publishing on a history topic's
+// HistorySubject is kept and delivered with its offset.
+func TestHistoryBackendPublish(t *testing.T) {
+	s := startJetStream(t)
+	m := newManager(t, []string{s.ClientURL()})
+	tw, err := firetower.New(firetower.WithAddr("127.0.0.1:0"), firetower.WithNodeID(1), firetower.WithManager(m),
+		firetower.WithHistory(100, time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tw.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { shutdown(t, tw) })
+	const topic = "backend"
+	c := managertest.DialHist(t, tw, "msgpack")
+	defer c.Close()
+	pos := c.Subscribe(topic, nil)[topic]
+	nc, err := nats.Connect(s.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if err := nc.Publish(m.HistorySubject(topic), []byte(`"from a backend"`)); err != nil {
+		t.Fatal(err)
+	}
+	if o, d := c.Delivery(topic); o != pos.Offset+1 || d != "from a backend" {
+		t.Fatalf("delivery %d %q, want offset %d", o, d, pos.Offset+1)
+	}
+}
