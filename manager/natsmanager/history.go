@@ -248,6 +248,9 @@ func (l *link) read(ctx context.Context, ts *topicStream, q firetower.HistoryQue
 	defer cancel()
 	info, err := ts.s.Info(ctx)
 	if err != nil {
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			l.forget(q.Topic) // deleted behind our back: made again at the next use
+		}
 		return firetower.HistoryResult{}, fmt.Errorf("natsmanager: the history of %q: %w", q.Topic, err)
 	}
 	if e := epochOf(info); e != ts.epoch {
@@ -341,11 +344,17 @@ func (l *link) read(ctx context.Context, ts *topicStream, q firetower.HistoryQue
 
 // History implements firetower.HistoryLink.
 func (l *link) History(ctx context.Context, q firetower.HistoryQuery) (firetower.HistoryResult, error) {
-	ts, err := l.stream(ctx, q.Topic, q.Options)
-	if err != nil {
-		return firetower.HistoryResult{}, err
+	for attempt := 0; ; attempt++ {
+		ts, err := l.stream(ctx, q.Topic, q.Options)
+		if err != nil {
+			return firetower.HistoryResult{}, err
+		}
+		r, err := l.read(ctx, ts, q, nil)
+		if errors.Is(err, jetstream.ErrStreamNotFound) && attempt == 0 {
+			continue // made again, empty, with a new epoch
+		}
+		return r, err
 	}
-	return l.read(ctx, ts, q, nil)
 }
 
 // Recover implements firetower.HistoryLink (see the seam above).

@@ -133,3 +133,43 @@ func TestHistoryBackendPublish(t *testing.T) {
 		t.Fatalf("delivery %d %q, want offset %d", o, d, pos.Offset+1)
 	}
 }
+
+// TestHistoryStreamDeletedThenRead: a stream deleted behind the gateway's
+// back is made again by the next read, with a new epoch.
+func TestHistoryStreamDeletedThenRead(t *testing.T) {
+	s := startJetStream(t)
+	m := newManager(t, []string{s.ClientURL()})
+	tw, err := firetower.New(firetower.WithAddr("127.0.0.1:0"), firetower.WithNodeID(1), firetower.WithManager(m),
+		firetower.WithHistory(100, time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tw.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { shutdown(t, tw) })
+	const topic = "deleted"
+	old, err := tw.PublishOffset(context.Background(), topic, []byte(`1`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(s.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := js.DeleteStream(context.Background(), m.StreamName(topic)); err != nil {
+		t.Fatal(err)
+	}
+	r, err := tw.History(context.Background(), topic, &firetower.Position{Offset: 0, Epoch: old.Epoch}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Recovered || r.Top.Epoch == old.Epoch || r.Top.Offset != 0 {
+		t.Fatalf("history of a stream made again: %+v, old position %+v", r, old)
+	}
+}
