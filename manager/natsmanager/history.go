@@ -66,6 +66,7 @@ type natsHistory struct {
 	holds map[string]*natsHold
 	seen  map[string]uint64 // topic -> latest offset delivered (subscribed topics)
 	hist  map[string]bool   // topics known to keep history (their subscription is on hr.)
+	subd  map[string]bool   // history topics subscribed to now
 
 	dups, held uint64 // guarded by hmu
 }
@@ -514,6 +515,12 @@ func (l *link) deliverHistory(topic string, msg *nats.Msg) {
 	}
 	h := &l.h
 	h.hmu.Lock()
+	if !h.subd[topic] {
+		// Still in flight from a subscription that ended: nobody here
+		// wants it, and it must not count as delivered.
+		h.hmu.Unlock()
+		return
+	}
 	last, ok := h.seen[topic]
 	if seq == 1 && msg.Header.Get(jetstream.LastSequenceHeader) == "0" && last >= 1 {
 		ok = false // the stream was made again: a new epoch
@@ -539,11 +546,19 @@ func (l *link) deliverHistory(topic string, msg *nats.Msg) {
 	deliverAt(l.node, topic, msg.Data, firetower.Position{Offset: seq, Epoch: l.epochOf(topic)})
 }
 
-// unsubscribed forgets the latest offset of a history topic whose
-// subscription ended (applyMu held).
+// subscribed marks a history topic subscribed (before its subscription is
+// made), unsubscribed forgets it and its latest offset once its
+// subscription ended (applyMu held for both).
+func (l *link) subscribed(topic string) {
+	l.h.hmu.Lock()
+	l.h.subd[topic] = true
+	l.h.hmu.Unlock()
+}
+
 func (l *link) unsubscribed(topic string) {
 	l.h.hmu.Lock()
 	delete(l.h.seen, topic)
+	delete(l.h.subd, topic)
 	l.h.hmu.Unlock()
 }
 

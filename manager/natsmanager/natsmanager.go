@@ -434,6 +434,7 @@ func (m *Manager) Join(ctx context.Context, n firetower.Node) (firetower.Link, e
 	l.h.holds = make(map[string]*natsHold)
 	l.h.seen = make(map[string]uint64)
 	l.h.hist = make(map[string]bool)
+	l.h.subd = make(map[string]bool)
 	var closedOnce sync.Once
 	opts := []nats.Option{
 		nats.Name(fmt.Sprintf("firetower node %d", n.NodeID())),
@@ -638,9 +639,11 @@ func (l *link) apply() {
 			subj := topicSubject(l.m.cfg.SubjectPrefix, t)
 			if l.isHistory(t) { // history.go
 				subj = republishSubject(l.m.cfg.SubjectPrefix, t)
+				l.subscribed(t)
 			}
 			s, err := l.nc.ChanSubscribe(subj, l.msgs)
 			if err != nil {
+				l.unsubscribed(t)
 				if !l.nc.IsClosed() {
 					l.m.log.Warn("natsmanager: subscribe", "topic", t, "err", err)
 					retry = append(retry, t)
