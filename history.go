@@ -111,12 +111,13 @@ type HistoryLink interface {
 	Link
 	// Append keeps data in topic's stream (created with a new epoch if
 	// need be, bounded by opts) at the next offset and delivers it: to
-	// this node by calling local with its position, to every other node
-	// with interest by HistoryNode.DeliverAt (Node.Deliver for a Node
-	// without it). Deliveries of one topic reach each node in offset
-	// order, and never during a Recover callback of that topic on that
-	// node. It must not wait for the network (see Link.Publish); it does
-	// not keep data.
+	// this node by calling local with its position (or, for a
+	// HistoryPoster, by HistoryNode.DeliverAt like every other node), to
+	// every other node with interest by HistoryNode.DeliverAt (Node.Deliver
+	// for a Node without it). Deliveries of one topic reach each node in
+	// offset order, and never during a Recover callback of that topic on
+	// that node. It must not wait for the network (see Link.Publish),
+	// unless the link is a HistoryPoster; it does not keep data.
 	Append(ctx context.Context, topic string, data []byte, opts HistoryOptions, local func(Position)) (Position, error)
 	// History answers q (creating the stream, empty, if need be).
 	History(ctx context.Context, q HistoryQuery) (HistoryResult, error)
@@ -128,6 +129,19 @@ type HistoryLink interface {
 	Recover(ctx context.Context, qs []HistoryQuery, fn func([]HistoryResult)) error
 	// HistoryStats reports the history's memory.
 	HistoryStats() HistoryStats
+}
+
+// HistoryPoster is a HistoryLink whose Append waits for the network (a
+// remote Manager assigns the offsets): Post appends without waiting and
+// without the position, and the Manager delivers the publish to every node
+// with interest, this one included, through HistoryNode.DeliverAt. A
+// Tower uses Post where nobody asks for the position (a client's publish,
+// on its event loop) and Append where someone does (PublishOffset, the
+// HTTP and gRPC APIs). Post must not wait for the network (see
+// Link.Publish).
+type HistoryPoster interface {
+	HistoryLink
+	Post(ctx context.Context, topic string, data []byte, opts HistoryOptions) error
 }
 
 // HistoryNode is a Node whose deliveries carry the publish's position in
@@ -219,6 +233,19 @@ func (t *Tower) historyTopic(topic string) bool {
 // publishHistory appends a publish to its topic's stream; the Manager
 // delivers it, here through deliverAt.
 func (t *Tower) publishHistory(ctx context.Context, topic string, j, raw []byte) (Position, error) {
+	return t.appendHistory(ctx, topic, j, raw, false)
+}
+
+// appendHistory is publishHistory; wantPos says whether the caller needs
+// the position (a HistoryPoster's Post gives none, and waits for nothing).
+func (t *Tower) appendHistory(ctx context.Context, topic string, j, raw []byte, wantPos bool) (Position, error) {
+	if p, ok := t.hist.link.(HistoryPoster); ok && !wantPos {
+		if err := p.Post(ctx, topic, raw, t.hist.opts); err != nil {
+			t.stats.remotePublishFailed.Add(1)
+			return Position{}, &Error{Code: CodeUnavailable, Message: "the cluster could not take the message: " + err.Error()}
+		}
+		return Position{}, nil
+	}
 	pos, err := t.hist.link.Append(ctx, topic, raw, t.hist.opts, func(p Position) {
 		t.deliverAt(topic, j, raw, p.Offset)
 	})
@@ -241,7 +268,7 @@ func (t *Tower) PublishOffset(ctx context.Context, topic string, data []byte) (P
 	if err := protocol.ValidateTopic(topic); err != nil {
 		return Position{}, &Error{Code: CodeInvalidTopic, Message: err.Error()}
 	}
-	return t.publishHistory(ctx, topic, jsonData(data), data)
+	return t.appendHistory(ctx, topic, jsonData(data), data, true)
 }
 
 // jsonData is data as delivered in JSON: as it is when valid JSON, as a

@@ -463,6 +463,7 @@ func TestPages(t *testing.T) {
 				`<title>ops &lt;board&gt;</title>`, `href="style.css?v=`, `data-stats-topic="$firetower/stats"`, `data-top="20"`,
 				`id="state"`, `id="connections"`, `id="nodes"`, `id="topics"`, `id="search"`, `id="rate-in"`, `id="rate-deliveries"`,
 				`id="drops"`, `id="latency"`, `id="chart-in"`, `id="chart-deliveries"`, `id="outbound"`, `id="slow-closed"`,
+				`id="history-bytes"`,
 			} {
 				if !strings.Contains(r.body, want) {
 					t.Fatalf("GET %s: no %q in the page", p, want)

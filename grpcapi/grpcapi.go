@@ -214,12 +214,46 @@ func (s *Server) Publish(ctx context.Context, req *firetowerpb.PublishRequest) (
 	if len(topics) > s.cfg.MaxBatch {
 		return nil, statusError(codes.InvalidArgument, firetower.CodeBadRequest, fmt.Sprintf("a publish names at most %d topics", s.cfg.MaxBatch))
 	}
+	resp := &firetowerpb.PublishResponse{Topics: topics}
 	for _, t := range topics {
-		if err := s.t.Publish(ctx, t, data); err != nil {
+		p, err := s.t.PublishOffset(ctx, t, data)
+		if err != nil {
 			return nil, toStatus(err)
 		}
+		if p.Epoch != "" { // a topic with history
+			resp.Positions = append(resp.Positions, &firetowerpb.TopicPosition{Topic: t, Offset: p.Offset, Epoch: p.Epoch})
+		}
 	}
-	return &firetowerpb.PublishResponse{Topics: topics}, nil
+	return resp, nil
+}
+
+// History implements firetowerpb.PushServiceServer.
+func (s *Server) History(ctx context.Context, req *firetowerpb.HistoryRequest) (*firetowerpb.HistoryResponse, error) {
+	ctx, cancel, err := s.start(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer cancel()
+	if req.GetLimit() < 0 {
+		return nil, statusError(codes.InvalidArgument, firetower.CodeBadRequest, "limit must be >= 0")
+	}
+	var since *firetower.Position
+	if sp := req.GetSince(); sp != nil {
+		since = &firetower.Position{Offset: sp.GetOffset(), Epoch: sp.GetEpoch()}
+	}
+	r, err := s.t.History(ctx, req.GetTopic(), since, int(req.GetLimit()))
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	resp := &firetowerpb.HistoryResponse{Topic: r.Topic, Epoch: r.Top.Epoch, Offset: r.Top.Offset, Recovered: r.Recovered}
+	if resp.Topic == "" {
+		resp.Topic = req.GetTopic()
+	}
+	resp.Publications = make([]*firetowerpb.Publication, len(r.Publications))
+	for i, p := range r.Publications {
+		resp.Publications[i] = &firetowerpb.Publication{Offset: p.Offset, Data: p.Data}
+	}
+	return resp, nil
 }
 
 // PublishBatch implements firetowerpb.PushServiceServer.

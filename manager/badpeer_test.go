@@ -447,13 +447,16 @@ func TestBadPeerUnknownMessageType(t *testing.T) {
 	}{
 		{"type 0 first", false, 0, "unknown message type 0"},
 		{"type 200 first", false, 200, "unknown message type 200"},
-		{"type 14 after hello", true, 14, "unknown message type 14"},
+		{"type 60 after hello", true, 60, "unknown message type 60"},
 		{"type 255 after hello", true, 255, "unknown message type 255"},
 		{"WELCOME from a gateway", true, manager.MsgWelcome, "unexpected message type"},
 		{"DELIVER from a gateway", true, manager.MsgDeliver, "unexpected message type"},
 		{"COUNT reply from a gateway", true, manager.MsgCountReply, "unexpected message type"},
 		{"CHALLENGE from a gateway", true, manager.MsgChallenge, "unexpected message type"},
 		{"AUTH after the session opened", true, manager.MsgAuth, "unexpected message type"},
+		{"DELIVER_AT from a gateway", true, manager.MsgDeliverAt, "unexpected message type"},
+		{"APPEND reply from a gateway", true, manager.MsgAppendReply, "unexpected message type"},
+		{"HISTORY reply from a gateway", true, manager.MsgHistoryReply, "unexpected message type"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			p := dialRaw(t, e.srv.Addr())

@@ -68,6 +68,7 @@ type ClientStats struct {
 	Delivered     uint64 // DELIVERs received
 	GoAways       uint64
 	Refused       uint64 // sessions that did not open: refused by the manager, or a manager that failed to authenticate
+	HoldDropped   uint64 // deliveries dropped while a recovery held its topic past its bound (client_history.go)
 }
 
 // Client is a firetower.Manager backed by topic-manager nodes.
@@ -77,6 +78,7 @@ type Client struct {
 
 	joined                                                             atomic.Bool
 	dials, published, publishFailed, lost, delivered, goAways, refused atomic.Uint64
+	holdDropped                                                        atomic.Uint64
 	peers                                                              []*peer
 }
 
@@ -130,6 +132,7 @@ func (c *Client) Stats() ClientStats {
 	return ClientStats{
 		Connected: n, Dials: c.dials.Load(), Published: c.published.Load(), PublishFailed: c.publishFailed.Load(),
 		Lost: c.lost.Load(), Delivered: c.delivered.Load(), GoAways: c.goAways.Load(), Refused: c.refused.Load(),
+		HoldDropped: c.holdDropped.Load(),
 	}
 }
 
@@ -179,6 +182,7 @@ type link struct {
 	once   sync.Once
 	wg     sync.WaitGroup
 	seq    atomic.Uint64
+	hist   linkHistory // client_history.go
 }
 
 func (l *link) SetInterest(topic string, count int64) {
@@ -218,9 +222,14 @@ func (l *link) Publish(_ context.Context, topic string, data []byte) error {
 
 // request sends m (with a fresh Seq) to p and waits for the reply.
 func (l *link) request(ctx context.Context, p *peer, m *Msg) (*Msg, error) {
+	m.Seq = l.seq.Add(1)
+	return l.requestSeq(ctx, p, m)
+}
+
+// requestSeq is request with m.Seq already set.
+func (l *link) requestSeq(ctx context.Context, p *peer, m *Msg) (*Msg, error) {
 	ctx, cancel := context.WithTimeout(ctx, l.c.cfg.RequestTimeout)
 	defer cancel()
-	m.Seq = l.seq.Add(1)
 	ch := make(chan *Msg, 1)
 	p.mu.Lock()
 	if !p.up {
@@ -588,7 +597,15 @@ func (p *peer) readLoop(conn net.Conn, r *bufio.Reader) {
 		case MsgDeliver:
 			l.c.delivered.Add(1)
 			l.node.Deliver(m.Topic, m.Data)
-		case MsgCountReply, MsgPong:
+		case MsgDeliverAt:
+			l.onDeliverAt(p, m)
+		case MsgCountReply, MsgPong, MsgAppendReply, MsgHistoryReply:
+			switch m.Type {
+			case MsgPong:
+				l.onPong(p, m)
+			case MsgHistoryReply:
+				l.onHistoryReply(p, m)
+			}
 			p.mu.Lock()
 			ch := p.pending[m.Seq]
 			delete(p.pending, m.Seq)

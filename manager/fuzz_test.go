@@ -44,6 +44,11 @@ func fuzzSeeds(tb testing.TB) [][]byte {
 		{Type: manager.MsgHello, Node: 2, Text: "boot", Data: bytes.Repeat([]byte{7}, 32)},
 		{Type: manager.MsgChallenge, Data: bytes.Repeat([]byte{9}, 64)},
 		{Type: manager.MsgAuth, Data: bytes.Repeat([]byte{5}, 32)},
+		{Type: manager.MsgAppend, Seq: 3, Topic: "h", Data: []byte(`"x"`), Count: 100, Text: "60000"},
+		{Type: manager.MsgAppendReply, Seq: 3, Count: 41, Text: "9f3c"},
+		{Type: manager.MsgDeliverAt, Node: 2, Seq: 42, Topic: "h", Data: []byte(`"x"`), Text: "9f3c"},
+		{Type: manager.MsgRecover, Seq: 4, Count: 100, Text: "60000", Data: histItemsSeed(tb)},
+		{Type: manager.MsgRecoverDone, Topics: []manager.TopicCount{{Topic: "h", Count: 1}}},
 		{Type: 0},
 		{Type: 200},
 	}
@@ -105,7 +110,7 @@ func FuzzReadFrameDecode(f *testing.F) {
 				}
 				continue
 			}
-			if m.Type == 0 || m.Type > manager.MsgAuth {
+			if m.Type == 0 || m.Type > manager.MsgRecoverDone {
 				t.Fatalf("Decode accepted message type %d", m.Type)
 			}
 			f1, err := manager.AppendFrame(nil, m)

@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,6 +43,15 @@ type ServerConfig struct {
 	// per node. Default DefaultMaxTopicsPerNode (1,048,576).
 	MaxTopicsPerNode int
 
+	// History (history.go): HistoryMaxSize and HistoryMaxTTL cap the size
+	// and TTL a gateway asks for a history topic's stream; HistoryMaxBytes
+	// bounds what all streams hold together (past it, an append evicts
+	// its own stream's oldest publications). Defaults 65,536, 24h and
+	// 256 MiB.
+	HistoryMaxSize  int
+	HistoryMaxTTL   time.Duration
+	HistoryMaxBytes int64
+
 	// Secret is the cluster's shared secret. When set, a gateway joins only
 	// after proving it knows the secret, and the manager proves it in
 	// return (an HMAC challenge in each direction; the secret is never
@@ -72,6 +82,8 @@ type ServerStats struct {
 	Refused        uint64 // sessions refused (bad HELLO, failed authentication, duplicate node id)
 	BadFrames      uint64 // sessions ended by a malformed frame
 	Resets         uint64 // sessions reset (too slow, heartbeat timeout)
+	HistoryStreams int64  // history topics with a stream (history.go)
+	HistoryBytes   int64  // what the streams hold: data and bookkeeping
 }
 
 // Server is a topic-manager node.
@@ -85,6 +97,9 @@ type Server struct {
 	topics   map[string]map[uint16]int64
 	ntopics  map[uint16]int        // node -> topics it has interest in
 	conns    map[*session]struct{} // every live session, also before HELLO
+	nholds   map[uint16]int        // node -> recoveries it holds (history.go)
+
+	hist histStore // history.go
 
 	wg      sync.WaitGroup
 	closing atomic.Bool
@@ -121,6 +136,15 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if cfg.QueueBytes <= 0 {
 		cfg.QueueBytes = 64 << 20
 	}
+	if cfg.HistoryMaxSize <= 0 {
+		cfg.HistoryMaxSize = defaultHistoryMaxSize
+	}
+	if cfg.HistoryMaxTTL <= 0 {
+		cfg.HistoryMaxTTL = defaultHistoryMaxTTL
+	}
+	if cfg.HistoryMaxBytes <= 0 {
+		cfg.HistoryMaxBytes = defaultHistoryMaxBytes
+	}
 	lg := cfg.Logger
 	if lg == nil {
 		lg = slog.New(slog.DiscardHandler)
@@ -132,6 +156,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		topics:   make(map[string]map[uint16]int64),
 		ntopics:  make(map[uint16]int),
 		conns:    make(map[*session]struct{}),
+		nholds:   make(map[uint16]int),
 	}, nil
 }
 
@@ -203,6 +228,7 @@ func (s *Server) Stats() ServerStats {
 		Nodes: nodes, Topics: topics,
 		Publishes: s.publishes.Load(), Deliveries: s.deliveries.Load(), DroppedDeliver: s.dropped.Load(),
 		Refused: s.refused.Load(), BadFrames: s.badFrames.Load(), Resets: s.resets.Load(),
+		HistoryStreams: s.hist.streams.Load(), HistoryBytes: s.hist.bytes.Load(),
 	}
 }
 
@@ -311,7 +337,10 @@ func (s *Server) dropNodeLocked(node uint16) {
 
 // Publish delivers data on topic to every gateway with interest in it (a
 // publish from outside the cluster, e.g. the manager's HTTP push API). It
-// returns how many gateways it was queued for. An invalid topic is refused
+// returns how many gateways it was queued for. A topic whose history the
+// manager keeps (a gateway made its stream: see history.go) gets the
+// publish appended, with the bounds the gateways use, and delivered with
+// its offset. An invalid topic is refused
 // with a *firetower.Error of code invalid_topic, and a system topic (one
 // starting with firetower.SystemTopicPrefix, which only the nodes
 // themselves may use) with code forbidden.
@@ -321,6 +350,10 @@ func (s *Server) Publish(topic string, data []byte) (int, error) {
 	}
 	if firetower.IsSystemTopic(topic) {
 		return 0, &firetower.Error{Code: firetower.CodeForbidden, Message: "topics starting with " + firetower.SystemTopicPrefix + " are reserved for the nodes of the cluster"}
+	}
+	if o, ok := s.streamOptions(topic); ok {
+		_, n := s.appendHistory(nil, 0, topic, append([]byte(nil), data...), o)
+		return n, nil
 	}
 	return s.routeFrom(nil, topic, data), nil
 }
@@ -648,8 +681,25 @@ func (ss *session) handle(m *Msg) bool {
 		}
 		ss.sendMsg(&Msg{Type: MsgCountReply, Seq: m.Seq, Topic: m.Topic, Count: s.Count(m.Topic)})
 	case MsgPing:
-		ss.sendMsg(&Msg{Type: MsgPong, Seq: m.Seq})
+		// The PONG also carries the manager's history memory (history.go).
+		ss.sendMsg(&Msg{Type: MsgPong, Seq: m.Seq, Count: s.hist.bytes.Load(), Text: strconv.FormatInt(s.hist.streams.Load(), 10)})
 	case MsgPong:
+	case MsgAppend:
+		if err := checkTopic("APPEND", m.Topic); err != nil {
+			return ss.protocolError(err.Error())
+		}
+		if firetower.IsSystemTopic(m.Topic) {
+			return ss.protocolError("system topics keep no history: " + m.Topic)
+		}
+		o, err := s.histOptions(m)
+		if err != nil {
+			return ss.protocolError(err.Error())
+		}
+		s.appendHistory(ss, m.Seq, m.Topic, m.Data, o)
+	case MsgHistory, MsgRecover:
+		return s.queryHistory(ss, m, m.Type == MsgRecover)
+	case MsgRecoverDone:
+		s.recoverDone(ss.node, m.Topics)
 	case MsgGoAway:
 		return false
 	default:
@@ -693,6 +743,7 @@ func (ss *session) onAuth(m *Msg) bool {
 func (ss *session) register(m *Msg) bool {
 	s := ss.s
 	s.mu.Lock()
+	replaced := false
 	if old := s.sessions[m.Node]; old != nil {
 		if old.boot != m.Text {
 			s.mu.Unlock()
@@ -701,11 +752,15 @@ func (ss *session) register(m *Msg) bool {
 		// The same process reconnected before its old session ended.
 		delete(s.sessions, m.Node)
 		s.dropNodeLocked(m.Node)
+		replaced = true
 		defer old.close()
 	}
 	ss.node, ss.boot, ss.hello = m.Node, m.Text, true
 	s.sessions[m.Node] = ss
 	s.mu.Unlock()
+	if replaced { // the old session's recoveries are over (history.go)
+		s.dropHolds(m.Node)
+	}
 	s.log.Info("manager: gateway joined", "node", m.Node, "remote", ss.conn.RemoteAddr().String())
 	ss.sendMsg(&Msg{Type: MsgWelcome})
 	return true
@@ -716,12 +771,16 @@ func (ss *session) end() {
 	s := ss.s
 	s.mu.Lock()
 	delete(s.conns, ss)
-	if ss.hello && s.sessions[ss.node] == ss {
+	current := ss.hello && s.sessions[ss.node] == ss
+	if current {
 		delete(s.sessions, ss.node)
 		s.dropNodeLocked(ss.node)
 		s.log.Info("manager: gateway left", "node", ss.node)
 	}
 	s.mu.Unlock()
+	if current {
+		s.dropHolds(ss.node)
+	}
 	// Let a queued GOAWAY go out; the writer closes the connection. (The
 	// writer may already have taken it from the queue, so the queue does
 	// not tell.)

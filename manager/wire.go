@@ -74,6 +74,16 @@ const (
 	MsgGoAway                      // either: Text = reason
 	MsgChallenge                   // manager: Data = manager nonce + manager proof
 	MsgAuth                        // gateway: Data = gateway proof
+
+	// History (history.go): the manager keeps the streams of history
+	// topics and assigns their offsets.
+	MsgAppend       // gateway: Seq (0: no reply wanted), Topic, Data, Count = stream size, Text = TTL in ms (decimal)
+	MsgAppendReply  // manager: Seq, Count = offset, Text = epoch; Count -1: refused, Text = reason
+	MsgDeliverAt    // manager: Topic, Data, Node = origin, Seq = offset, Text = epoch
+	MsgHistory      // gateway: Seq, Count = stream size, Text = TTL in ms, Data = queries (AppendHistItems)
+	MsgRecover      // gateway: as MsgHistory, and the manager holds the node's deliveries (see history.go)
+	MsgHistoryReply // manager: Seq, Data = results (AppendHistItems); Count -1: refused, Text = reason
+	MsgRecoverDone  // gateway: Topics = the topics of a MsgRecover whose replay is done
 	msgMax
 )
 

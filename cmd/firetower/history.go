@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/firetower-go/firetower"
+	"github.com/firetower-go/firetower/manager"
 )
 
 // historyFlags are serve's --history-size N --history-ttl D: history and
@@ -48,8 +49,10 @@ func (h historyFlags) given() bool {
 	return set
 }
 
-// options returns the Tower options the flags ask for; clustered says
-// whether --manager or --nats is given, whose Managers keep no history yet.
+// options returns the Tower options the flags ask for. Every Manager keeps
+// history: the embedded one, topic-manager nodes (--manager) and NATS
+// JetStream (--nats). clustered says whether --manager or --nats is given:
+// the demo rooms' default history is only for the embedded Manager.
 func (h historyFlags) options(clustered bool) ([]firetower.Option, error) {
 	if *h.size == 0 && *h.ttl == 0 {
 		if clustered || h.given() {
@@ -62,8 +65,31 @@ func (h historyFlags) options(clustered bool) ([]firetower.Option, error) {
 		return nil, errors.New("--history-ttl needs --history-size N, N > 0")
 	case *h.ttl <= 0:
 		return nil, errors.New("--history-size needs --history-ttl D, D > 0 (e.g. 5m)")
-	case clustered:
-		return nil, errors.New("--history-size and --history-ttl work with the embedded manager only for now, not with --manager or --nats")
 	}
 	return []firetower.Option{firetower.WithHistory(*h.size, *h.ttl)}, nil
+}
+
+// managerHistoryFlags are manager's bounds on the history streams it keeps
+// for the gateways (manager.ServerConfig): --history-max-size N
+// --history-max-ttl D --history-max-bytes B.
+type managerHistoryFlags struct {
+	maxSize  *int
+	maxTTL   *time.Duration
+	maxBytes *int64
+}
+
+func addManagerHistoryFlags(fs *flag.FlagSet) managerHistoryFlags {
+	return managerHistoryFlags{
+		maxSize:  fs.Int("history-max-size", 65536, "most publications kept per history topic, whatever a gateway's --history-size"),
+		maxTTL:   fs.Duration("history-max-ttl", 24*time.Hour, "longest a publication is kept, whatever a gateway's --history-ttl"),
+		maxBytes: fs.Int64("history-max-bytes", 256<<20, "memory all history streams may hold together; past it a publish evicts its topic's oldest"),
+	}
+}
+
+func (h managerHistoryFlags) apply(cfg *manager.ServerConfig) error {
+	if *h.maxSize <= 0 || *h.maxTTL <= 0 || *h.maxBytes <= 0 {
+		return errors.New("--history-max-size, --history-max-ttl and --history-max-bytes must be > 0")
+	}
+	cfg.HistoryMaxSize, cfg.HistoryMaxTTL, cfg.HistoryMaxBytes = *h.maxSize, *h.maxTTL, *h.maxBytes
+	return nil
 }

@@ -32,7 +32,6 @@ func TestServeHistoryFlagsRefused(t *testing.T) {
 		{"--history-size", "10"},
 		{"--history-ttl", "1m"},
 		{"--history-size", "-1", "--history-ttl", "1m"},
-		{"--history-size", "10", "--history-ttl", "1m", "--manager", "127.0.0.1:6666"},
 	} {
 		var stderr strings.Builder
 		all := append([]string{"serve", "--ws-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"}, args...)
@@ -64,6 +63,20 @@ func TestServeDemoRoomsKeepHistory(t *testing.T) {
 		}
 		if code := stop(); code != 0 {
 			t.Fatalf("exit code %d", code)
+		}
+	}
+}
+
+func TestManagerHistoryFlagsRefused(t *testing.T) {
+	for _, args := range [][]string{
+		{"--history-max-size", "0"},
+		{"--history-max-ttl", "-1s"},
+		{"--history-max-bytes", "0"},
+	} {
+		var stderr strings.Builder
+		all := append([]string{"manager", "--addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"}, args...)
+		if code := run(context.Background(), all, io.Discard, &stderr); code != 2 || !strings.Contains(stderr.String(), "--history-max-") {
+			t.Errorf("%v: exit %d, %q; want 2 naming the flag", args, code, stderr.String())
 		}
 	}
 }

@@ -183,6 +183,7 @@ type managerFlags struct {
 	addr, httpAddr, apiKey, logLevel *string
 	trust                            *trustFlags
 	cluster                          *clusterFlags
+	history                          managerHistoryFlags // history.go
 }
 
 func newManagerFlags() (*flag.FlagSet, *managerFlags) {
@@ -195,6 +196,7 @@ func newManagerFlags() (*flag.FlagSet, *managerFlags) {
 	}
 	f.trust = addTrustFlags(fs, false) // --api-key-file, --allowed-hosts, --http-read-timeout (trust.go)
 	f.cluster = addClusterFlags(fs, false)
+	f.history = addManagerHistoryFlags(fs)
 	return fs, f
 }
 
@@ -235,7 +237,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	hc := trust.httpConfig(*apiKey, log)
 
 	opts := trust.towerOptions(*wsAddr, *httpAddr)
-	hopts, err := history.options(*natsURLs != "" || *managers != "")
+	hopts, err := history.options(*natsURLs != "" || *managers != "") // history.go
 	if err != nil {
 		fmt.Fprintln(stderr, "firetower serve:", err)
 		return 2
@@ -399,6 +401,10 @@ func runManager(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	}
 	mcfg, err := cluster.managerServerConfig(*addr, log)
 	if err != nil {
+		fmt.Fprintln(stderr, "firetower manager:", err)
+		return 2
+	}
+	if err := f.history.apply(&mcfg); err != nil {
 		fmt.Fprintln(stderr, "firetower manager:", err)
 		return 2
 	}

@@ -146,7 +146,7 @@
   function totals() {
     const ns = live();
     const t = {
-      nodes: ns.length, connections: 0, subscriptions: 0, topics: 0, slowClosed: 0, outbound: 0,
+      nodes: ns.length, connections: 0, subscriptions: 0, topics: 0, slowClosed: 0, outbound: 0, history: 0,
       p99: null, drops: {}, rates: null
     };
     for (const n of ns) {
@@ -156,6 +156,9 @@
       t.topics += st.Topics;
       t.slowClosed += st.SlowClosed;
       t.outbound += (st.Transport || {}).OutboundBuffered || 0;
+      // Nodes of one Manager report the same streams (shared memory, a
+      // manager node, JetStream): the largest figure, not the sum.
+      t.history = Math.max(t.history, st.HistoryBytes || 0);
       if (n.last.latency) t.p99 = Math.max(t.p99 || 0, n.last.latency.p99);
       for (const reason in n.last.drops || {}) {
         const d = t.drops[reason] || (t.drops[reason] = { total: 0, rate: 0 });
@@ -292,6 +295,7 @@
     set('topics-total', any ? fmtInt(t.topics) : '–', any ? t.topics : '');
     set('slow-closed', any ? fmtInt(t.slowClosed) : '–', any ? t.slowClosed : '');
     set('outbound', any ? fmtBytes(t.outbound) : '–', any ? t.outbound : '');
+    set('history-bytes', any ? fmtBytes(t.history) : '–', any ? t.history : '');
     set('latency-p99', t.p99 === null ? '–' : fmtMs(t.p99) + ' ms', t.p99);
     const r = t.rates;
     for (const [id, k] of [['rate-in', 'in'], ['rate-publishes', 'publishes'], ['rate-deliveries', 'deliveries'], ['rate-drops', 'drops']]) {
@@ -335,7 +339,9 @@
         cell('num outbound', fmtBytes((st.Transport || {}).OutboundBuffered || 0), (st.Transport || {}).OutboundBuffered || 0),
         cell('num p99', l ? fmtMs(l.p99) + ' ms' : '–', l ? l.p99 : '')
       );
-      tr.title = 'node ' + n.id + ': stats every ' + n.interval + ' s, last at ' + new Date(n.last.time).toLocaleTimeString();
+      tr.dataset.history = String(st.HistoryBytes || 0);
+      tr.title = 'node ' + n.id + ': stats every ' + n.interval + ' s, last at ' + new Date(n.last.time).toLocaleTimeString() +
+        '; history ' + fmtBytes(st.HistoryBytes || 0) + ' in ' + fmtInt(st.HistoryStreams || 0) + ' streams';
       rows.push(tr);
     }
     $('nodes').tBodies[0].replaceChildren(...rows);

@@ -103,7 +103,10 @@ func (x *PublishRequest) GetData() []byte {
 type PublishResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The topics published to.
-	Topics        []string `protobuf:"bytes,1,rep,name=topics,proto3" json:"topics,omitempty"`
+	Topics []string `protobuf:"bytes,1,rep,name=topics,proto3" json:"topics,omitempty"`
+	// The position of the publish in each topic with history, in the order
+	// of topics (topics without history have none).
+	Positions     []*TopicPosition `protobuf:"bytes,2,rep,name=positions,proto3" json:"positions,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -145,6 +148,322 @@ func (x *PublishResponse) GetTopics() []string {
 	return nil
 }
 
+func (x *PublishResponse) GetPositions() []*TopicPosition {
+	if x != nil {
+		return x.Positions
+	}
+	return nil
+}
+
+// A publish's place in a topic's stream: its offset within the stream's
+// epoch.
+type TopicPosition struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Topic         string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	Offset        uint64                 `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`
+	Epoch         string                 `protobuf:"bytes,3,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TopicPosition) Reset() {
+	*x = TopicPosition{}
+	mi := &file_firetower_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TopicPosition) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TopicPosition) ProtoMessage() {}
+
+func (x *TopicPosition) ProtoReflect() protoreflect.Message {
+	mi := &file_firetower_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TopicPosition.ProtoReflect.Descriptor instead.
+func (*TopicPosition) Descriptor() ([]byte, []int) {
+	return file_firetower_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *TopicPosition) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *TopicPosition) GetOffset() uint64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *TopicPosition) GetEpoch() string {
+	if x != nil {
+		return x.Epoch
+	}
+	return ""
+}
+
+type HistoryRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Topic string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	// At most this many publications; 0 for all those kept.
+	Limit int32 `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	// When set, the publications after this position.
+	Since         *Position `protobuf:"bytes,3,opt,name=since,proto3" json:"since,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HistoryRequest) Reset() {
+	*x = HistoryRequest{}
+	mi := &file_firetower_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HistoryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HistoryRequest) ProtoMessage() {}
+
+func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_firetower_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HistoryRequest.ProtoReflect.Descriptor instead.
+func (*HistoryRequest) Descriptor() ([]byte, []int) {
+	return file_firetower_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *HistoryRequest) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *HistoryRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *HistoryRequest) GetSince() *Position {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
+type Position struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Offset        uint64                 `protobuf:"varint,1,opt,name=offset,proto3" json:"offset,omitempty"`
+	Epoch         string                 `protobuf:"bytes,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Position) Reset() {
+	*x = Position{}
+	mi := &file_firetower_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Position) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Position) ProtoMessage() {}
+
+func (x *Position) ProtoReflect() protoreflect.Message {
+	mi := &file_firetower_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Position.ProtoReflect.Descriptor instead.
+func (*Position) Descriptor() ([]byte, []int) {
+	return file_firetower_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *Position) GetOffset() uint64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *Position) GetEpoch() string {
+	if x != nil {
+		return x.Epoch
+	}
+	return ""
+}
+
+type Publication struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Offset uint64                 `protobuf:"varint,1,opt,name=offset,proto3" json:"offset,omitempty"`
+	// The publish's data, as published.
+	Data          []byte `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Publication) Reset() {
+	*x = Publication{}
+	mi := &file_firetower_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Publication) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Publication) ProtoMessage() {}
+
+func (x *Publication) ProtoReflect() protoreflect.Message {
+	mi := &file_firetower_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Publication.ProtoReflect.Descriptor instead.
+func (*Publication) Descriptor() ([]byte, []int) {
+	return file_firetower_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *Publication) GetOffset() uint64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *Publication) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+type HistoryResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Topic string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	// The stream's epoch and the offset of its latest publish.
+	Epoch  string `protobuf:"bytes,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Offset uint64 `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"`
+	// With since: whether every publication after it is still kept (then
+	// they are all in publications); false when the epoch changed or they
+	// were evicted, and then publications is empty.
+	Recovered     bool           `protobuf:"varint,4,opt,name=recovered,proto3" json:"recovered,omitempty"`
+	Publications  []*Publication `protobuf:"bytes,5,rep,name=publications,proto3" json:"publications,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HistoryResponse) Reset() {
+	*x = HistoryResponse{}
+	mi := &file_firetower_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HistoryResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HistoryResponse) ProtoMessage() {}
+
+func (x *HistoryResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_firetower_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HistoryResponse.ProtoReflect.Descriptor instead.
+func (*HistoryResponse) Descriptor() ([]byte, []int) {
+	return file_firetower_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *HistoryResponse) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *HistoryResponse) GetEpoch() string {
+	if x != nil {
+		return x.Epoch
+	}
+	return ""
+}
+
+func (x *HistoryResponse) GetOffset() uint64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *HistoryResponse) GetRecovered() bool {
+	if x != nil {
+		return x.Recovered
+	}
+	return false
+}
+
+func (x *HistoryResponse) GetPublications() []*Publication {
+	if x != nil {
+		return x.Publications
+	}
+	return nil
+}
+
 type PublishBatchRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Messages      []*PublishRequest      `protobuf:"bytes,1,rep,name=messages,proto3" json:"messages,omitempty"`
@@ -154,7 +473,7 @@ type PublishBatchRequest struct {
 
 func (x *PublishBatchRequest) Reset() {
 	*x = PublishBatchRequest{}
-	mi := &file_firetower_proto_msgTypes[2]
+	mi := &file_firetower_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -166,7 +485,7 @@ func (x *PublishBatchRequest) String() string {
 func (*PublishBatchRequest) ProtoMessage() {}
 
 func (x *PublishBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_firetower_proto_msgTypes[2]
+	mi := &file_firetower_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -179,7 +498,7 @@ func (x *PublishBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishBatchRequest.ProtoReflect.Descriptor instead.
 func (*PublishBatchRequest) Descriptor() ([]byte, []int) {
-	return file_firetower_proto_rawDescGZIP(), []int{2}
+	return file_firetower_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *PublishBatchRequest) GetMessages() []*PublishRequest {
@@ -199,7 +518,7 @@ type PublishBatchResponse struct {
 
 func (x *PublishBatchResponse) Reset() {
 	*x = PublishBatchResponse{}
-	mi := &file_firetower_proto_msgTypes[3]
+	mi := &file_firetower_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -211,7 +530,7 @@ func (x *PublishBatchResponse) String() string {
 func (*PublishBatchResponse) ProtoMessage() {}
 
 func (x *PublishBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_firetower_proto_msgTypes[3]
+	mi := &file_firetower_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -224,7 +543,7 @@ func (x *PublishBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishBatchResponse.ProtoReflect.Descriptor instead.
 func (*PublishBatchResponse) Descriptor() ([]byte, []int) {
-	return file_firetower_proto_rawDescGZIP(), []int{3}
+	return file_firetower_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *PublishBatchResponse) GetPublished() int64 {
@@ -243,7 +562,7 @@ type CountRequest struct {
 
 func (x *CountRequest) Reset() {
 	*x = CountRequest{}
-	mi := &file_firetower_proto_msgTypes[4]
+	mi := &file_firetower_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -255,7 +574,7 @@ func (x *CountRequest) String() string {
 func (*CountRequest) ProtoMessage() {}
 
 func (x *CountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_firetower_proto_msgTypes[4]
+	mi := &file_firetower_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -268,7 +587,7 @@ func (x *CountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CountRequest.ProtoReflect.Descriptor instead.
 func (*CountRequest) Descriptor() ([]byte, []int) {
-	return file_firetower_proto_rawDescGZIP(), []int{4}
+	return file_firetower_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *CountRequest) GetTopic() string {
@@ -288,7 +607,7 @@ type CountResponse struct {
 
 func (x *CountResponse) Reset() {
 	*x = CountResponse{}
-	mi := &file_firetower_proto_msgTypes[5]
+	mi := &file_firetower_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -300,7 +619,7 @@ func (x *CountResponse) String() string {
 func (*CountResponse) ProtoMessage() {}
 
 func (x *CountResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_firetower_proto_msgTypes[5]
+	mi := &file_firetower_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -313,7 +632,7 @@ func (x *CountResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CountResponse.ProtoReflect.Descriptor instead.
 func (*CountResponse) Descriptor() ([]byte, []int) {
-	return file_firetower_proto_rawDescGZIP(), []int{5}
+	return file_firetower_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *CountResponse) GetTopic() string {
@@ -342,7 +661,7 @@ type ListTopicsRequest struct {
 
 func (x *ListTopicsRequest) Reset() {
 	*x = ListTopicsRequest{}
-	mi := &file_firetower_proto_msgTypes[6]
+	mi := &file_firetower_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -354,7 +673,7 @@ func (x *ListTopicsRequest) String() string {
 func (*ListTopicsRequest) ProtoMessage() {}
 
 func (x *ListTopicsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_firetower_proto_msgTypes[6]
+	mi := &file_firetower_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -367,7 +686,7 @@ func (x *ListTopicsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTopicsRequest.ProtoReflect.Descriptor instead.
 func (*ListTopicsRequest) Descriptor() ([]byte, []int) {
-	return file_firetower_proto_rawDescGZIP(), []int{6}
+	return file_firetower_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListTopicsRequest) GetQuery() string {
@@ -397,7 +716,7 @@ type TopicCount struct {
 
 func (x *TopicCount) Reset() {
 	*x = TopicCount{}
-	mi := &file_firetower_proto_msgTypes[7]
+	mi := &file_firetower_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -409,7 +728,7 @@ func (x *TopicCount) String() string {
 func (*TopicCount) ProtoMessage() {}
 
 func (x *TopicCount) ProtoReflect() protoreflect.Message {
-	mi := &file_firetower_proto_msgTypes[7]
+	mi := &file_firetower_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -422,7 +741,7 @@ func (x *TopicCount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TopicCount.ProtoReflect.Descriptor instead.
 func (*TopicCount) Descriptor() ([]byte, []int) {
-	return file_firetower_proto_rawDescGZIP(), []int{7}
+	return file_firetower_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *TopicCount) GetTopic() string {
@@ -455,7 +774,7 @@ type ListTopicsResponse struct {
 
 func (x *ListTopicsResponse) Reset() {
 	*x = ListTopicsResponse{}
-	mi := &file_firetower_proto_msgTypes[8]
+	mi := &file_firetower_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -467,7 +786,7 @@ func (x *ListTopicsResponse) String() string {
 func (*ListTopicsResponse) ProtoMessage() {}
 
 func (x *ListTopicsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_firetower_proto_msgTypes[8]
+	mi := &file_firetower_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -480,7 +799,7 @@ func (x *ListTopicsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTopicsResponse.ProtoReflect.Descriptor instead.
 func (*ListTopicsResponse) Descriptor() ([]byte, []int) {
-	return file_firetower_proto_rawDescGZIP(), []int{8}
+	return file_firetower_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListTopicsResponse) GetTopics() []*TopicCount {
@@ -504,7 +823,7 @@ type DisconnectRequest struct {
 
 func (x *DisconnectRequest) Reset() {
 	*x = DisconnectRequest{}
-	mi := &file_firetower_proto_msgTypes[9]
+	mi := &file_firetower_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -516,7 +835,7 @@ func (x *DisconnectRequest) String() string {
 func (*DisconnectRequest) ProtoMessage() {}
 
 func (x *DisconnectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_firetower_proto_msgTypes[9]
+	mi := &file_firetower_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -529,7 +848,7 @@ func (x *DisconnectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DisconnectRequest.ProtoReflect.Descriptor instead.
 func (*DisconnectRequest) Descriptor() ([]byte, []int) {
-	return file_firetower_proto_rawDescGZIP(), []int{9}
+	return file_firetower_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *DisconnectRequest) GetConnId() string {
@@ -570,7 +889,7 @@ type DisconnectResponse struct {
 
 func (x *DisconnectResponse) Reset() {
 	*x = DisconnectResponse{}
-	mi := &file_firetower_proto_msgTypes[10]
+	mi := &file_firetower_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -582,7 +901,7 @@ func (x *DisconnectResponse) String() string {
 func (*DisconnectResponse) ProtoMessage() {}
 
 func (x *DisconnectResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_firetower_proto_msgTypes[10]
+	mi := &file_firetower_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -595,7 +914,7 @@ func (x *DisconnectResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DisconnectResponse.ProtoReflect.Descriptor instead.
 func (*DisconnectResponse) Descriptor() ([]byte, []int) {
-	return file_firetower_proto_rawDescGZIP(), []int{10}
+	return file_firetower_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *DisconnectResponse) GetDisconnected() int64 {
@@ -617,7 +936,7 @@ type UnsubscribeRequest struct {
 
 func (x *UnsubscribeRequest) Reset() {
 	*x = UnsubscribeRequest{}
-	mi := &file_firetower_proto_msgTypes[11]
+	mi := &file_firetower_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -629,7 +948,7 @@ func (x *UnsubscribeRequest) String() string {
 func (*UnsubscribeRequest) ProtoMessage() {}
 
 func (x *UnsubscribeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_firetower_proto_msgTypes[11]
+	mi := &file_firetower_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -642,7 +961,7 @@ func (x *UnsubscribeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnsubscribeRequest.ProtoReflect.Descriptor instead.
 func (*UnsubscribeRequest) Descriptor() ([]byte, []int) {
-	return file_firetower_proto_rawDescGZIP(), []int{11}
+	return file_firetower_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *UnsubscribeRequest) GetConnId() string {
@@ -675,7 +994,7 @@ type UnsubscribeResponse struct {
 
 func (x *UnsubscribeResponse) Reset() {
 	*x = UnsubscribeResponse{}
-	mi := &file_firetower_proto_msgTypes[12]
+	mi := &file_firetower_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -687,7 +1006,7 @@ func (x *UnsubscribeResponse) String() string {
 func (*UnsubscribeResponse) ProtoMessage() {}
 
 func (x *UnsubscribeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_firetower_proto_msgTypes[12]
+	mi := &file_firetower_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -700,7 +1019,7 @@ func (x *UnsubscribeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnsubscribeResponse.ProtoReflect.Descriptor instead.
 func (*UnsubscribeResponse) Descriptor() ([]byte, []int) {
-	return file_firetower_proto_rawDescGZIP(), []int{12}
+	return file_firetower_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *UnsubscribeResponse) GetTopics() []string {
@@ -721,7 +1040,7 @@ type PresenceRequest struct {
 
 func (x *PresenceRequest) Reset() {
 	*x = PresenceRequest{}
-	mi := &file_firetower_proto_msgTypes[13]
+	mi := &file_firetower_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -733,7 +1052,7 @@ func (x *PresenceRequest) String() string {
 func (*PresenceRequest) ProtoMessage() {}
 
 func (x *PresenceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_firetower_proto_msgTypes[13]
+	mi := &file_firetower_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -746,7 +1065,7 @@ func (x *PresenceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PresenceRequest.ProtoReflect.Descriptor instead.
 func (*PresenceRequest) Descriptor() ([]byte, []int) {
-	return file_firetower_proto_rawDescGZIP(), []int{13}
+	return file_firetower_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *PresenceRequest) GetTopic() string {
@@ -774,7 +1093,7 @@ type ConnInfo struct {
 
 func (x *ConnInfo) Reset() {
 	*x = ConnInfo{}
-	mi := &file_firetower_proto_msgTypes[14]
+	mi := &file_firetower_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -786,7 +1105,7 @@ func (x *ConnInfo) String() string {
 func (*ConnInfo) ProtoMessage() {}
 
 func (x *ConnInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_firetower_proto_msgTypes[14]
+	mi := &file_firetower_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -799,7 +1118,7 @@ func (x *ConnInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConnInfo.ProtoReflect.Descriptor instead.
 func (*ConnInfo) Descriptor() ([]byte, []int) {
-	return file_firetower_proto_rawDescGZIP(), []int{14}
+	return file_firetower_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ConnInfo) GetId() string {
@@ -833,7 +1152,7 @@ type PresenceResponse struct {
 
 func (x *PresenceResponse) Reset() {
 	*x = PresenceResponse{}
-	mi := &file_firetower_proto_msgTypes[15]
+	mi := &file_firetower_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -845,7 +1164,7 @@ func (x *PresenceResponse) String() string {
 func (*PresenceResponse) ProtoMessage() {}
 
 func (x *PresenceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_firetower_proto_msgTypes[15]
+	mi := &file_firetower_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -858,7 +1177,7 @@ func (x *PresenceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PresenceResponse.ProtoReflect.Descriptor instead.
 func (*PresenceResponse) Descriptor() ([]byte, []int) {
-	return file_firetower_proto_rawDescGZIP(), []int{15}
+	return file_firetower_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *PresenceResponse) GetTopic() string {
@@ -883,9 +1202,30 @@ const file_firetower_proto_rawDesc = "" +
 	"\x0ePublishRequest\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x16\n" +
 	"\x06topics\x18\x02 \x03(\tR\x06topics\x12\x12\n" +
-	"\x04data\x18\x03 \x01(\fR\x04data\")\n" +
+	"\x04data\x18\x03 \x01(\fR\x04data\"d\n" +
 	"\x0fPublishResponse\x12\x16\n" +
-	"\x06topics\x18\x01 \x03(\tR\x06topics\"O\n" +
+	"\x06topics\x18\x01 \x03(\tR\x06topics\x129\n" +
+	"\tpositions\x18\x02 \x03(\v2\x1b.firetower.v1.TopicPositionR\tpositions\"S\n" +
+	"\rTopicPosition\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x16\n" +
+	"\x06offset\x18\x02 \x01(\x04R\x06offset\x12\x14\n" +
+	"\x05epoch\x18\x03 \x01(\tR\x05epoch\"j\n" +
+	"\x0eHistoryRequest\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x14\n" +
+	"\x05limit\x18\x02 \x01(\x05R\x05limit\x12,\n" +
+	"\x05since\x18\x03 \x01(\v2\x16.firetower.v1.PositionR\x05since\"8\n" +
+	"\bPosition\x12\x16\n" +
+	"\x06offset\x18\x01 \x01(\x04R\x06offset\x12\x14\n" +
+	"\x05epoch\x18\x02 \x01(\tR\x05epoch\"9\n" +
+	"\vPublication\x12\x16\n" +
+	"\x06offset\x18\x01 \x01(\x04R\x06offset\x12\x12\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\"\xb2\x01\n" +
+	"\x0fHistoryResponse\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x14\n" +
+	"\x05epoch\x18\x02 \x01(\tR\x05epoch\x12\x16\n" +
+	"\x06offset\x18\x03 \x01(\x04R\x06offset\x12\x1c\n" +
+	"\trecovered\x18\x04 \x01(\bR\trecovered\x12=\n" +
+	"\fpublications\x18\x05 \x03(\v2\x19.firetower.v1.PublicationR\fpublications\"O\n" +
 	"\x13PublishBatchRequest\x128\n" +
 	"\bmessages\x18\x01 \x03(\v2\x1c.firetower.v1.PublishRequestR\bmessages\"4\n" +
 	"\x14PublishBatchResponse\x12\x1c\n" +
@@ -927,7 +1267,7 @@ const file_firetower_proto_rawDesc = "" +
 	"\x04node\x18\x03 \x01(\rR\x04node\"b\n" +
 	"\x10PresenceResponse\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x128\n" +
-	"\vconnections\x18\x02 \x03(\v2\x16.firetower.v1.ConnInfoR\vconnections2\xaf\x04\n" +
+	"\vconnections\x18\x02 \x03(\v2\x16.firetower.v1.ConnInfoR\vconnections2\xf7\x04\n" +
 	"\vPushService\x12F\n" +
 	"\aPublish\x12\x1c.firetower.v1.PublishRequest\x1a\x1d.firetower.v1.PublishResponse\x12U\n" +
 	"\fPublishBatch\x12!.firetower.v1.PublishBatchRequest\x1a\".firetower.v1.PublishBatchResponse\x12@\n" +
@@ -937,7 +1277,8 @@ const file_firetower_proto_rawDesc = "" +
 	"\bPresence\x12\x1d.firetower.v1.PresenceRequest\x1a\x1e.firetower.v1.PresenceResponse\x12O\n" +
 	"\n" +
 	"Disconnect\x12\x1f.firetower.v1.DisconnectRequest\x1a .firetower.v1.DisconnectResponse\x12R\n" +
-	"\vUnsubscribe\x12 .firetower.v1.UnsubscribeRequest\x1a!.firetower.v1.UnsubscribeResponseB7Z5github.com/firetower-go/firetower/grpcapi/firetowerpbb\x06proto3"
+	"\vUnsubscribe\x12 .firetower.v1.UnsubscribeRequest\x1a!.firetower.v1.UnsubscribeResponse\x12F\n" +
+	"\aHistory\x12\x1c.firetower.v1.HistoryRequest\x1a\x1d.firetower.v1.HistoryResponseB7Z5github.com/firetower-go/firetower/grpcapi/firetowerpbb\x06proto3"
 
 var (
 	file_firetower_proto_rawDescOnce sync.Once
@@ -951,48 +1292,58 @@ func file_firetower_proto_rawDescGZIP() []byte {
 	return file_firetower_proto_rawDescData
 }
 
-var file_firetower_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_firetower_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_firetower_proto_goTypes = []any{
 	(*PublishRequest)(nil),       // 0: firetower.v1.PublishRequest
 	(*PublishResponse)(nil),      // 1: firetower.v1.PublishResponse
-	(*PublishBatchRequest)(nil),  // 2: firetower.v1.PublishBatchRequest
-	(*PublishBatchResponse)(nil), // 3: firetower.v1.PublishBatchResponse
-	(*CountRequest)(nil),         // 4: firetower.v1.CountRequest
-	(*CountResponse)(nil),        // 5: firetower.v1.CountResponse
-	(*ListTopicsRequest)(nil),    // 6: firetower.v1.ListTopicsRequest
-	(*TopicCount)(nil),           // 7: firetower.v1.TopicCount
-	(*ListTopicsResponse)(nil),   // 8: firetower.v1.ListTopicsResponse
-	(*DisconnectRequest)(nil),    // 9: firetower.v1.DisconnectRequest
-	(*DisconnectResponse)(nil),   // 10: firetower.v1.DisconnectResponse
-	(*UnsubscribeRequest)(nil),   // 11: firetower.v1.UnsubscribeRequest
-	(*UnsubscribeResponse)(nil),  // 12: firetower.v1.UnsubscribeResponse
-	(*PresenceRequest)(nil),      // 13: firetower.v1.PresenceRequest
-	(*ConnInfo)(nil),             // 14: firetower.v1.ConnInfo
-	(*PresenceResponse)(nil),     // 15: firetower.v1.PresenceResponse
+	(*TopicPosition)(nil),        // 2: firetower.v1.TopicPosition
+	(*HistoryRequest)(nil),       // 3: firetower.v1.HistoryRequest
+	(*Position)(nil),             // 4: firetower.v1.Position
+	(*Publication)(nil),          // 5: firetower.v1.Publication
+	(*HistoryResponse)(nil),      // 6: firetower.v1.HistoryResponse
+	(*PublishBatchRequest)(nil),  // 7: firetower.v1.PublishBatchRequest
+	(*PublishBatchResponse)(nil), // 8: firetower.v1.PublishBatchResponse
+	(*CountRequest)(nil),         // 9: firetower.v1.CountRequest
+	(*CountResponse)(nil),        // 10: firetower.v1.CountResponse
+	(*ListTopicsRequest)(nil),    // 11: firetower.v1.ListTopicsRequest
+	(*TopicCount)(nil),           // 12: firetower.v1.TopicCount
+	(*ListTopicsResponse)(nil),   // 13: firetower.v1.ListTopicsResponse
+	(*DisconnectRequest)(nil),    // 14: firetower.v1.DisconnectRequest
+	(*DisconnectResponse)(nil),   // 15: firetower.v1.DisconnectResponse
+	(*UnsubscribeRequest)(nil),   // 16: firetower.v1.UnsubscribeRequest
+	(*UnsubscribeResponse)(nil),  // 17: firetower.v1.UnsubscribeResponse
+	(*PresenceRequest)(nil),      // 18: firetower.v1.PresenceRequest
+	(*ConnInfo)(nil),             // 19: firetower.v1.ConnInfo
+	(*PresenceResponse)(nil),     // 20: firetower.v1.PresenceResponse
 }
 var file_firetower_proto_depIdxs = []int32{
-	0,  // 0: firetower.v1.PublishBatchRequest.messages:type_name -> firetower.v1.PublishRequest
-	7,  // 1: firetower.v1.ListTopicsResponse.topics:type_name -> firetower.v1.TopicCount
-	14, // 2: firetower.v1.PresenceResponse.connections:type_name -> firetower.v1.ConnInfo
-	0,  // 3: firetower.v1.PushService.Publish:input_type -> firetower.v1.PublishRequest
-	2,  // 4: firetower.v1.PushService.PublishBatch:input_type -> firetower.v1.PublishBatchRequest
-	4,  // 5: firetower.v1.PushService.Count:input_type -> firetower.v1.CountRequest
-	6,  // 6: firetower.v1.PushService.ListTopics:input_type -> firetower.v1.ListTopicsRequest
-	13, // 7: firetower.v1.PushService.Presence:input_type -> firetower.v1.PresenceRequest
-	9,  // 8: firetower.v1.PushService.Disconnect:input_type -> firetower.v1.DisconnectRequest
-	11, // 9: firetower.v1.PushService.Unsubscribe:input_type -> firetower.v1.UnsubscribeRequest
-	1,  // 10: firetower.v1.PushService.Publish:output_type -> firetower.v1.PublishResponse
-	3,  // 11: firetower.v1.PushService.PublishBatch:output_type -> firetower.v1.PublishBatchResponse
-	5,  // 12: firetower.v1.PushService.Count:output_type -> firetower.v1.CountResponse
-	8,  // 13: firetower.v1.PushService.ListTopics:output_type -> firetower.v1.ListTopicsResponse
-	15, // 14: firetower.v1.PushService.Presence:output_type -> firetower.v1.PresenceResponse
-	10, // 15: firetower.v1.PushService.Disconnect:output_type -> firetower.v1.DisconnectResponse
-	12, // 16: firetower.v1.PushService.Unsubscribe:output_type -> firetower.v1.UnsubscribeResponse
-	10, // [10:17] is the sub-list for method output_type
-	3,  // [3:10] is the sub-list for method input_type
-	3,  // [3:3] is the sub-list for extension type_name
-	3,  // [3:3] is the sub-list for extension extendee
-	0,  // [0:3] is the sub-list for field type_name
+	2,  // 0: firetower.v1.PublishResponse.positions:type_name -> firetower.v1.TopicPosition
+	4,  // 1: firetower.v1.HistoryRequest.since:type_name -> firetower.v1.Position
+	5,  // 2: firetower.v1.HistoryResponse.publications:type_name -> firetower.v1.Publication
+	0,  // 3: firetower.v1.PublishBatchRequest.messages:type_name -> firetower.v1.PublishRequest
+	12, // 4: firetower.v1.ListTopicsResponse.topics:type_name -> firetower.v1.TopicCount
+	19, // 5: firetower.v1.PresenceResponse.connections:type_name -> firetower.v1.ConnInfo
+	0,  // 6: firetower.v1.PushService.Publish:input_type -> firetower.v1.PublishRequest
+	7,  // 7: firetower.v1.PushService.PublishBatch:input_type -> firetower.v1.PublishBatchRequest
+	9,  // 8: firetower.v1.PushService.Count:input_type -> firetower.v1.CountRequest
+	11, // 9: firetower.v1.PushService.ListTopics:input_type -> firetower.v1.ListTopicsRequest
+	18, // 10: firetower.v1.PushService.Presence:input_type -> firetower.v1.PresenceRequest
+	14, // 11: firetower.v1.PushService.Disconnect:input_type -> firetower.v1.DisconnectRequest
+	16, // 12: firetower.v1.PushService.Unsubscribe:input_type -> firetower.v1.UnsubscribeRequest
+	3,  // 13: firetower.v1.PushService.History:input_type -> firetower.v1.HistoryRequest
+	1,  // 14: firetower.v1.PushService.Publish:output_type -> firetower.v1.PublishResponse
+	8,  // 15: firetower.v1.PushService.PublishBatch:output_type -> firetower.v1.PublishBatchResponse
+	10, // 16: firetower.v1.PushService.Count:output_type -> firetower.v1.CountResponse
+	13, // 17: firetower.v1.PushService.ListTopics:output_type -> firetower.v1.ListTopicsResponse
+	20, // 18: firetower.v1.PushService.Presence:output_type -> firetower.v1.PresenceResponse
+	15, // 19: firetower.v1.PushService.Disconnect:output_type -> firetower.v1.DisconnectResponse
+	17, // 20: firetower.v1.PushService.Unsubscribe:output_type -> firetower.v1.UnsubscribeResponse
+	6,  // 21: firetower.v1.PushService.History:output_type -> firetower.v1.HistoryResponse
+	14, // [14:22] is the sub-list for method output_type
+	6,  // [6:14] is the sub-list for method input_type
+	6,  // [6:6] is the sub-list for extension type_name
+	6,  // [6:6] is the sub-list for extension extendee
+	0,  // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_firetower_proto_init() }
@@ -1006,7 +1357,7 @@ func file_firetower_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_firetower_proto_rawDesc), len(file_firetower_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   16,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -42,6 +42,7 @@ const (
 	PushService_Presence_FullMethodName     = "/firetower.v1.PushService/Presence"
 	PushService_Disconnect_FullMethodName   = "/firetower.v1.PushService/Disconnect"
 	PushService_Unsubscribe_FullMethodName  = "/firetower.v1.PushService/Unsubscribe"
+	PushService_History_FullMethodName      = "/firetower.v1.PushService/History"
 )
 
 // PushServiceClient is the client API for PushService service.
@@ -70,6 +71,11 @@ type PushServiceClient interface {
 	// client had asked (the OnUnsubscribe hook runs, on the connection's
 	// node).
 	Unsubscribe(ctx context.Context, in *UnsubscribeRequest, opts ...grpc.CallOption) (*UnsubscribeResponse, error)
+	// History returns the publications kept for a topic with history
+	// (WithHistory), oldest first: those after since (recovered says whether
+	// they all still are), or the latest limit. NOT_FOUND for a topic
+	// without history.
+	History(ctx context.Context, in *HistoryRequest, opts ...grpc.CallOption) (*HistoryResponse, error)
 }
 
 type pushServiceClient struct {
@@ -150,6 +156,16 @@ func (c *pushServiceClient) Unsubscribe(ctx context.Context, in *UnsubscribeRequ
 	return out, nil
 }
 
+func (c *pushServiceClient) History(ctx context.Context, in *HistoryRequest, opts ...grpc.CallOption) (*HistoryResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(HistoryResponse)
+	err := c.cc.Invoke(ctx, PushService_History_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PushServiceServer is the server API for PushService service.
 // All implementations must embed UnimplementedPushServiceServer
 // for forward compatibility.
@@ -176,6 +192,11 @@ type PushServiceServer interface {
 	// client had asked (the OnUnsubscribe hook runs, on the connection's
 	// node).
 	Unsubscribe(context.Context, *UnsubscribeRequest) (*UnsubscribeResponse, error)
+	// History returns the publications kept for a topic with history
+	// (WithHistory), oldest first: those after since (recovered says whether
+	// they all still are), or the latest limit. NOT_FOUND for a topic
+	// without history.
+	History(context.Context, *HistoryRequest) (*HistoryResponse, error)
 	mustEmbedUnimplementedPushServiceServer()
 }
 
@@ -206,6 +227,9 @@ func (UnimplementedPushServiceServer) Disconnect(context.Context, *DisconnectReq
 }
 func (UnimplementedPushServiceServer) Unsubscribe(context.Context, *UnsubscribeRequest) (*UnsubscribeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Unsubscribe not implemented")
+}
+func (UnimplementedPushServiceServer) History(context.Context, *HistoryRequest) (*HistoryResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method History not implemented")
 }
 func (UnimplementedPushServiceServer) mustEmbedUnimplementedPushServiceServer() {}
 func (UnimplementedPushServiceServer) testEmbeddedByValue()                     {}
@@ -354,6 +378,24 @@ func _PushService_Unsubscribe_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _PushService_History_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(HistoryRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PushServiceServer).History(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PushService_History_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PushServiceServer).History(ctx, req.(*HistoryRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // PushService_ServiceDesc is the grpc.ServiceDesc for PushService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -388,6 +430,10 @@ var PushService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Unsubscribe",
 			Handler:    _PushService_Unsubscribe_Handler,
+		},
+		{
+			MethodName: "History",
+			Handler:    _PushService_History_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -96,6 +96,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/firetower-go/firetower"
@@ -156,6 +157,14 @@ type Config struct {
 	Options []nats.Option
 	// Logger receives connection events. Default: discard.
 	Logger *slog.Logger
+
+	// History (history.go): the JetStream streams of history topics are
+	// kept in HistoryStorage (default file storage) with HistoryReplicas
+	// replicas (default 1); HistoryTimeout bounds each JetStream request
+	// (default 5s).
+	HistoryStorage  jetstream.StorageType
+	HistoryReplicas int
+	HistoryTimeout  time.Duration
 }
 
 // Errors.
@@ -225,6 +234,12 @@ func New(cfg Config) (*Manager, error) {
 	}
 	if cfg.PendingMsgs <= 0 {
 		cfg.PendingMsgs = 65536
+	}
+	if cfg.HistoryReplicas <= 0 {
+		cfg.HistoryReplicas = 1
+	}
+	if cfg.HistoryTimeout <= 0 {
+		cfg.HistoryTimeout = defaultHistoryTimeout
 	}
 	kinds := 0
 	for _, set := range []bool{cfg.Token != "", cfg.User != "" || cfg.Password != "", cfg.CredsFile != ""} {
@@ -348,6 +363,7 @@ type Stats struct {
 	ReportsReceived uint64 // report messages received from other nodes
 	BadReports      uint64 // report messages that could not be decoded
 	Peers           int    // other nodes whose reports are current
+	HistoryDups     uint64 // history messages received twice (at or below an offset delivered), dropped
 }
 
 // Stats returns the counters (zero before Join).
@@ -366,8 +382,12 @@ func (m *Manager) Stats() Stats {
 		ReportsReceived: l.reportsRecv.Load(),
 		BadReports:      l.badReports.Load(),
 	}
+	l.h.hmu.Lock()
+	s.HistoryDups = l.h.dups
+	s.Dropped += l.h.held
+	l.h.hmu.Unlock()
 	l.applyMu.Lock()
-	s.Dropped = l.droppedGone
+	s.Dropped += l.droppedGone
 	for _, sub := range l.subs {
 		if n, err := sub.Dropped(); err == nil {
 			s.Dropped += uint64(n)
@@ -394,21 +414,27 @@ func (m *Manager) Join(ctx context.Context, n firetower.Node) (firetower.Link, e
 	}
 	cfg := &m.cfg
 	l := &link{
-		m:         m,
-		node:      n,
-		boot:      rand.Uint64(),
-		local:     make(map[string]int64),
-		dirtySubs: make(map[string]struct{}),
-		delta:     make(map[string]int64),
-		subs:      make(map[string]*nats.Subscription),
-		peers:     make(map[uint16]*peer),
-		msgs:      make(chan *nats.Msg, cfg.PendingMsgs),
-		reps:      make(chan *nats.Msg, 4096),
-		kick:      make(chan struct{}, 1),
-		stop:      make(chan struct{}),
-		closed:    make(chan struct{}),
-		repSubj:   cfg.SubjectPrefix + "r",
+		m:          m,
+		node:       n,
+		boot:       rand.Uint64(),
+		local:      make(map[string]int64),
+		dirtySubs:  make(map[string]struct{}),
+		delta:      make(map[string]int64),
+		subs:       make(map[string]*nats.Subscription),
+		peers:      make(map[uint16]*peer),
+		msgs:       make(chan *nats.Msg, cfg.PendingMsgs),
+		reps:       make(chan *nats.Msg, 4096),
+		kick:       make(chan struct{}, 1),
+		stop:       make(chan struct{}),
+		closed:     make(chan struct{}),
+		repSubj:    cfg.SubjectPrefix + "r",
+		recovering: make(map[string]int),
 	}
+	l.h.streams = make(map[string]*topicStream)
+	l.h.holds = make(map[string]*natsHold)
+	l.h.seen = make(map[string]uint64)
+	l.h.hist = make(map[string]bool)
+	l.h.subd = make(map[string]bool)
 	var closedOnce sync.Once
 	opts := []nats.Option{
 		nats.Name(fmt.Sprintf("firetower node %d", n.NodeID())),
@@ -457,6 +483,11 @@ func (m *Manager) Join(ctx context.Context, n firetower.Node) (firetower.Link, e
 		return nil, fmt.Errorf("natsmanager: connecting to %v: %w", cfg.URLs, err)
 	}
 	l.nc = nc
+	if l.h.js, err = jetstream.New(nc); err != nil {
+		nc.Close()
+		m.joined.Store(false)
+		return nil, fmt.Errorf("natsmanager: JetStream: %w", err)
+	}
 	if _, err := nc.ChanSubscribe(l.repSubj, l.reps); err != nil {
 		nc.Close()
 		m.joined.Store(false)
@@ -496,6 +527,10 @@ type link struct {
 	local     map[string]int64    // current local counts (> 0)
 	dirtySubs map[string]struct{} // topics whose subscription may have to change
 	delta     map[string]int64    // changes not yet reported (absolute counts)
+	// recovering: history topics subscribed for a recovery (history.go)
+	recovering map[string]int
+
+	h natsHistory // history.go
 
 	applyMu     sync.Mutex
 	subs        map[string]*nats.Subscription
@@ -592,7 +627,7 @@ func (l *link) apply() {
 	}
 	want := make(map[string]bool, len(l.dirtySubs))
 	for t := range l.dirtySubs {
-		want[t] = l.local[t] > 0
+		want[t] = l.local[t] > 0 || l.recovering[t] > 0
 	}
 	clear(l.dirtySubs)
 	l.mu.Unlock()
@@ -601,8 +636,14 @@ func (l *link) apply() {
 		sub := l.subs[t]
 		switch {
 		case on && sub == nil:
-			s, err := l.nc.ChanSubscribe(topicSubject(l.m.cfg.SubjectPrefix, t), l.msgs)
+			subj := topicSubject(l.m.cfg.SubjectPrefix, t)
+			if l.isHistory(t) { // history.go
+				subj = republishSubject(l.m.cfg.SubjectPrefix, t)
+				l.subscribed(t)
+			}
+			s, err := l.nc.ChanSubscribe(subj, l.msgs)
 			if err != nil {
+				l.unsubscribed(t)
 				if !l.nc.IsClosed() {
 					l.m.log.Warn("natsmanager: subscribe", "topic", t, "err", err)
 					retry = append(retry, t)
@@ -618,6 +659,7 @@ func (l *link) apply() {
 				l.m.log.Warn("natsmanager: unsubscribe", "topic", t, "err", err)
 			}
 			delete(l.subs, t)
+			l.unsubscribed(t)
 		}
 	}
 	if len(retry) > 0 { // the control loop retries at its next tick
@@ -709,6 +751,8 @@ func (l *link) deliverLoop() {
 			if topic, ok := subjectTopic(prefix, msg.Subject); ok {
 				l.delivered.Add(1)
 				l.node.Deliver(topic, msg.Data)
+			} else if topic, ok := republishTopic(prefix, msg.Subject); ok {
+				l.deliverHistory(topic, msg) // history.go
 			}
 		}
 	}
