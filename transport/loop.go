@@ -53,6 +53,7 @@ type loop struct {
 	conns []*Conn // every TCP connection on this loop; Conn.idx is its index
 	dirty []*Conn // connections with frames in out
 	sweep []*Conn // scratch for closes decided during a scan
+	pings []*Conn // scratch for pings decided during a scan
 	// pendingKeys holds the Sec-WebSocket-Key of upgrades waiting for a
 	// decision (OnConnect), so open connections carry no key.
 	pendingKeys map[*Conn]string
@@ -221,6 +222,8 @@ func (l *loop) scan() {
 	hs, idle, ping, cw := int64(s.cfg.HandshakeTimeout), int64(s.cfg.IdleTimeout), int64(s.cfg.PingInterval), int64(s.cfg.CloseTimeout)
 	l.sweep = l.sweep[:0]
 	var outbound int64
+	// Nothing in this loop writes or closes: OnClose would move the last
+	// connection into a closed one's place while the loop runs.
 	for _, c := range l.conns {
 		if c.state >= stOpen && c.state <= stClosing {
 			outbound += int64(c.gc.OutboundBuffered())
@@ -243,8 +246,9 @@ func (l *loop) scan() {
 			case c.gc.OutboundBuffered() > s.cfg.OutboundLimit:
 				l.sweep = append(l.sweep, c) // not reading: slow consumer
 			case now-c.lastPing >= ping && now-c.lastRead >= ping:
-				c.lastPing = now
-				c.writeControl(s.pingFrame)
+				// Pinged after this loop: a write may close the
+				// connection, and OnClose reorders l.conns.
+				l.pings = append(l.pings, c)
 			}
 		case stFailing:
 			if now-c.since > cw { // a FailingHandler held it too long
@@ -257,6 +261,14 @@ func (l *loop) scan() {
 		}
 	}
 	l.outbound.Store(outbound)
+	for _, c := range l.pings {
+		if c.state == stOpen {
+			c.lastPing = now
+			c.writeControl(s.pingFrame)
+		}
+	}
+	clear(l.pings)
+	l.pings = l.pings[:0]
 	for _, c := range l.sweep {
 		switch {
 		case c.state == stOpen && c.paused && !c.overflow:
