@@ -746,9 +746,8 @@ func testGatewayGone(t *testing.T, bin string, sig syscall.Signal) {
 		return s.Nodes == 1, fmt.Errorf("manager stats %+v, want 1 node", s)
 	})
 	t.Logf("%v to gateway 2: its counts left the cluster after %v (heartbeat timeout %v)", sig, took, heartbeatTimeout)
-	if took > heartbeatTimeout+time.Second {
-		t.Errorf("counts left after %v, over the heartbeat timeout %v", took, heartbeatTimeout)
-	}
+	// (an upper bound would measure the machine's load: poll's deadline is
+	// the guard; the lower bound below cannot be met early by a slow machine)
 	if sig == syscall.SIGSTOP && took < heartbeatTimeout/2 {
 		t.Errorf("a frozen gateway was dropped after %v, well before the heartbeat timeout", took)
 	}
