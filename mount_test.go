@@ -6,8 +6,10 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gorilla/websocket"
 
@@ -124,8 +126,13 @@ func TestMountLimitsAndStats(t *testing.T) {
 		if err == nil || resp == nil || resp.StatusCode != http.StatusTooManyRequests {
 			t.Fatalf("third connection from 127.0.0.1 with a limit of 2: err %v, resp %v; want 429", err, resp)
 		}
+		wantProxied := int64(0)
+		if v.mount == wsHTTPS {
+			wantProxied = 2 // the refused one's relay ends once its answer is out
+		}
 		ptWaitStats(t, tw, "two open connections", func(s firetower.Stats) bool {
-			return s.Transport.Open == 2 && s.Transport.Upgraded == 2 && s.Transport.Rejected == 1
+			return s.Transport.Open == 2 && s.Transport.Upgraded == 2 && s.Transport.Rejected == 1 &&
+				s.Transport.Proxied == wantProxied
 		})
 		st := tw.Stats().Transport
 		switch v.mount {
@@ -160,5 +167,88 @@ func TestMountNotStarted(t *testing.T) {
 	tw.ServeHTTP(rec, httptest.NewRequest("GET", "/ws", nil))
 	if rec.Code != http.StatusServiceUnavailable {
 		t.Fatalf("before Start: %d, want 503", rec.Code)
+	}
+}
+
+// mountRelays counts the relay goroutines of proxied (TLS) connections.
+func mountRelays() int {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	return strings.Count(string(buf), "transport.(*Server).proxy.func")
+}
+
+// TestMountTLSNonReaderEnds: a TLS client that stops reading is closed as
+// a slow consumer like any other, and its relay goroutines end although
+// the client never takes the bytes they hold (their writes have a
+// deadline).
+func TestMountTLSNonReaderEnds(t *testing.T) {
+	v := wsVariants()[2]
+	if v.mount != wsHTTPS {
+		t.Fatalf("variant 2 is %s, want tls", v.name)
+	}
+	s := rfcStartServer(t, v, firetower.WithOutboundLimit(64<<10),
+		firetower.WithPingInterval(100*time.Millisecond), firetower.WithIdleTimeout(500*time.Millisecond))
+	c := rfcUpgrade(t, s, nil)
+	c.send(rfcText(`{"type":"subscribe","topic":"flood","id":1}`))
+	c.expect(rfcWantJSON(`{"type":"ack","id":1}`))
+	payload := []byte(`"` + strings.Repeat("x", 32<<10) + `"`)
+	deadline := time.Now().Add(20 * time.Second)
+	for s.tw.Stats().Transport.SlowClosed == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no slow-consumer close after flooding a client that does not read: %+v", s.tw.Stats().Transport)
+		}
+		if err := s.tw.Publish(context.Background(), "flood", payload); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ptWaitStats(t, s.tw, "the relayed connection gone", func(st firetower.Stats) bool {
+		return st.Transport.Open == 0 && st.Transport.Proxied == 0
+	})
+	for mountRelays() > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d relay goroutines left after the connection closed", mountRelays())
+		}
+		time.Sleep(5 * time.Millisecond) // polling the goroutine list until the deadline
+	}
+}
+
+// TestMountTLSShutdownLeavesNoRelay: Shutdown closes TLS clients with 1001
+// and returns once their relay goroutines are gone, a client that does not
+// read included.
+func TestMountTLSShutdownLeavesNoRelay(t *testing.T) {
+	v := wsVariants()[2]
+	s := rfcStartServer(t, v)
+	readers := []*rfcClient{rfcUpgrade(t, s, nil), rfcUpgrade(t, s, nil)}
+	_ = rfcUpgrade(t, s, nil) // never reads
+	ptWaitStats(t, s.tw, "three relayed connections", func(st firetower.Stats) bool { return st.Transport.Proxied == 3 })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	if n := mountRelays(); n != 0 {
+		t.Errorf("%d relay goroutines left after Shutdown returned", n)
+	}
+	for i, c := range readers {
+		f, err := c.next(rfcWait)
+		if err != nil || f.op != rfcOpClose {
+			t.Errorf("client %d: %v %v, want a close frame", i, f, err)
+			continue
+		}
+		if code, _, _ := rfcParseClose(f.payload); code != 1001 {
+			t.Errorf("client %d: close %d, want 1001", i, code)
+		}
+	}
+}
+
+// TestMountHTTP2Refused: an HTTP/2 request cannot be taken over: 505.
+func TestMountHTTP2Refused(t *testing.T) {
+	s := wsStart(t, wsVariants()[1], nil)
+	r := httptest.NewRequest("GET", "/ws", nil)
+	r.ProtoMajor, r.ProtoMinor, r.Proto = 2, 0, "HTTP/2.0"
+	rec := httptest.NewRecorder()
+	s.tw.ServeHTTP(rec, r)
+	if rec.Code != http.StatusHTTPVersionNotSupported {
+		t.Fatalf("HTTP/2 upgrade: %d, want 505", rec.Code)
 	}
 }

@@ -65,8 +65,10 @@ func wsEach(t *testing.T, body func(t *testing.T, v wsVariant)) {
 
 // wsMountedHeaderTimeout is the mounted servers' ReadHeaderTimeout: net/http
 // reads a mounted request's head, so its timeout is the handshake timeout
-// there (the cases that stall a handshake set WithHandshakeTimeout(300ms)).
-const wsMountedHeaderTimeout = 300 * time.Millisecond
+// there (the cases that stall a handshake set WithHandshakeTimeout(300ms)
+// and want the connection closed within 3s). net/http also bounds the TLS
+// handshake with it: long enough for one under -race on a busy machine.
+const wsMountedHeaderTimeout = 1500 * time.Millisecond
 
 // wsServer is a running Tower as a variant serves it.
 type wsServer struct {

@@ -217,10 +217,15 @@ func (s *Server) proxy(nc net.Conn, pre []byte, h *handoff) {
 		return
 	}
 	s.proxies.Add(2)
+	if s.relayed == nil {
+		s.relayed = make(map[net.Conn]struct{})
+	}
+	s.relayed[nc] = struct{}{}
 	s.proxyMu.Unlock()
 	mine, theirs, err := socketPair()
 	if err != nil {
 		s.c.acceptErrors.Add(1)
+		s.unrelay(nc)
 		_ = nc.Close()
 		s.log.Warn("transport: cannot make a socketpair for a connection gnet cannot take", "err", err, "hint", acceptHint(err))
 		s.proxies.Add(-2)
@@ -242,7 +247,11 @@ func (s *Server) proxy(nc net.Conn, pre []byte, h *handoff) {
 		defer s.proxies.Done()
 		defer s.c.proxied.Add(-1)
 		buf := make([]byte, proxyBuffer)
-		_, _ = io.CopyBuffer(onlyWriter{nc}, onlyReader{mine}, buf)
+		// A client that takes nothing for IdleTimeout is gone; without
+		// the deadline, this goroutine would wait on it after its loop
+		// gave the connection up.
+		_, _ = io.CopyBuffer(deadlineWriter{nc, s.cfg.IdleTimeout}, onlyReader{mine}, buf)
+		s.unrelay(nc)
 		if tc, ok := nc.(*tls.Conn); ok {
 			// A close_notify alert, bounded: the client may not read.
 			_ = tc.SetWriteDeadline(time.Now().Add(s.cfg.CloseTimeout))
@@ -257,6 +266,49 @@ func (s *Server) proxy(nc net.Conn, pre []byte, h *handoff) {
 // the small buffer it is given.
 type onlyReader struct{ io.Reader }
 type onlyWriter struct{ io.Writer }
+
+// deadlineWriter bounds each write to c by d.
+type deadlineWriter struct {
+	c net.Conn
+	d time.Duration
+}
+
+func (w deadlineWriter) Write(p []byte) (int, error) {
+	_ = w.c.SetWriteDeadline(time.Now().Add(w.d))
+	return w.c.Write(p)
+}
+
+func (s *Server) unrelay(nc net.Conn) {
+	s.proxyMu.Lock()
+	delete(s.relayed, nc)
+	s.proxyMu.Unlock()
+}
+
+// stopProxies waits for the relay goroutines (their loops have closed
+// their ends of the socketpairs: they are sending the last bytes, the
+// close frame, to their clients), for at most CloseTimeout; then it closes
+// the clients that do not take them, and waits until ctx ends.
+func (s *Server) stopProxies(ctx context.Context) error {
+	// None starts after this: closing is set (see proxy).
+	s.proxyMu.Lock()
+	n := len(s.relayed)
+	s.proxyMu.Unlock()
+	if n == 0 {
+		return waitGroup(ctx, &s.proxies)
+	}
+	grace, cancel := context.WithTimeout(ctx, s.cfg.CloseTimeout)
+	err := waitGroup(grace, &s.proxies)
+	cancel()
+	if err == nil {
+		return nil
+	}
+	s.proxyMu.Lock()
+	for nc := range s.relayed {
+		_ = nc.Close()
+	}
+	s.proxyMu.Unlock()
+	return waitGroup(ctx, &s.proxies)
+}
 
 // socketPair is a connected pair of unix stream sockets.
 func socketPair() (mine, theirs *net.UnixConn, err error) {

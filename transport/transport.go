@@ -310,8 +310,9 @@ type Server struct {
 	drainOne   sync.Once
 	tick       time.Duration
 	c          counters
-	proxies    sync.WaitGroup // the goroutines of proxied connections (mount.go)
-	proxyMu    sync.Mutex     // orders proxies.Add with Shutdown's Wait (a leaf)
+	proxies    sync.WaitGroup        // the goroutines of proxied connections (mount.go)
+	proxyMu    sync.Mutex            // guards relayed; orders proxies.Add with Shutdown's Wait (a leaf)
+	relayed    map[net.Conn]struct{} // the clients of the relay goroutines
 
 	pingFrame []byte
 	epoch     time.Time
@@ -525,11 +526,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for _, l := range loops {
 		l.drop()
 	}
-	// The loops closed their ends of the proxies' socketpairs: the proxy
-	// goroutines are ending. None starts after this (closing is set).
-	s.proxyMu.Lock()
-	s.proxyMu.Unlock() //nolint:staticcheck // an empty critical section: a barrier
-	if e := waitGroup(ctx, &s.proxies); e != nil && err == nil {
+	// The loops closed their ends of the proxies' socketpairs: the relay
+	// goroutines are ending (mount.go).
+	if e := s.stopProxies(ctx); e != nil && err == nil {
 		err = fmt.Errorf("transport: proxied connections still open at shutdown: %w", e)
 	}
 	return err
