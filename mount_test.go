@@ -122,7 +122,7 @@ func TestMountLimitsAndStats(t *testing.T) {
 		tw := ptStart(t, v, firetower.WithMaxConnectionsPerIP(2))
 		a := ptDial(t, tw, "")
 		b := ptDial(t, tw, "")
-		_, resp, err := ptDialTLS(ptURL(tw, ""), ptTLS(tw))
+		_, resp, err := ptDialTo(tw, ptURL(tw, ""))
 		if err == nil || resp == nil || resp.StatusCode != http.StatusTooManyRequests {
 			t.Fatalf("third connection from 127.0.0.1 with a limit of 2: err %v, resp %v; want 429", err, resp)
 		}

@@ -9,7 +9,6 @@ package firetower_test
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -94,12 +93,19 @@ func ptURL(tw ptTarget, query string) string {
 	return u
 }
 
-// ptTLS is the client TLS configuration for tw (nil: plain ws).
-func ptTLS(tw ptTarget) *tls.Config {
-	if p, ok := tw.(*ptTower); ok {
-		return p.s.tls
+// ptDialTo dials url on tw's variant: its TLS configuration and Dialer
+// adjustments (none for a *firetower.Tower).
+func ptDialTo(tw ptTarget, url string, subprotocols ...string) (*ptConn, *http.Response, error) {
+	p, ok := tw.(*ptTower)
+	if !ok {
+		return ptDialRaw(url, subprotocols...)
 	}
-	return nil
+	return ptDialWith(url, func(d *websocket.Dialer) {
+		d.TLSClientConfig = p.s.tls
+		if p.s.v.dialer != nil {
+			p.s.v.dialer(d)
+		}
+	}, subprotocols...)
 }
 
 type ptFrame struct {
@@ -123,12 +129,15 @@ type ptConn struct {
 
 // ptDialRaw dials without failing the test; subprotocols may be empty.
 func ptDialRaw(url string, subprotocols ...string) (*ptConn, *http.Response, error) {
-	return ptDialTLS(url, nil, subprotocols...)
+	return ptDialWith(url, nil, subprotocols...)
 }
 
-// ptDialTLS is ptDialRaw with a TLS configuration for wss URLs.
-func ptDialTLS(url string, tc *tls.Config, subprotocols ...string) (*ptConn, *http.Response, error) {
-	d := websocket.Dialer{HandshakeTimeout: ptTimeout, Subprotocols: subprotocols, TLSClientConfig: tc}
+// ptDialWith is ptDialRaw with the Dialer adjusted by adjust (if not nil).
+func ptDialWith(url string, adjust func(*websocket.Dialer), subprotocols ...string) (*ptConn, *http.Response, error) {
+	d := websocket.Dialer{HandshakeTimeout: ptTimeout, Subprotocols: subprotocols}
+	if adjust != nil {
+		adjust(&d)
+	}
 	ws, resp, err := d.Dial(url, nil)
 	if err != nil {
 		return nil, resp, err
@@ -199,7 +208,7 @@ func ptDialQuery(t testing.TB, tw ptTarget, codec, query string) *ptConn {
 	default:
 		t.Fatalf("unknown codec %q", codec)
 	}
-	c, resp, err := ptDialTLS(ptURL(tw, query), ptTLS(tw), protos...)
+	c, resp, err := ptDialTo(tw, ptURL(tw, query), protos...)
 	if err != nil {
 		status := 0
 		if resp != nil {
@@ -749,7 +758,7 @@ func TestProtocolSubprotocolNegotiation(t *testing.T) {
 		}
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
-				c, resp, err := ptDialTLS(ptURL(tw, ""), ptTLS(tw), tc.offer...)
+				c, resp, err := ptDialTo(tw, ptURL(tw, ""), tc.offer...)
 				if err != nil {
 					t.Fatalf("dial: %v (resp %v)", err, resp)
 				}

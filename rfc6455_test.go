@@ -73,6 +73,17 @@ func (s *rfcServer) shutdown(ctx context.Context) error {
 	return s.tw.Shutdown(ctx)
 }
 
+// newReq is a valid handshake for s, with the variant's extra headers.
+func (s *rfcServer) newReq() *rfcReq {
+	r := rfcNewReq(s.addr)
+	for k, vs := range s.v.header {
+		for _, v := range vs {
+			r.add(k, v)
+		}
+	}
+	return r
+}
+
 // rfcStartServer starts a Tower with opts, served as v says (see
 // variants_test.go); the Tower is shut down at the end of the test.
 func rfcStartServer(t *testing.T, v wsVariant, opts ...firetower.Option) *rfcServer {
@@ -380,7 +391,7 @@ func rfcHasToken(values []string, tok string) bool {
 func rfcUpgrade(t *testing.T, s *rfcServer, mod func(*rfcReq)) *rfcClient {
 	t.Helper()
 	c := rfcDial(t, s)
-	r := rfcNewReq(s.addr)
+	r := s.newReq()
 	if mod != nil {
 		mod(r)
 	}
@@ -988,7 +999,7 @@ func TestRFC6455(t *testing.T) {
 func rfcRunHandshake(t *testing.T, tc rfcCase) {
 	s := rfcStartServer(t, tc.v, tc.opts...)
 	c := rfcDial(t, s)
-	r := rfcNewReq(s.addr)
+	r := s.newReq()
 	tc.hs(r)
 	if err := c.handshake(r); err != nil {
 		t.Fatal(err)
@@ -1041,7 +1052,7 @@ func rfcRunFrames(t *testing.T, tc rfcCase) {
 func rfcRunOversizedHeader(t *testing.T, tc rfcCase) {
 	s := rfcStartServer(t, tc.v, tc.opts...)
 	c := rfcDial(t, s)
-	r := rfcNewReq(s.addr)
+	r := s.newReq()
 	for i := range 32 {
 		r.add(fmt.Sprintf("X-Filler-%d", i), strings.Repeat("f", 8<<10))
 	}
@@ -1066,7 +1077,7 @@ func rfcRunOversizedHeader(t *testing.T, tc rfcCase) {
 func rfcRunByteAtATime(t *testing.T, tc rfcCase) {
 	s := rfcStartServer(t, tc.v, tc.opts...)
 	c := rfcDial(t, s)
-	r := rfcNewReq(s.addr)
+	r := s.newReq()
 	c.req = r
 	for _, b := range r.bytes() {
 		c.write([]byte{b})
@@ -1098,7 +1109,7 @@ func rfcRunFrameByteAtATime(t *testing.T, tc rfcCase) {
 func rfcRunPipelinedHandshake(t *testing.T, tc rfcCase) {
 	s := rfcStartServer(t, tc.v, tc.opts...)
 	c := rfcDial(t, s)
-	r := rfcNewReq(s.addr)
+	r := s.newReq()
 	c.req = r
 	c.write(append(r.bytes(), rfcJoin(rfcPing("pipelined"), rfcText(`{"type":"ping","id":"pipelined"}`))...))
 	if err := c.readResponse(); err != nil {
@@ -1142,7 +1153,7 @@ func rfcRunHandshakeSilent(t *testing.T, tc rfcCase) {
 func rfcRunHandshakeTrickle(t *testing.T, tc rfcCase) {
 	s := rfcStartServer(t, tc.v, tc.opts...)
 	c := rfcDial(t, s)
-	req := rfcNewReq(s.addr).bytes()
+	req := s.newReq().bytes()
 	stop := make(chan struct{})
 	done := make(chan struct{})
 	go func() {
@@ -1360,7 +1371,7 @@ func rfcRunShutdown(t *testing.T, tc rfcCase) {
 	if err == nil {
 		defer conn.Close()
 		conn.SetDeadline(time.Now().Add(rfcWait))
-		conn.Write(rfcNewReq(s.addr).bytes())
+		conn.Write(s.newReq().bytes())
 		b, err := io.ReadAll(conn)
 		if bytes.Contains(b, []byte(" 101 ")) {
 			t.Errorf("server upgraded a new connection after Shutdown")

@@ -25,6 +25,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
+
 	"github.com/firetower-go/firetower"
 )
 
@@ -45,6 +47,12 @@ type wsVariant struct {
 	// dial opens a raw connection to s (TLS done, if any) and a reader on
 	// it; the websocket handshake is the caller's.
 	dial func(t testing.TB, s *wsServer) (net.Conn, *bufio.Reader)
+	// header is added to every handshake of the RFC 6455 suite (e.g. a
+	// Sec-WebSocket-Extensions offer); nil for none.
+	header http.Header
+	// dialer adjusts the protocol tests' gorilla/websocket Dialer (e.g.
+	// EnableCompression); nil for none.
+	dialer func(d *websocket.Dialer)
 }
 
 // wsVariants lists the variants the conformance tests run against.
@@ -72,6 +80,7 @@ const wsMountedHeaderTimeout = 1500 * time.Millisecond
 
 // wsServer is a running Tower as a variant serves it.
 type wsServer struct {
+	v      wsVariant
 	tw     *firetower.Tower
 	addr   string      // "host:port" clients dial
 	scheme string      // "ws" or "wss"
@@ -108,7 +117,7 @@ func wsStart(t testing.TB, v wsVariant, lg *slog.Logger, opts ...firetower.Optio
 	if err := tw.Start(context.Background()); err != nil {
 		t.Fatalf("Start: %v", err)
 	}
-	s := &wsServer{tw: tw, addr: tw.Addr(), scheme: "ws"}
+	s := &wsServer{v: v, tw: tw, addr: tw.Addr(), scheme: "ws"}
 	if v.mount != wsNative {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
