@@ -226,8 +226,12 @@ func TestMountTLSShutdownLeavesNoRelay(t *testing.T) {
 	if err := s.shutdown(ctx); err != nil {
 		t.Fatalf("Shutdown: %v", err)
 	}
-	if n := mountRelays(); n != 0 {
-		t.Errorf("%d relay goroutines left after Shutdown returned", n)
+	// Shutdown waited for them (a WaitGroup); each may still be returning.
+	for deadline := time.Now().Add(5 * time.Second); mountRelays() > 0; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d relay goroutines left after Shutdown returned", mountRelays())
+		}
+		time.Sleep(5 * time.Millisecond) // polling the goroutine list until the deadline
 	}
 	for i, c := range readers {
 		f, err := c.next(rfcWait)
