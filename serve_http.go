@@ -47,3 +47,5 @@ func (t *Tower) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // Handler is the Tower as an http.Handler (the Tower itself), for code
 // that prefers a function to mount: r.Handle("/ws", t.Handler()).
 func (t *Tower) Handler() http.Handler { return t }
+
+var _ http.Handler = (*Tower)(nil)
