@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"io"
 	"math/big"
@@ -108,6 +109,28 @@ func ltChat(t *testing.T, wsURL, apiBase string, tc *tls.Config) {
 	var del map[string]any
 	if err := ws.ReadJSON(&del); err != nil || del["type"] != "publish" || del["topic"] != "room" {
 		t.Fatalf("delivery: %v %v", del, err)
+	}
+	// The dashboard's websocket: the page's own port (the Tower is mounted
+	// there too when it has no listener of its own), the same scheme.
+	resp, err = hc.Get(apiBase + "/dashboard/token")
+	if err != nil {
+		t.Fatalf("GET /dashboard/token: %v", err)
+	}
+	tb, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var tok struct{ URL string }
+	_ = json.Unmarshal(tb, &tok)
+	webHost := apiBase[strings.Index(apiBase, "://")+3:]
+	wsScheme := wsURL[:strings.Index(wsURL, "://")]
+	if want := wsScheme + "://" + webHost + "/ws?system_token="; resp.StatusCode != 200 || !strings.HasPrefix(tok.URL, want) {
+		t.Errorf("GET /dashboard/token: %d %s, want a url starting %s", resp.StatusCode, tb, want)
+	} else {
+		dws, _, err := (&websocket.Dialer{TLSClientConfig: tc}).Dial(tok.URL, nil)
+		if err != nil {
+			t.Errorf("the dashboard's websocket URL %s: %v", tok.URL, err)
+		} else {
+			dws.Close()
+		}
 	}
 	for _, path := range []string{"/healthz", "/", "/firetower.js"} {
 		resp, err := hc.Get(apiBase + path)
