@@ -185,6 +185,8 @@ type TransportStats struct {
 	IdleClosed    uint64 // connections closed by the idle timeout
 	ProtocolClose uint64 // connections failed for breaking RFC 6455 (or sending the wrong codec)
 	AcceptErrors  uint64 // failed accepts (out of descriptors: EMFILE, ENFILE...), each retried after a backoff
+	Hijacked      uint64 // connections taken from an HTTP server (Tower.ServeHTTP) into the event loops
+	Proxied       int64  // TLS connections (from Tower.ServeHTTP) open now, relayed by a goroutine pair each
 	ReadPauses    uint64 // times a connection's reading was paused
 	Overflowed    uint64 // messages read from a connection paused past the read timeout
 	Paused        int64  // connections whose reading is paused now
@@ -226,6 +228,7 @@ func transportStats(ts transport.Stats) TransportStats {
 		Dropped: ts.Dropped, Discarded: ts.Discarded, SlowClosed: ts.SlowClosed, IdleClosed: ts.IdleClosed,
 		ProtocolClose: ts.ProtocolClose, AcceptErrors: ts.AcceptErrors, ReadPauses: ts.ReadPauses,
 		Overflowed: ts.Overflowed, Paused: ts.Paused, OutboundBuffered: ts.OutboundBuffered,
+		Hijacked: ts.Hijacked, Proxied: ts.Proxied,
 		WriteLatency: LatencyHistogram(ts.WriteLatency),
 	}
 }

@@ -135,9 +135,6 @@ func (c *config) transportConfig(log *slog.Logger) transport.Config {
 
 func (c *config) validate() error {
 	var errs []error
-	if c.addr == "" {
-		errs = append(errs, errors.New("address is empty"))
-	}
 	if !c.anyPath && (c.path == "" || c.path[0] != '/') {
 		errs = append(errs, fmt.Errorf("path %q must start with /", c.path))
 	}
@@ -159,7 +156,9 @@ func positive[T int | time.Duration](name string, v T, set func()) error {
 }
 
 // WithAddr sets the websocket listen address, "host:port". Default
-// "0.0.0.0:9999"; port 0 picks a free port (see Tower.Addr).
+// "0.0.0.0:9999"; port 0 picks a free port (see Tower.Addr). An empty
+// address gives the Tower no listener of its own: it then serves only the
+// requests an HTTP server hands it (Tower.ServeHTTP).
 func WithAddr(addr string) Option {
 	return func(c *config) error { c.addr = addr; return nil }
 }

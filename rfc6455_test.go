@@ -63,8 +63,8 @@ const (
 // server
 
 type rfcServer struct {
-	tw   *firetower.Tower
-	addr string
+	*wsServer
+	v    wsVariant
 	shut atomic.Bool // the test shut the server down itself
 }
 
@@ -73,35 +73,26 @@ func (s *rfcServer) shutdown(ctx context.Context) error {
 	return s.tw.Shutdown(ctx)
 }
 
-func rfcStartServer(t *testing.T, opts ...firetower.Option) *rfcServer {
+// newReq is a valid handshake for s, with the variant's extra headers.
+func (s *rfcServer) newReq() *rfcReq {
+	r := rfcNewReq(s.addr)
+	for k, vs := range s.v.header {
+		for _, v := range vs {
+			r.add(k, v)
+		}
+	}
+	return r
+}
+
+// rfcStartServer starts a Tower with opts, served as v says (see
+// variants_test.go); the Tower is shut down at the end of the test.
+func rfcStartServer(t *testing.T, v wsVariant, opts ...firetower.Option) *rfcServer {
 	t.Helper()
 	var h slog.Handler = slog.DiscardHandler
 	if os.Getenv("RFC_LOG") != "" {
 		h = slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})
 	}
-	all := append([]firetower.Option{
-		firetower.WithAddr("127.0.0.1:0"),
-		firetower.WithLogger(slog.New(h)),
-	}, opts...)
-	tw, err := firetower.New(all...)
-	if err != nil {
-		t.Fatalf("firetower.New: %v", err)
-	}
-	if err := tw.Start(context.Background()); err != nil {
-		t.Fatalf("Start: %v", err)
-	}
-	s := &rfcServer{tw: tw}
-	t.Cleanup(func() {
-		if s.shut.Load() {
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := tw.Shutdown(ctx); err != nil {
-			t.Errorf("Shutdown: %v", err)
-		}
-	})
-	s.addr = tw.Addr()
+	s := &rfcServer{v: v, wsServer: wsStart(t, v, slog.New(h), opts...)}
 	if s.addr == "" {
 		t.Fatalf("Addr() is empty after Start")
 	}
@@ -323,14 +314,10 @@ type rfcClient struct {
 	body []byte
 }
 
-func rfcDial(t *testing.T, addr string) *rfcClient {
+func rfcDial(t *testing.T, s *rfcServer) *rfcClient {
 	t.Helper()
-	conn, err := net.DialTimeout("tcp", addr, rfcWait)
-	if err != nil {
-		t.Fatalf("dial %s: %v", addr, err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return &rfcClient{t: t, conn: conn, br: bufio.NewReaderSize(conn, 64<<10)}
+	conn, br := s.v.dial(t, s.wsServer)
+	return &rfcClient{t: t, conn: conn, br: br}
 }
 
 func (c *rfcClient) write(b []byte) {
@@ -401,10 +388,10 @@ func rfcHasToken(values []string, tok string) bool {
 }
 
 // rfcUpgrade dials and completes a handshake (mod may change the request).
-func rfcUpgrade(t *testing.T, addr string, mod func(*rfcReq)) *rfcClient {
+func rfcUpgrade(t *testing.T, s *rfcServer, mod func(*rfcReq)) *rfcClient {
 	t.Helper()
-	c := rfcDial(t, addr)
-	r := rfcNewReq(addr)
+	c := rfcDial(t, s)
+	r := s.newReq()
 	if mod != nil {
 		mod(r)
 	}
@@ -709,6 +696,7 @@ type rfcStep struct {
 type rfcCase struct {
 	name string
 	opts []firetower.Option
+	v    wsVariant // how the server is reached (set by TestRFC6455)
 
 	// Handshake case: the valid request modified by hs is sent; the response must
 	// have status, the headers in header ("" = must be absent), a non-empty body
@@ -989,23 +977,29 @@ func TestRFC6455(t *testing.T) {
 			t.Fatalf("duplicate case %s", tc.name)
 		}
 		seen[tc.name] = true
-		t.Run(tc.name, func(t *testing.T) {
-			switch {
-			case tc.run != nil:
-				tc.run(t, tc)
-			case tc.hs != nil:
-				rfcRunHandshake(t, tc)
-			default:
-				rfcRunFrames(t, tc)
-			}
-		})
 	}
+	// One table, one body, every listener variant.
+	wsEach(t, func(t *testing.T, v wsVariant) {
+		for _, tc := range cases {
+			tc.v = v
+			t.Run(tc.name, func(t *testing.T) {
+				switch {
+				case tc.run != nil:
+					tc.run(t, tc)
+				case tc.hs != nil:
+					rfcRunHandshake(t, tc)
+				default:
+					rfcRunFrames(t, tc)
+				}
+			})
+		}
+	})
 }
 
 func rfcRunHandshake(t *testing.T, tc rfcCase) {
-	s := rfcStartServer(t, tc.opts...)
-	c := rfcDial(t, s.addr)
-	r := rfcNewReq(s.addr)
+	s := rfcStartServer(t, tc.v, tc.opts...)
+	c := rfcDial(t, s)
+	r := s.newReq()
 	tc.hs(r)
 	if err := c.handshake(r); err != nil {
 		t.Fatal(err)
@@ -1034,8 +1028,8 @@ func rfcRunHandshake(t *testing.T, tc rfcCase) {
 }
 
 func rfcRunFrames(t *testing.T, tc rfcCase) {
-	s := rfcStartServer(t, tc.opts...)
-	c := rfcUpgrade(t, s.addr, nil)
+	s := rfcStartServer(t, tc.v, tc.opts...)
+	c := rfcUpgrade(t, s, nil)
 	sentClose := false
 	for _, st := range tc.steps {
 		for _, f := range st.send {
@@ -1056,9 +1050,9 @@ func rfcRunFrames(t *testing.T, tc rfcCase) {
 // custom cases
 
 func rfcRunOversizedHeader(t *testing.T, tc rfcCase) {
-	s := rfcStartServer(t, tc.opts...)
-	c := rfcDial(t, s.addr)
-	r := rfcNewReq(s.addr)
+	s := rfcStartServer(t, tc.v, tc.opts...)
+	c := rfcDial(t, s)
+	r := s.newReq()
 	for i := range 32 {
 		r.add(fmt.Sprintf("X-Filler-%d", i), strings.Repeat("f", 8<<10))
 	}
@@ -1081,9 +1075,9 @@ func rfcRunOversizedHeader(t *testing.T, tc rfcCase) {
 }
 
 func rfcRunByteAtATime(t *testing.T, tc rfcCase) {
-	s := rfcStartServer(t, tc.opts...)
-	c := rfcDial(t, s.addr)
-	r := rfcNewReq(s.addr)
+	s := rfcStartServer(t, tc.v, tc.opts...)
+	c := rfcDial(t, s)
+	r := s.newReq()
 	c.req = r
 	for _, b := range r.bytes() {
 		c.write([]byte{b})
@@ -1097,8 +1091,8 @@ func rfcRunByteAtATime(t *testing.T, tc rfcCase) {
 }
 
 func rfcRunFrameByteAtATime(t *testing.T, tc rfcCase) {
-	s := rfcStartServer(t, tc.opts...)
-	c := rfcUpgrade(t, s.addr, nil)
+	s := rfcStartServer(t, tc.v, tc.opts...)
+	c := rfcUpgrade(t, s, nil)
 	data := rfcJoin(rfcText(`{"type":"ping","id":"slow"}`), rfcPing("slow"))
 	for i, b := range data {
 		c.conn.SetWriteDeadline(time.Now().Add(rfcWait))
@@ -1113,9 +1107,9 @@ func rfcRunFrameByteAtATime(t *testing.T, tc rfcCase) {
 }
 
 func rfcRunPipelinedHandshake(t *testing.T, tc rfcCase) {
-	s := rfcStartServer(t, tc.opts...)
-	c := rfcDial(t, s.addr)
-	r := rfcNewReq(s.addr)
+	s := rfcStartServer(t, tc.v, tc.opts...)
+	c := rfcDial(t, s)
+	r := s.newReq()
 	c.req = r
 	c.write(append(r.bytes(), rfcJoin(rfcPing("pipelined"), rfcText(`{"type":"ping","id":"pipelined"}`))...))
 	if err := c.readResponse(); err != nil {
@@ -1143,23 +1137,23 @@ func rfcExpectTCPClose(t *testing.T, c *rfcClient, start time.Time) {
 }
 
 func rfcRunHandshakeStalled(t *testing.T, tc rfcCase) {
-	s := rfcStartServer(t, tc.opts...)
-	c := rfcDial(t, s.addr)
+	s := rfcStartServer(t, tc.v, tc.opts...)
+	c := rfcDial(t, s)
 	start := time.Now()
 	c.write([]byte("GET /ws HTTP/1.1\r\nHost: " + s.addr + "\r\nUpgrade: websocket\r\n"))
 	rfcExpectTCPClose(t, c, start)
 }
 
 func rfcRunHandshakeSilent(t *testing.T, tc rfcCase) {
-	s := rfcStartServer(t, tc.opts...)
-	c := rfcDial(t, s.addr)
+	s := rfcStartServer(t, tc.v, tc.opts...)
+	c := rfcDial(t, s)
 	rfcExpectTCPClose(t, c, time.Now())
 }
 
 func rfcRunHandshakeTrickle(t *testing.T, tc rfcCase) {
-	s := rfcStartServer(t, tc.opts...)
-	c := rfcDial(t, s.addr)
-	req := rfcNewReq(s.addr).bytes()
+	s := rfcStartServer(t, tc.v, tc.opts...)
+	c := rfcDial(t, s)
+	req := s.newReq().bytes()
 	stop := make(chan struct{})
 	done := make(chan struct{})
 	go func() {
@@ -1183,8 +1177,8 @@ func rfcRunHandshakeTrickle(t *testing.T, tc rfcCase) {
 }
 
 func rfcRunPipelined200(t *testing.T, tc rfcCase) {
-	s := rfcStartServer(t, tc.opts...)
-	c := rfcUpgrade(t, s.addr, nil)
+	s := rfcStartServer(t, tc.v, tc.opts...)
+	c := rfcUpgrade(t, s, nil)
 	const n = 200
 	kinds := make([]string, n)
 	var frames []rfcF
@@ -1252,8 +1246,8 @@ func rfcRunPipelined200(t *testing.T, tc rfcCase) {
 }
 
 func rfcRunIdle(t *testing.T, tc rfcCase) {
-	s := rfcStartServer(t, tc.opts...)
-	c := rfcUpgrade(t, s.addr, nil)
+	s := rfcStartServer(t, tc.v, tc.opts...)
+	c := rfcUpgrade(t, s, nil)
 	start := time.Now()
 	pings := 0
 	for {
@@ -1292,8 +1286,8 @@ func rfcRunIdle(t *testing.T, tc rfcCase) {
 
 func rfcRunAnswersPings(t *testing.T, tc rfcCase) {
 	const idle = 600 * time.Millisecond
-	s := rfcStartServer(t, tc.opts...)
-	c := rfcUpgrade(t, s.addr, nil)
+	s := rfcStartServer(t, tc.v, tc.opts...)
+	c := rfcUpgrade(t, s, nil)
 	start := time.Now()
 	rounds := 0
 	for rounds < 5 || time.Since(start) < 3*idle {
@@ -1316,10 +1310,10 @@ func rfcRunAnswersPings(t *testing.T, tc rfcCase) {
 }
 
 func rfcRunShutdown(t *testing.T, tc rfcCase) {
-	s := rfcStartServer(t, tc.opts...)
+	s := rfcStartServer(t, tc.v, tc.opts...)
 	clients := make([]*rfcClient, 5)
 	for i := range clients {
-		c := rfcUpgrade(t, s.addr, nil)
+		c := rfcUpgrade(t, s, nil)
 		c.send(rfcText(fmt.Sprintf(`{"type":"subscribe","topic":"rfc.shutdown","id":%d}`, i)))
 		c.expect(rfcWantJSON(fmt.Sprintf(`{"type":"ack","id":%d}`, i)))
 		clients[i] = c
@@ -1365,12 +1359,19 @@ func rfcRunShutdown(t *testing.T, tc rfcCase) {
 	case <-time.After(15 * time.Second):
 		t.Fatalf("Shutdown did not return")
 	}
-	// no longer accepting
-	conn, err := net.DialTimeout("tcp", s.addr, rfcWait)
+	// no longer accepting (a mounted Tower's HTTP server still accepts: it
+	// must refuse the upgrade)
+	var conn net.Conn
+	var err error
+	if tc.v.mount == wsNative {
+		conn, err = net.DialTimeout("tcp", s.addr, rfcWait)
+	} else {
+		conn, _ = tc.v.dial(t, s.wsServer)
+	}
 	if err == nil {
 		defer conn.Close()
 		conn.SetDeadline(time.Now().Add(rfcWait))
-		conn.Write(rfcNewReq(s.addr).bytes())
+		conn.Write(s.newReq().bytes())
 		b, err := io.ReadAll(conn)
 		if bytes.Contains(b, []byte(" 101 ")) {
 			t.Errorf("server upgraded a new connection after Shutdown")

@@ -143,7 +143,12 @@ func (r *rig) close() {
 // elsewhere) per delivery, a figure that other work on a shared machine
 // disturbs less than the wall-clock rate.
 func eachServer(b *testing.B, conns, topics int, body func(b *testing.B, r *rig)) {
-	for _, kind := range kinds() {
+	eachKind(b, kinds(), conns, topics, body)
+}
+
+// eachKind is eachServer for the servers named.
+func eachKind(b *testing.B, names []string, conns, topics int, body func(b *testing.B, r *rig)) {
+	for _, kind := range names {
 		var r *rig
 		b.Run(kind, func(b *testing.B) {
 			if r == nil {

@@ -36,6 +36,8 @@ func runChild() (code int, ok bool) {
 		err = runLoadGen(os.Stdin, os.Stdout)
 	case "publishers":
 		err = runPublishers(os.Stdin, os.Stdout)
+	case "tlsclients":
+		err = runTLSLoadGen(os.Stdin, os.Stdout)
 	case "server":
 		err = runServerChild(os.Stdin, os.Stdout)
 	case "storm": // storm.go
@@ -172,6 +174,9 @@ type clients struct {
 // startClients connects conns subscribers to the server at addr (connection
 // i subscribes to topic i % topics) and returns once all are subscribed.
 func startClients(addr, path, flavour string, conns, topics int) (*clients, error) {
+	if flavour == flavourTLS {
+		return startLoad("tlsclients", addr, path, flavour, conns, topics)
+	}
 	return startLoad("clients", addr, path, flavour, conns, topics)
 }
 

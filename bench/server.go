@@ -44,6 +44,18 @@ func newServer(kind string) (server, error) {
 		return newCentrifugeServer()
 	case "floor":
 		return newFloorServer()
+	case "firetower-mounted": // issue 14; not in serverKinds: BenchmarkMount runs it
+		return newFiretowerMounted(nil)
+	case "firetower-tls", "gorilla-tls": // issue 14; BenchmarkTLS runs them
+		tc, err := benchTLS()
+		if err != nil {
+			return nil, err
+		}
+		if kind == "gorilla-tls" {
+			h, err := newGorillaHubTLS(tc)
+			return gorillaTLS{h}, err
+		}
+		return newFiretowerMounted(tc)
 	}
 	return nil, fmt.Errorf("bench: unknown server %q", kind)
 }

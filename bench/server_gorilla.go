@@ -4,6 +4,7 @@ package bench
 
 import (
 	"bytes"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"net"
@@ -63,10 +64,16 @@ type gorillaMsg struct {
 	pm    *websocket.PreparedMessage
 }
 
-func newGorillaHub() (*gorillaHub, error) {
+func newGorillaHub() (*gorillaHub, error) { return newGorillaHubTLS(nil) }
+
+// newGorillaHubTLS is the hub served over TLS when tc is not nil.
+func newGorillaHubTLS(tc *tls.Config) (*gorillaHub, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
+	}
+	if tc != nil {
+		ln = tls.NewListener(ln, tc)
 	}
 	h := &gorillaHub{
 		ln:         ln,

@@ -157,7 +157,7 @@ func Dial(ctx context.Context, rawURL string, opts ...Option) (*Client, error) {
 	c := &Client{
 		cfg:     cfg,
 		url:     u.String(),
-		dialer:  websocket.Dialer{Subprotocols: []string{proto}},
+		dialer:  websocket.Dialer{Subprotocols: []string{proto}, TLSClientConfig: cfg.tls},
 		closing: make(chan struct{}),
 		ended:   make(chan struct{}),
 		stopped: make(chan struct{}),

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"crypto/tls"
 	"net/http"
 	"net/url"
 	"time"
@@ -100,6 +101,8 @@ type config struct {
 	onDelivery   DeliveryHandler
 	onRecovery   RecoveryHandler
 	onGap        RecoveryHandler
+
+	tls          *tls.Config
 }
 
 func defaultConfig() config {
@@ -112,6 +115,11 @@ func defaultConfig() config {
 		readLimit:    16 << 20,
 	}
 }
+
+// WithTLSConfig sets the TLS configuration of wss:// connections (for a
+// private CA: RootCAs; for a client certificate: Certificates). Default
+// nil: the system's roots, as crypto/tls does.
+func WithTLSConfig(c *tls.Config) Option { return func(cf *config) { cf.tls = c } }
 
 // WithCodec sets the codec. Default JSON.
 func WithCodec(c Codec) Option { return func(cf *config) { cf.codec = c } }

@@ -59,6 +59,7 @@ type Conn struct {
 	// of the inbound buffer, not yet whole, went through utf8.
 	partChecked int
 	remote      net.Addr
+	handoff     *handoff // a connection from ServeHTTP, until its handshake is parsed (mount.go)
 }
 
 // Loop is the index of the connection's event loop (for Server.Broadcast).
@@ -305,7 +306,7 @@ func (c *Conn) closeTCP() {
 
 func (c *Conn) readHandshake() gnet.Action {
 	s := c.server()
-	buf, _ := c.gc.Peek(-1)
+	buf := c.handshakeBytes()
 	end := wsproto.HeaderEnd(buf)
 	if end < 0 {
 		if len(buf) > s.cfg.MaxHeaderBytes {
@@ -319,17 +320,16 @@ func (c *Conn) readHandshake() gnet.Action {
 		return gnet.Close
 	}
 	parsed, herr := wsproto.ParseHandshake(buf[:end], wsproto.PathMatcher(s.cfg.Served))
-	_, _ = c.gc.Discard(end)
+	c.consumeHandshake(end)
 	if herr != nil {
 		c.reject(herr.Status, herr.Reason)
 		return gnet.Close
 	}
-	hs := &Handshake{Request: parsed.Request, Key: parsed.Key, Protocols: parsed.Protocols}
+	hs := &Handshake{Request: c.adopt(parsed.Request), Key: parsed.Key, Protocols: parsed.Protocols}
 	if s.closing.Load() {
 		c.reject(503, "server shutting down")
 		return gnet.Close
 	}
-	c.remote = c.gc.RemoteAddr()
 	c.state = stUpgrading
 	d := s.h.Handshake(c, hs)
 	switch {

@@ -216,6 +216,8 @@ type Stats struct {
 	IdleClosed    uint64
 	ProtocolClose uint64 // connections closed for a protocol error
 	AcceptErrors  uint64 // failed accepts (out of descriptors: EMFILE, ENFILE...), each retried after a backoff
+	Hijacked      uint64 // connections taken from net/http (ServeHTTP) straight into an event loop
+	Proxied       int64  // connections served through a proxy goroutine pair now (TLS; see ServeHTTP)
 	ReadPauses    uint64 // times a connection's reading was paused (Conn.PauseReading)
 	Overflowed    uint64 // messages handed to Handler.Overflow
 	Paused        int64  // connections paused now
@@ -269,7 +271,8 @@ type counters struct {
 	framesIn, messagesIn, bytesOut, writes   atomic.Uint64
 	dropped, slowClosed, idleClosed, protErr atomic.Uint64
 	discarded, pauses, overflowed            atomic.Uint64
-	acceptErrors                             atomic.Uint64
+	acceptErrors, hijacked                   atomic.Uint64
+	proxied                                  atomic.Int64
 	paused                                   atomic.Int64
 	latency                                  [LatencyBuckets]atomic.Uint64
 }
@@ -307,6 +310,9 @@ type Server struct {
 	drainOne   sync.Once
 	tick       time.Duration
 	c          counters
+	proxies    sync.WaitGroup        // the goroutines of proxied connections (mount.go)
+	proxyMu    sync.Mutex            // guards relayed; orders proxies.Add with Shutdown's Wait (a leaf)
+	relayed    map[net.Conn]struct{} // the clients of the relay goroutines
 
 	pingFrame []byte
 	epoch     time.Time
@@ -378,13 +384,14 @@ func New(cfg Config, h Handler) *Server {
 // Start binds the listener and starts the event loops. It returns once the
 // server accepts connections, or with the bind error. Call it once, from
 // any goroutine.
+//
+// With Config.Addr empty the Server has no listener of its own: it serves
+// only the connections ServeHTTP hands it.
 func (s *Server) Start(ctx context.Context) error {
-	ln, err := net.Listen("tcp", s.cfg.Addr)
+	ln, err := s.listen()
 	if err != nil {
 		return err
 	}
-	s.ln = ln
-	s.addr = ln.Addr().String()
 	opts := []gnet.Option{
 		gnet.WithTicker(true),
 		gnet.WithLogger(gnetLogger{s.log}),
@@ -403,7 +410,7 @@ func (s *Server) Start(ctx context.Context) error {
 	// can enter, which nothing connects to. acceptLoop feeds the engine.
 	idleDir, err := os.MkdirTemp("", "firetower-")
 	if err != nil {
-		_ = ln.Close()
+		closeListener(ln)
 		return err
 	}
 	s.idleDir = idleDir
@@ -417,17 +424,21 @@ func (s *Server) Start(ctx context.Context) error {
 	}()
 	select {
 	case <-s.booted:
-		go s.acceptLoop(ln)
+		if ln == nil {
+			close(s.acceptDone)
+		} else {
+			go s.acceptLoop(ln)
+		}
 		return nil
 	case <-s.runDone:
-		_ = ln.Close()
+		closeListener(ln)
 		close(s.acceptDone)
 		if s.runErr == nil {
 			s.runErr = errors.New("transport: engine stopped before it started")
 		}
 		return s.runErr
 	case <-ctx.Done():
-		_ = ln.Close()
+		closeListener(ln)
 		close(s.acceptDone)
 		go func() { <-s.booted; _ = s.eng.Stop(context.Background()) }()
 		return ctx.Err()
@@ -477,7 +488,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.closing.Store(true)
 	s.stopOnce.Do(func() {
 		close(s.stopAccept)
-		_ = s.ln.Close()
+		closeListener(s.ln)
 	})
 	<-s.acceptDone // no connection is handed to a loop after this
 	loops := s.loopList()
@@ -515,7 +526,44 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for _, l := range loops {
 		l.drop()
 	}
+	// The loops closed their ends of the proxies' socketpairs: the relay
+	// goroutines are ending (mount.go).
+	if e := s.stopProxies(ctx); e != nil && err == nil {
+		err = fmt.Errorf("transport: proxied connections still open at shutdown: %w", e)
+	}
 	return err
+}
+
+// listen binds Config.Addr; nil without an address (ServeHTTP only).
+func (s *Server) listen() (net.Listener, error) {
+	if s.cfg.Addr == "" {
+		return nil, nil
+	}
+	ln, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		return nil, err
+	}
+	s.ln = ln
+	s.addr = ln.Addr().String()
+	return ln, nil
+}
+
+func closeListener(ln net.Listener) {
+	if ln != nil {
+		_ = ln.Close()
+	}
+}
+
+// waitGroup waits for wg, or until ctx ends.
+func waitGroup(ctx context.Context, wg *sync.WaitGroup) error {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // Stats returns the server's counters. Any goroutine.
@@ -534,8 +582,8 @@ func (s *Server) Stats() Stats {
 		Open: s.c.open.Load(), FramesIn: s.c.framesIn.Load(), MessagesIn: s.c.messagesIn.Load(),
 		BytesOut: s.c.bytesOut.Load(), Writes: s.c.writes.Load(), Dropped: s.c.dropped.Load(), Discarded: s.c.discarded.Load(),
 		SlowClosed: s.c.slowClosed.Load(), IdleClosed: s.c.idleClosed.Load(), ProtocolClose: s.c.protErr.Load(),
-		AcceptErrors: s.c.acceptErrors.Load(),
-		ReadPauses:   s.c.pauses.Load(), Overflowed: s.c.overflowed.Load(), Paused: s.c.paused.Load(),
+		AcceptErrors: s.c.acceptErrors.Load(), Hijacked: s.c.hijacked.Load(), Proxied: s.c.proxied.Load(),
+		ReadPauses: s.c.pauses.Load(), Overflowed: s.c.overflowed.Load(), Paused: s.c.paused.Load(),
 	}
 }
 
@@ -662,9 +710,13 @@ func (s *Server) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	now := s.cfg.Clock().UnixNano()
 	c := &Conn{l: l, gc: gc, idx: len(l.conns), since: now, lastRead: now}
 	l.conns = append(l.conns, c)
+	h, _ := gc.Context().(*handoff)
 	gc.SetContext(c)
 	s.c.accepted.Add(1)
 	s.c.open.Add(1)
+	if h != nil {
+		return nil, c.openHandoff(h)
+	}
 	return nil, gnet.None
 }
 

@@ -10,6 +10,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/url"
 	"sort"
 	"strconv"
 	"time"
@@ -94,6 +95,18 @@ func newHTTPHandler(t *firetower.Tower, hc httpConfig) http.Handler {
 	})
 	mux.Handle("/api/v1/", httpapi.New(t, httpapi.Config{Guard: g}))
 	dcfg := dashboard.Config{Guard: g}
+	if t.Addr() == "" {
+		// No websocket listener of its own: the page's websocket is on
+		// the port it was loaded from (--addr, TLS), as the request says
+		// (its Host passed the guard).
+		dcfg.WebsocketURL = func(r *http.Request) string {
+			u := url.URL{Scheme: "ws", Host: r.Host, Path: t.Path()}
+			if r.TLS != nil {
+				u.Scheme = "wss"
+			}
+			return u.String()
+		}
+	}
 	if g.HasKey() {
 		dcfg.SignOut = "logout"
 	}

@@ -9,6 +9,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -155,6 +156,7 @@ type serveFlags struct {
 	trust                                                            *trustFlags
 	cluster                                                          *clusterFlags
 	history                                                          historyFlags
+	listen                                                           *listenFlags
 }
 
 func newServeFlags() (*flag.FlagSet, *serveFlags) {
@@ -175,6 +177,7 @@ func newServeFlags() (*flag.FlagSet, *serveFlags) {
 	f.trust = addTrustFlags(fs, true) // --api-key-file, --allowed-hosts, --allowed-origins, --http-read-timeout (trust.go)
 	f.cluster = addClusterFlags(fs, true)
 	f.history = addHistoryFlags(fs) // history.go
+	f.listen = addListenFlags(fs)   // --addr, --tls-cert, --tls-key (listen.go)
 	return fs, f
 }
 
@@ -207,11 +210,26 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	wsAddr, httpAddr, nodeID, managers, natsURLs := f.wsAddr, f.httpAddr, f.nodeID, f.managers, f.natsURLs
 	legacy, logLevel, grpcAddr, apiKey, trust, cluster := f.legacy, f.logLevel, f.grpcAddr, f.apiKey, f.trust, f.cluster
-	history := f.history
+	history, lf := f.history, f.listen
 	cluster.resolve()
 	if err := trust.loadKey(fs, apiKey); err != nil {
 		fmt.Fprintln(stderr, "firetower serve:", err)
 		return 2
+	}
+	if err := lf.check(fs); err != nil {
+		fmt.Fprintln(stderr, "firetower serve:", err)
+		return 2
+	}
+	if lf.onePort() {
+		wsAddr, httpAddr = lf.addr, lf.addr
+	}
+	var tlsCfg *tls.Config
+	if lf.tls() {
+		var err error
+		if tlsCfg, err = lf.tlsConfig(); err != nil {
+			fmt.Fprintln(stderr, "firetower serve:", err)
+			return 2
+		}
 	}
 	if *apiKey == "" && !isLoopback(*httpAddr) {
 		fmt.Fprintln(stderr, "firetower serve: --http-addr is not a loopback address: set --api-key (or FIRETOWER_API_KEY) to protect the push API")
@@ -270,7 +288,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		opts = append(opts, firetower.WithManager(mc))
 	}
 	t, err := firetower.New(append(opts,
-		firetower.WithAddr(*wsAddr),
+		firetower.WithAddr(lf.towerAddr(*wsAddr)),
 		firetower.WithNodeID(uint16(*nodeID)),
 		firetower.WithLegacyDelivery(*legacy),
 		firetower.WithLogger(log),
@@ -286,25 +304,60 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "firetower serve:", err)
 		return 1
 	}
+	// With TLS on two addresses, the websocket address is an HTTPS server
+	// of its own that serves only the Tower (gnet has no TLS).
+	var wln net.Listener
+	if tlsCfg != nil && !lf.onePort() {
+		if wln, err = net.Listen("tcp", *wsAddr); err != nil {
+			ln.Close()
+			fmt.Fprintln(stderr, "firetower serve:", err)
+			return 1
+		}
+	}
 	var gln net.Listener
 	if *grpcAddr != "" {
 		if gln, err = net.Listen("tcp", *grpcAddr); err != nil {
 			ln.Close()
+			if wln != nil {
+				wln.Close()
+			}
 			fmt.Fprintln(stderr, "firetower serve:", err)
 			return 1
 		}
 	}
 	if err := t.Start(ctx); err != nil {
 		ln.Close()
+		if wln != nil {
+			wln.Close()
+		}
 		if gln != nil {
 			gln.Close()
 		}
 		fmt.Fprintln(stderr, "firetower serve:", err)
 		return 1
 	}
-	fmt.Fprintf(stdout, "websocket listening on ws://%s/ws\n", t.Addr())
-	fmt.Fprintf(stdout, "http listening on http://%s\n", ln.Addr())
+	wsScheme, webScheme := schemes(tlsCfg)
+	h := newHTTPHandler(t, hc)
 	shutdown := t.Shutdown
+	if t.Addr() == "" {
+		// No listener of its own: the HTTP address upgrades too (the demo
+		// connects to the port it was loaded from).
+		h = withTower(t, h)
+	}
+	switch {
+	case lf.onePort():
+		fmt.Fprintf(stdout, "websocket listening on %s://%s%s\n", wsScheme, ln.Addr(), t.Path())
+	case wln != nil:
+		stopWS := serveTowerOn(t, wrapTLS(wln, tlsCfg), trust.timeouts(), log)
+		shutdown = func(ctx context.Context) error {
+			stopWS(ctx)
+			return t.Shutdown(ctx)
+		}
+		fmt.Fprintf(stdout, "websocket listening on %s://%s%s\n", wsScheme, wln.Addr(), t.Path())
+	default:
+		fmt.Fprintf(stdout, "websocket listening on %s://%s%s\n", wsScheme, t.Addr(), t.Path())
+	}
+	fmt.Fprintf(stdout, "http listening on %s://%s\n", webScheme, ln.Addr())
 	if gln != nil {
 		gs := grpcapi.New(t, grpcapi.Config{APIKey: *apiKey, Guard: hc.shared}).NewGRPCServer()
 		fmt.Fprintf(stdout, "grpc listening on %s\n", gln.Addr())
@@ -315,13 +368,14 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 				log.Error("grpc server", "err", err)
 			}
 		}()
+		towerDown := shutdown
 		shutdown = func(ctx context.Context) error {
 			stopGRPC(ctx, gs)
 			<-grpcDone
-			return t.Shutdown(ctx)
+			return towerDown(ctx)
 		}
 	}
-	return runUntilDone(ctx, log, ln, newHTTPHandler(t, hc), trust.timeouts(), shutdown)
+	return runUntilDone(ctx, log, wrapTLS(ln, tlsCfg), h, trust.timeouts(), shutdown)
 }
 
 // stopGRPC lets in-flight calls finish, and cuts them off when ctx ends.
