@@ -76,6 +76,7 @@ type Tower struct {
 	mgr    Manager
 	link   Link
 	hist   *towerHistory // history.go; nil without WithHistory
+	pres   *presence     // presence.go; nil without WithPresence
 	bootID string
 	nextID atomic.Uint64
 	stats  counters
@@ -266,6 +267,9 @@ func New(opts ...Option) (*Tower, error) {
 	if t.log == nil {
 		t.log = slog.New(slog.DiscardHandler)
 	}
+	if cfg.presence != nil {
+		t.pres = newPresence(cfg.presence, cfg.presenceInterval)
+	}
 	if t.mgr == nil {
 		t.mgr = NewLocalManager()
 	}
@@ -313,6 +317,10 @@ func (t *Tower) Start(ctx context.Context) error {
 	if t.cfg.statsInterval > 0 {
 		t.bg.Add(1)
 		go t.statsLoop()
+	}
+	if t.pres != nil {
+		t.bg.Add(1)
+		go t.presenceLoop() // presence.go
 	}
 	t.log.Info("firetower started", "addr", t.srv.Addr(), "node", t.cfg.nodeID)
 	return nil
@@ -622,6 +630,12 @@ type towerNode struct{ t *Tower }
 func (n towerNode) NodeID() uint16 { return n.t.cfg.nodeID }
 
 func (n towerNode) Deliver(topic string, data []byte) {
+	if _, ok := presenceTopicOf(topic); ok {
+		if n.t.pres != nil {
+			n.t.presenceRemote(topic, data) // presence.go
+		}
+		return
+	}
 	if IsSystemTopic(topic) && topic != StatsTopic {
 		n.t.control(topic, data)
 		return
@@ -635,7 +649,15 @@ func (n towerNode) Deliver(topic string, data []byte) {
 }
 
 func (n towerNode) Interest() map[string]int64 {
-	return n.t.systemInterest(n.t.index.counts())
+	m := n.t.index.counts()
+	if n.t.pres != nil {
+		for topic, cnt := range m {
+			if n.t.pres.covers(topic) {
+				m[presenceTopicPrefix+topic] = cnt
+			}
+		}
+	}
+	return n.t.systemInterest(m)
 }
 
 // wsHandler receives the transport's events, on the event loop of the
@@ -778,6 +800,7 @@ func (t *Tower) disconnect(c *Conn) {
 	for _, topic := range topics {
 		t.unsubscribeOne(c, topic)
 	}
+	t.presenceChange(c, topics, false)
 	for _, topic := range topics {
 		_ = t.run(HookUnsubscribe, &Context{conn: c, topics: []string{topic}})
 	}
@@ -864,13 +887,14 @@ func (t *Tower) subscribe(c *Conn, req *protocol.Request) {
 	if t.hist != nil { // history.go: topics with history subscribe, ack and replay there
 		if qs := t.historyQueries(req, topics); len(qs) > 0 {
 			if t.subscribeHistory(c, req, topics, added, qs) && len(added) > 0 {
+				t.presenceChange(c, added, true)
 				_ = t.run(HookSubscribe, &Context{conn: c, topics: added})
 			}
 			return
 		}
 	}
 	for _, tp := range added {
-		t.index.update(tp, c.tc, c.codec, true, func(n int64) { t.link.SetInterest(tp, n) })
+		t.index.update(tp, c.tc, c.codec, true, func(n int64) { t.reportInterest(tp, n) })
 	}
 	if len(added) > 0 {
 		// In effect locally at once; cluster-wide once the Manager has it.
@@ -883,6 +907,7 @@ func (t *Tower) subscribe(c *Conn, req *protocol.Request) {
 		c.reply(func(r protocol.Reply, dst []byte) []byte { return r.Ack(dst, req.ID, topics, true) })
 	}
 	if len(added) > 0 {
+		t.presenceChange(c, added, true)
 		_ = t.run(HookSubscribe, &Context{conn: c, topics: added})
 	}
 }
@@ -911,7 +936,7 @@ func containsString(list []string, s string) bool {
 }
 
 func (t *Tower) unsubscribeOne(c *Conn, topic string) {
-	t.index.update(topic, c.tc, c.codec, false, func(n int64) { t.link.SetInterest(topic, n) })
+	t.index.update(topic, c.tc, c.codec, false, func(n int64) { t.reportInterest(topic, n) })
 }
 
 func (t *Tower) unsubscribe(c *Conn, req *protocol.Request) {
@@ -944,6 +969,7 @@ func (t *Tower) unsubscribe(c *Conn, req *protocol.Request) {
 		c.reply(func(r protocol.Reply, dst []byte) []byte { return r.Ack(dst, req.ID, req.Topics, true) })
 	}
 	if len(removed) > 0 {
+		t.presenceChange(c, removed, false)
 		_ = t.run(HookUnsubscribe, &Context{conn: c, topics: removed})
 	}
 }
