@@ -182,8 +182,8 @@ func (t *Tower) presenceChange(c *Conn, topics []string, join bool) {
 			continue
 		}
 		ev := presenceEvent{Type: kind, Topic: tp, Conn: c.ID(), User: c.UserID(), Node: t.cfg.nodeID}
+		t.pres.mark(tp, c, join) // before the event: whoever sees it, the tick sees the mark
 		t.presenceLocal(&ev)
-		t.pres.mark(tp, c, join)
 		b, err := json.Marshal(&ev)
 		if err != nil {
 			continue

@@ -151,6 +151,7 @@ func TestPresenceCountsCoalesce(t *testing.T) {
 	for range 3 {
 		c := ptDial(t, tw, "")
 		c.sub(t, "room")
+		c.until(t, "own join", func(m ptMsg) bool { return m.Type == "join" })
 		cs = append(cs, c)
 	}
 	firetower.PresenceTick(tw)
@@ -168,8 +169,10 @@ func TestPresenceCountsCoalesce(t *testing.T) {
 		}
 	}
 	cs[2].unsub(t, "room")
+	cs[0].until(t, "the leave", func(m ptMsg) bool { return m.Type == "leave" })
 	d := ptDial(t, tw, "")
 	d.sub(t, "room")
+	d.until(t, "own join", func(m ptMsg) bool { return m.Type == "join" }) // the join is marked for the tick
 	firetower.PresenceTick(tw)
 	if got := counts(d); len(got) != 1 || got[0] != 3 {
 		t.Fatalf("the joiner got counts %v, want one count of 3", got)
