@@ -421,9 +421,6 @@ func (t *Tower) PresenceStats(ctx context.Context, topic string) (PresenceStats,
 	if e := validTopics([]string{topic}); e != nil {
 		return st, e
 	}
-	if IsSystemTopic(topic) {
-		return st, errReserved
-	}
 	n, users := t.localPresenceStats(topic)
 	st.Connections = n
 	seen := make(map[string]struct{}, len(users))

@@ -17,6 +17,7 @@
  *   ft.on('message', (topic, data) => console.log(topic, data));
  *   ft.on('state', (state) => console.log(state)); // connecting, open, reconnecting, closed
  *   ft.on('error', (err) => console.warn(err.code, err.message));
+ *   ft.on('presence', (ev) => console.log(ev.type, ev.topic, ev.count)); // join, leave, count (servers WithPresence)
  *   await ft.connect();
  *   await ft.subscribe(['/chat/world']);           // resolves with the topics in effect
  *   await ft.publish('/chat/world', { text: 'hi' });
@@ -77,7 +78,7 @@
     this._setTimeout = opts.setTimeout || function (f, ms) { return setTimeout(f, ms); };
     this._clearTimeout = opts.clearTimeout || function (t) { clearTimeout(t); };
     this._random = opts.random || Math.random;
-    this._handlers = { message: [], state: [], error: [] };
+    this._handlers = { message: [], state: [], error: [], presence: [] };
     this._ws = null;
     this._live = false;           // the socket is open and the topics restored
     this._pending = new Map();    // id -> {resolve, reject, onAck}
@@ -91,7 +92,8 @@
 
   var P = Firetower.prototype;
 
-  /** on(event, fn): 'message' fn(topic, data), 'state' fn(state), 'error' fn(err). */
+  /** on(event, fn): 'message' fn(topic, data), 'state' fn(state), 'error' fn(err),
+   *  'presence' fn(ev): ev is a join, leave or count event as the server sent it. */
   P.on = function (event, fn) {
     if (!this._handlers[event]) throw new Error('firetower: unknown event ' + event);
     this._handlers[event].push(fn);
@@ -258,8 +260,9 @@
       return;
     }
     var known = m && typeof m === 'object' && !Array.isArray(m) &&
-      ['publish', 'ack', 'error', 'pong'].indexOf(m.type) >= 0;
+      ['publish', 'ack', 'error', 'pong', 'join', 'leave', 'count'].indexOf(m.type) >= 0;
     if (!known) return this._emit('message', null, m); // legacy delivery
+    if (m.type === 'join' || m.type === 'leave' || m.type === 'count') return this._emit('presence', m);
     if (m.type === 'publish') return this._emit('message', m.topic, m.data);
     var p = m.id !== undefined && m.id !== null ? this._pending.get(m.id) : undefined;
     if (p) this._pending.delete(m.id);

@@ -425,3 +425,16 @@ test('close() from an error handler during the resubscription leaves the client 
   assert.deepEqual(states, ['connecting', 'open', 'reconnecting', 'closed']);
   await assert.rejects(ft.ping(), { code: 'closed' });
 });
+
+test('presence events go to presence handlers, not to message handlers', async () => {
+  const { ft, ws, messages } = await connected();
+  const events = [];
+  ft.on('presence', (ev) => events.push(ev));
+  ws().recv({ type: 'join', topic: 'a', conn: '1-x-1', user: 'alice' });
+  ws().recv({ type: 'count', topic: 'a', count: 2 });
+  ws().recv({ type: 'leave', topic: 'a', conn: '1-x-1', user: 'alice' });
+  ws().recv({ type: 'onSubscribe', data: 2 }); // legacy count: a raw delivery
+  assert.deepEqual(events.map((e) => e.type), ['join', 'count', 'leave']);
+  assert.equal(events[1].count, 2);
+  assert.deepEqual(messages, [[null, { type: 'onSubscribe', data: 2 }]]);
+});

@@ -155,6 +155,7 @@ type serveFlags struct {
 	trust                                                            *trustFlags
 	cluster                                                          *clusterFlags
 	history                                                          historyFlags
+	presence                                                         presenceFlags
 }
 
 func newServeFlags() (*flag.FlagSet, *serveFlags) {
@@ -175,6 +176,7 @@ func newServeFlags() (*flag.FlagSet, *serveFlags) {
 	f.trust = addTrustFlags(fs, true) // --api-key-file, --allowed-hosts, --allowed-origins, --http-read-timeout (trust.go)
 	f.cluster = addClusterFlags(fs, true)
 	f.history = addHistoryFlags(fs) // history.go
+	f.presence = addPresenceFlags(fs)
 	return fs, f
 }
 
@@ -241,6 +243,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	opts = append(opts, hopts...)
+	opts = append(opts, f.presence.options()...) // presence.go
 	if *natsURLs != "" {
 		ncfg, err := cluster.natsConfig(splitList(*natsURLs), log)
 		if err != nil {
@@ -272,8 +275,6 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		firetower.WithNodeID(uint16(*nodeID)),
 		firetower.WithLegacyDelivery(*legacy),
 		firetower.WithLogger(log),
-		firetower.OnSubscribe(presence),
-		firetower.OnUnsubscribe(presence),
 	)...)
 	if err != nil {
 		fmt.Fprintln(stderr, "firetower serve:", err)
@@ -331,25 +332,6 @@ func stopGRPC(ctx context.Context, gs *grpc.Server) {
 	case <-ctx.Done():
 		gs.Stop()
 		<-done
-	}
-}
-
-// presence publishes a chat room's online count into the room after every
-// subscribe and unsubscribe on a topic under /chat/.
-func presence(next firetower.Handler) firetower.Handler {
-	return func(c *firetower.Context) error {
-		err := next(c)
-		for _, topic := range c.Topics() {
-			if !strings.HasPrefix(topic, "/chat/") {
-				continue
-			}
-			n, cerr := c.Tower().ConnectNum(c.Context(), topic)
-			if cerr != nil {
-				continue
-			}
-			_ = c.Tower().Publish(c.Context(), topic, fmt.Appendf(nil, `{"kind":"online","count":%d}`, n))
-		}
-		return err
 	}
 }
 

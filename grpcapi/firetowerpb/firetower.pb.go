@@ -827,6 +827,8 @@ type PresenceResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Topic         string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
 	Connections   []*ConnInfo            `protobuf:"bytes,2,rep,name=connections,proto3" json:"connections,omitempty"`
+	Count         int64                  `protobuf:"varint,3,opt,name=count,proto3" json:"count,omitempty"`
+	Users         int64                  `protobuf:"varint,4,opt,name=users,proto3" json:"users,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -859,6 +861,20 @@ func (x *PresenceResponse) ProtoReflect() protoreflect.Message {
 // Deprecated: Use PresenceResponse.ProtoReflect.Descriptor instead.
 func (*PresenceResponse) Descriptor() ([]byte, []int) {
 	return file_firetower_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *PresenceResponse) GetCount() int64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *PresenceResponse) GetUsers() int64 {
+	if x != nil {
+		return x.Users
+	}
+	return 0
 }
 
 func (x *PresenceResponse) GetTopic() string {
@@ -924,10 +940,12 @@ const file_firetower_proto_rawDesc = "" +
 	"\bConnInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x12\n" +
-	"\x04node\x18\x03 \x01(\rR\x04node\"b\n" +
+	"\x04node\x18\x03 \x01(\rR\x04node\"\x8e\x01\n" +
 	"\x10PresenceResponse\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x128\n" +
-	"\vconnections\x18\x02 \x03(\v2\x16.firetower.v1.ConnInfoR\vconnections2\xaf\x04\n" +
+	"\vconnections\x18\x02 \x03(\v2\x16.firetower.v1.ConnInfoR\vconnections\x12\x14\n" +
+	"\x05count\x18\x03 \x01(\x03R\x05count\x12\x14\n" +
+	"\x05users\x18\x04 \x01(\x03R\x05users2\xaf\x04\n" +
 	"\vPushService\x12F\n" +
 	"\aPublish\x12\x1c.firetower.v1.PublishRequest\x1a\x1d.firetower.v1.PublishResponse\x12U\n" +
 	"\fPublishBatch\x12!.firetower.v1.PublishBatchRequest\x1a\".firetower.v1.PublishBatchResponse\x12@\n" +

@@ -148,9 +148,8 @@
     if (topic === null) topic = room; // legacy delivery (no envelope): it can only be for our room
     if (topic !== room) return;       // a late delivery for a room we left
     if (data && typeof data === 'object' && !Array.isArray(data)) {
-      if (data.kind === 'online') {
-        var n = Number(data.count);
-        if (Number.isFinite(n)) { onlineSeq++; setOnline(n); }
+      if (data.type === 'onSubscribe' || data.type === 'onUnsubscribe') {
+        onCount(data.data); // the server's count in legacy mode (v0.4 shape)
         return;
       }
       if (data.kind === 'chat') {
@@ -159,6 +158,17 @@
       }
     }
     notice('data: ' + JSON.stringify(data));
+  }
+
+  // The server's presence events (it tracks presence on /chat/ rooms):
+  // a count is the room's online figure across the cluster.
+  function onPresence(ev) {
+    if (ev.type === 'count' && ev.topic === room) onCount(ev.count);
+  }
+
+  function onCount(c) {
+    var n = Number(c);
+    if (Number.isFinite(n)) { onlineSeq++; setOnline(n); }
   }
 
   function onState(state) {
@@ -204,6 +214,7 @@
       window.chatClient = client; // for the console and the e2e test
       client.on('state', onState);
       client.on('message', onDelivery);
+      client.on('presence', onPresence);
       client.on('error', function (e) { notice('server error: ' + describe(e), true); });
       client.connect().catch(function () {});
       join(room);
