@@ -77,6 +77,7 @@ type Tower struct {
 	link   Link
 	hist   *towerHistory // history.go; nil without WithHistory
 	pres   *presence     // presence.go; nil without WithPresence
+	pats   *patternIndex // wildcard.go; nil without WithWildcards
 	bootID string
 	nextID atomic.Uint64
 	stats  counters
@@ -270,6 +271,9 @@ func New(opts ...Option) (*Tower, error) {
 	if cfg.presence != nil {
 		t.pres = newPresence(cfg.presence, cfg.presenceInterval)
 	}
+	if cfg.wildcards {
+		t.pats = &patternIndex{}
+	}
 	if t.mgr == nil {
 		t.mgr = NewLocalManager()
 	}
@@ -458,6 +462,9 @@ func (t *Tower) Publish(ctx context.Context, topic string, data []byte) error {
 	if IsSystemTopic(topic) {
 		return errReserved
 	}
+	if e := t.publishable(topic); e != nil {
+		return e
+	}
 	j := data
 	if !json.Valid(data) {
 		j = protocol.AppendJSONString(nil, string(data))
@@ -534,6 +541,9 @@ func (t *Tower) publish(ctx context.Context, topic string, j, raw []byte) error 
 // deliverLocal frames the publish once per codec in use and hands the same
 // frame to every event loop with subscribers.
 func (t *Tower) deliverLocal(topic string, j, raw []byte) {
+	if t.pats != nil && t.pats.n.Load() > 0 && !IsSystemTopic(topic) {
+		t.deliverPatterns(topic, j, raw) // wildcard.go
+	}
 	subs := t.index.get(topic)
 	if subs == nil || subs.count == 0 {
 		return
@@ -562,6 +572,17 @@ func (t *Tower) deliverLocal(topic string, j, raw []byte) {
 // that codec, counts the deliveries and gives up the frames (deliverLocal,
 // deliverAt). A codec whose frame could not be built is not counted.
 func (t *Tower) fanOut(subs *subscribers, frames [2]*transport.Frame) {
+	t.broadcast(subs, frames)
+	for _, f := range frames {
+		if f != nil {
+			f.Release()
+		}
+	}
+}
+
+// broadcast is fanOut without giving up the frames (the caller still
+// holds them, for more subscribers: wildcard.go).
+func (t *Tower) broadcast(subs *subscribers, frames [2]*transport.Frame) {
 	for li := range subs.byLoop {
 		for codec, blocks := range subs.byLoop[li] {
 			if len(blocks) > 0 && frames[codec] != nil {
@@ -574,11 +595,6 @@ func (t *Tower) fanOut(subs *subscribers, frames [2]*transport.Frame) {
 		n -= uint64(subs.codecs[protocol.Msgpack])
 	}
 	t.stats.deliveries.Add(n)
-	for _, f := range frames {
-		if f != nil {
-			f.Release()
-		}
-	}
 }
 
 // deliveryFrameJSON frames the JSON delivery envelope of a publish
@@ -604,6 +620,9 @@ func (t *Tower) readFinal(c *Context) error {
 	}
 	if IsSystemTopic(m.Topic) {
 		return errReserved // an OnRead hook rewrote the topic to a reserved one
+	}
+	if e := t.publishable(m.Topic); e != nil {
+		return e // an OnRead hook rewrote the topic to a pattern
 	}
 	if c.outbox != nil {
 		*c.outbox = append(*c.outbox, *m)
@@ -852,6 +871,10 @@ func (t *Tower) subscribe(c *Conn, req *protocol.Request) {
 		c.sendError(req.ID, e)
 		return
 	}
+	if e := t.checkPatterns(req.Topics); e != nil {
+		c.sendError(req.ID, e)
+		return
+	}
 	cx := &Context{conn: c, topics: req.Topics}
 	if e := systemTopicsAllowed(c, req.Topics); e != nil {
 		c.sendError(req.ID, e)
@@ -864,6 +887,10 @@ func (t *Tower) subscribe(c *Conn, req *protocol.Request) {
 	topics := cx.topics
 	if e := validTopics(topics); e != nil {
 		c.sendError(req.ID, e)
+		return
+	}
+	if e := t.checkPatterns(topics); e != nil {
+		c.sendError(req.ID, e) // OnBeforeSubscribe rewrote it to a bad pattern
 		return
 	}
 	if e := systemTopicsAllowed(c, topics); e != nil {
@@ -986,6 +1013,10 @@ func (t *Tower) clientPublish(c *Conn, req *protocol.Request) {
 	for _, tp := range req.Topics {
 		if IsSystemTopic(tp) {
 			c.sendError(req.ID, errReserved)
+			return
+		}
+		if e := t.publishable(tp); e != nil {
+			c.sendError(req.ID, e)
 			return
 		}
 	}

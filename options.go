@@ -83,6 +83,7 @@ type config struct {
 	history          *historyConfig  // history.go
 	presence         *presenceConfig // presence.go
 	presenceInterval time.Duration
+	wildcards        bool // wildcard.go
 
 	use   []Middleware
 	hooks [numHooks][]Middleware

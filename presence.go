@@ -11,6 +11,7 @@ import (
 	"github.com/gobwas/ws"
 
 	"github.com/firetower-go/firetower/internal/protocol"
+	"github.com/firetower-go/firetower/internal/topicpattern"
 	"github.com/firetower-go/firetower/transport"
 )
 
@@ -160,6 +161,9 @@ type presenceEvent struct {
 // presence topic's when presence covers it. Called with topic's index
 // shard lock held (see index.update).
 func (t *Tower) reportInterest(topic string, n int64) {
+	if t.pats != nil && topicpattern.IsPattern(topic) {
+		t.pats.set(topic, n) // wildcard.go
+	}
 	t.link.SetInterest(topic, n)
 	if t.pres.covers(topic) {
 		t.link.SetInterest(presenceTopicPrefix+topic, n)
