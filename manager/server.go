@@ -11,11 +11,13 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/firetower-go/firetower"
+	"github.com/firetower-go/firetower/internal/topicpattern"
 )
 
 // ServerConfig configures a topic-manager node. Zero values get the
@@ -83,8 +85,12 @@ type Server struct {
 	mu       sync.RWMutex
 	sessions map[uint16]*session
 	topics   map[string]map[uint16]int64
-	ntopics  map[uint16]int        // node -> topics it has interest in
-	conns    map[*session]struct{} // every live session, also before HELLO
+	ntopics  map[uint16]int // node -> topics it has interest in
+	// pats holds the topics with interest that are wildcard patterns
+	// (firetower.WithWildcards): a publish goes to the nodes with interest
+	// in its topic and in every pattern that matches it.
+	pats  topicpattern.Trie
+	conns map[*session]struct{} // every live session, also before HELLO
 
 	wg      sync.WaitGroup
 	closing atomic.Bool
@@ -282,6 +288,9 @@ func (s *Server) setLocked(node uint16, topic string, count int64) {
 			}
 			if len(per) == 0 {
 				delete(s.topics, topic)
+				if topicpattern.IsPattern(topic) {
+					s.pats.Remove(topic)
+				}
 			}
 		}
 		return
@@ -289,6 +298,9 @@ func (s *Server) setLocked(node uint16, topic string, count int64) {
 	if per == nil {
 		per = make(map[uint16]int64, 2)
 		s.topics[topic] = per
+		if topicpattern.IsPattern(topic) && topicpattern.Check(topic) == nil {
+			s.pats.Add(topic)
+		}
 	}
 	if _, ok := per[node]; !ok {
 		s.ntopics[node]++
@@ -337,12 +349,22 @@ func (s *Server) routeFrom(origin *uint16, topic string, data []byte) int {
 	s.mu.RLock()
 	per := s.topics[topic]
 	var targets []*session
-	for node := range per {
+	add := func(node uint16) {
 		if origin == nil || node != *origin {
-			if ss := s.sessions[node]; ss != nil {
+			if ss := s.sessions[node]; ss != nil && !slices.Contains(targets, ss) {
 				targets = append(targets, ss)
 			}
 		}
+	}
+	for node := range per {
+		add(node)
+	}
+	if s.pats.Len() > 0 && !firetower.IsSystemTopic(topic) {
+		s.pats.Match(topic, func(p string) {
+			for node := range s.topics[p] {
+				add(node)
+			}
+		})
 	}
 	s.mu.RUnlock()
 	if len(targets) == 0 {

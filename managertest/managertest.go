@@ -42,7 +42,8 @@ func Run(t *testing.T, c Cluster) {
 	t.Run("NoEchoToOrigin", func(t *testing.T) { noEcho(t, c) })
 	t.Run("OrderPerPublisher", func(t *testing.T) { order(t, c) })
 	RunClusterOps(t, c)
-	RunPresence(t, c) // presence.go
+	RunPresence(t, c)  // presence.go
+	RunWildcards(t, c) // wildcard.go
 }
 
 // Gateways starts n Towers on the cluster's Managers.

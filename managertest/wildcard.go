@@ -1,0 +1,44 @@
+package managertest
+
+import (
+	"testing"
+
+	"github.com/firetower-go/firetower"
+)
+
+// RunWildcards runs the wildcard scenarios alone (Run runs them too).
+func RunWildcards(t *testing.T, c Cluster) {
+	t.Run("WildcardRouting", func(t *testing.T) { wildcardRouting(t, c) })
+}
+
+// wildcardRouting: with WithWildcards on two gateways, a node whose only
+// interest is in patterns gets the publishes made on the other node to
+// the topics they match, with their concrete topics, and no others; the
+// pattern's count is cluster-wide; after an unsubscribe the pattern routes
+// nothing more.
+func wildcardRouting(t *testing.T, c Cluster) {
+	towers := Gateways(t, c, 2, firetower.WithWildcards(true))
+	ready(t, c, towers)
+	b := Dial(t, towers[1])
+	b.Subscribe("/wc/*")
+	b.Subscribe("/deep/**")
+	WaitCount(t, towers[0], "/wc/*", 1)
+	Probe(t, c, towers[0], "/wc/probe", b)
+	Probe(t, c, towers[0], "/deep/probe/x", b)
+
+	a := Dial(t, towers[0])
+	a.Publish("/wc/one", `1`)
+	a.Publish("/wc/one/two", `"not for /wc/*"`)
+	a.Publish("/deep/a/b/c", `2`)
+	b.ExpectDelivery("/wc/one", `1`)
+	b.ExpectDelivery("/deep/a/b/c", `2`) // the one in between matched nothing
+
+	// A publish to a pattern is refused, on any node.
+	a.expectError(a.Request("publish", "/wc/*", `3`), "invalid_topic")
+
+	b.Unsubscribe("/wc/*")
+	WaitCount(t, towers[0], "/wc/*", 0)
+	a.Publish("/wc/two", `"after the unsubscribe"`)
+	a.Publish("/deep/x", `4`)
+	b.ExpectDelivery("/deep/x", `4`)
+}
