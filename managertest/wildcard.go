@@ -9,6 +9,37 @@ import (
 // RunWildcards runs the wildcard scenarios alone (Run runs them too).
 func RunWildcards(t *testing.T, c Cluster) {
 	t.Run("WildcardRouting", func(t *testing.T) { wildcardRouting(t, c) })
+	t.Run("WildcardOverlapOnce", func(t *testing.T) { wildcardOverlap(t, c) })
+}
+
+// wildcardOverlap: a node with interest in a topic and in two patterns
+// that match it gets each publish once from its Manager (NATS would send
+// one copy per subscription): the topic's subscriber gets it once, and a
+// connection subscribed to both patterns once per subscription, as a
+// single node would deliver it.
+func wildcardOverlap(t *testing.T, c Cluster) {
+	towers := Gateways(t, c, 2, firetower.WithWildcards(true))
+	ready(t, c, towers)
+	exact := Dial(t, towers[1])
+	exact.Subscribe("/ov/x")
+	pats := Dial(t, towers[1])
+	pats.Subscribe("/ov/*")
+	pats.Subscribe("/ov/**")
+	WaitCount(t, towers[0], "/ov/**", 1)
+	Probe(t, c, towers[0], "/ov/x", exact, pats)
+
+	a := Dial(t, towers[0])
+	a.Publish("/ov/x", `1`)
+	a.Publish("/ov/x/end", `2`) // only /ov/** matches: a marker after the first
+	exact.ExpectDelivery("/ov/x", `1`)
+	pats.ExpectDelivery("/ov/x", `1`)
+	pats.ExpectDelivery("/ov/x", `1`) // once per matching subscription
+	pats.ExpectDelivery("/ov/x/end", `2`)
+	a.Publish("/ov/y", `3`)
+	pats.ExpectDelivery("/ov/y", `3`)
+	pats.ExpectDelivery("/ov/y", `3`)
+	a.Publish("/ov/x", `4`)
+	exact.ExpectDelivery("/ov/x", `4`) // not a second copy of 1
 }
 
 // wildcardRouting: with WithWildcards on two gateways, a node whose only
