@@ -156,6 +156,7 @@ type serveFlags struct {
 	cluster                                                          *clusterFlags
 	history                                                          historyFlags
 	presence                                                         presenceFlags
+	wildcards                                                        wildcardFlags
 }
 
 func newServeFlags() (*flag.FlagSet, *serveFlags) {
@@ -177,6 +178,7 @@ func newServeFlags() (*flag.FlagSet, *serveFlags) {
 	f.cluster = addClusterFlags(fs, true)
 	f.history = addHistoryFlags(fs) // history.go
 	f.presence = addPresenceFlags(fs)
+	f.wildcards = addWildcardFlags(fs)
 	return fs, f
 }
 
@@ -244,6 +246,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	opts = append(opts, hopts...)
 	opts = append(opts, f.presence.options()...) // presence.go
+	opts = append(opts, f.wildcards.options()...)
 	if *natsURLs != "" {
 		ncfg, err := cluster.natsConfig(splitList(*natsURLs), log)
 		if err != nil {

@@ -30,3 +30,19 @@ func (p presenceFlags) options() []firetower.Option {
 	}
 	return []firetower.Option{firetower.WithPresence(demoRooms)}
 }
+
+// wildcardFlags are serve's --wildcards: "*" and "**" subscriptions
+// (firetower.WithWildcards).
+type wildcardFlags struct {
+	on *bool
+}
+
+func addWildcardFlags(fs *flag.FlagSet) wildcardFlags {
+	return wildcardFlags{
+		on: fs.Bool("wildcards", false, `let clients subscribe to patterns: a "*" segment matches one segment, a last "**" the rest`),
+	}
+}
+
+func (w wildcardFlags) options() []firetower.Option {
+	return []firetower.Option{firetower.WithWildcards(*w.on)}
+}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"net/http"
 	"os"
 	"strings"
 	"testing"
@@ -139,6 +140,42 @@ func TestDemoPresenceAsDocumented(t *testing.T) {
 			}
 			break
 		}
+	}
+	if code := stop(); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+}
+
+// TestServeWildcards: with --wildcards a "*" subscription gets the
+// publishes of the topics it matches, and a publish to a pattern is
+// refused (the push API answers 400 invalid_topic); without it, "*" is an
+// ordinary character.
+func TestServeWildcards(t *testing.T) {
+	lines, stop := mtRun(t, "serve", "--ws-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--log-level", "error", "--wildcards")
+	wsURL := "ws://" + mtLine(t, lines, "websocket listening on ws://")
+	httpURL := "http://" + mtLine(t, lines, "http listening on http://")
+	c := dialPresence(t, wsURL)
+	c.send(`{"type":"subscribe","topic":"/md/*","id":1}`)
+	if v, p := c.next(); v["type"] != "ack" {
+		t.Fatalf("subscribe /md/*: %s", p)
+	}
+	post := func(topic string) int {
+		t.Helper()
+		resp, err := http.Post(httpURL+"/api/v1/publish", "application/json", strings.NewReader(`{"topic":"`+topic+`","data":1}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := post("/md/*"); code != http.StatusBadRequest {
+		t.Fatalf("POST /api/v1/publish to /md/*: %d, want 400", code)
+	}
+	if code := post("/md/AAPL"); code != http.StatusOK {
+		t.Fatalf("POST /api/v1/publish to /md/AAPL: %d", code)
+	}
+	if _, p := c.next(); p != `{"type":"publish","topic":"/md/AAPL","data":1}` {
+		t.Fatalf("the pattern subscriber got %s", p)
 	}
 	if code := stop(); code != 0 {
 		t.Fatalf("exit code %d", code)
