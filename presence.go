@@ -105,7 +105,7 @@ func WithPresenceInterval(d time.Duration) Option {
 type presence struct {
 	presenceConfig
 	// mu guards topics: the covered topics with local subscribers that
-	// had an event recently or have had a count sent. A leaf lock.
+	// had an event within the last presenceSettle ticks. A leaf lock.
 	mu     sync.Mutex
 	topics map[string]*presTopic
 }
@@ -292,6 +292,10 @@ func (t *Tower) presenceTick() {
 		if st.dirty {
 			st.dirty, st.quiet = false, 0
 		} else if st.quiet++; st.quiet > presenceSettle {
+			// Settled: forget it (memory only for topics that move). Its
+			// next event starts afresh, so that count goes out even if it
+			// happens to equal the last one sent.
+			delete(p.topics, topic)
 			continue
 		}
 		jobs = append(jobs, job{topic, st.last, st.joined, st.joiners})

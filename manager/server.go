@@ -271,6 +271,12 @@ func (s *Server) accept() {
 	}
 }
 
+// isPattern reports whether a topic with interest is a wildcard pattern
+// the manager routes by (system topics never are).
+func isPattern(topic string) bool {
+	return !firetower.IsSystemTopic(topic) && topicpattern.IsPattern(topic) && topicpattern.Check(topic) == nil
+}
+
 // maxNodeCount bounds the count one node may report for a topic, so that
 // the sum over every node (65,536 at most) cannot overflow.
 const maxNodeCount = 1 << 40
@@ -288,7 +294,7 @@ func (s *Server) setLocked(node uint16, topic string, count int64) {
 			}
 			if len(per) == 0 {
 				delete(s.topics, topic)
-				if topicpattern.IsPattern(topic) {
+				if isPattern(topic) {
 					s.pats.Remove(topic)
 				}
 			}
@@ -298,7 +304,7 @@ func (s *Server) setLocked(node uint16, topic string, count int64) {
 	if per == nil {
 		per = make(map[uint16]int64, 2)
 		s.topics[topic] = per
-		if topicpattern.IsPattern(topic) && topicpattern.Check(topic) == nil {
+		if isPattern(topic) {
 			s.pats.Add(topic)
 		}
 	}

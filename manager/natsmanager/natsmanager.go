@@ -332,7 +332,13 @@ func topicSubject(prefix, topic string) string {
 // a "*" segment becomes NATS's "*" and a last "**" NATS's ">", so NATS
 // itself routes by pattern.
 func interestSubject(prefix, topic string) string {
-	return appendSubject(prefix, topic, topicpattern.IsPattern(topic) && topicpattern.Check(topic) == nil)
+	return appendSubject(prefix, topic, isPattern(topic))
+}
+
+// isPattern reports whether interest in topic is interest in a wildcard
+// pattern (system topics never are).
+func isPattern(topic string) bool {
+	return !firetower.IsSystemTopic(topic) && topicpattern.IsPattern(topic) && topicpattern.Check(topic) == nil
 }
 
 // appendSubject encodes topic segment by segment: one token per "/"
@@ -630,7 +636,7 @@ func (l *link) poke() {
 // subscription changes on the control goroutine (or in Flush).
 func (l *link) SetInterest(topic string, count int64) {
 	l.mu.Lock()
-	pattern := topicpattern.IsPattern(topic) && topicpattern.Check(topic) == nil
+	pattern := isPattern(topic)
 	if count > 0 {
 		l.local[topic] = count
 		if pattern {
