@@ -303,7 +303,9 @@ func (t *Tower) presenceTick() {
 	}
 	p.mu.Unlock()
 	for _, j := range jobs {
-		ctx, cancel := context.WithTimeout(t.ctx, p.interval)
+		// A Count waits for the Manager's answer: give it time enough on a
+		// busy machine; a Manager that is down fails at once.
+		ctx, cancel := context.WithTimeout(t.ctx, max(p.interval, time.Second))
 		n, err := t.link.Count(ctx, j.topic)
 		cancel()
 		if err != nil {

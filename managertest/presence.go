@@ -67,7 +67,7 @@ func presenceJoinLeave(t *testing.T, c Cluster) {
 	towers := Gateways(t, c, 2, append(h.options(),
 		firetower.WithPresence("/presence/"),
 		firetower.WithPresenceInterval(presenceInterval))...)
-	ready(t, c, towers)
+	WaitCluster(t, towers) // polls: the scenario is about presence, not about Start
 
 	a, idA := h.dial(t, towers[0], "a", "alice")
 	a.Subscribe(topic)

@@ -19,7 +19,7 @@ func RunWildcards(t *testing.T, c Cluster) {
 // single node would deliver it.
 func wildcardOverlap(t *testing.T, c Cluster) {
 	towers := Gateways(t, c, 2, firetower.WithWildcards(true))
-	ready(t, c, towers)
+	WaitCluster(t, towers) // polls: the scenario is about patterns, not about Start
 	exact := Dial(t, towers[1])
 	exact.Subscribe("/ov/x")
 	pats := Dial(t, towers[1])
@@ -49,7 +49,7 @@ func wildcardOverlap(t *testing.T, c Cluster) {
 // nothing more.
 func wildcardRouting(t *testing.T, c Cluster) {
 	towers := Gateways(t, c, 2, firetower.WithWildcards(true))
-	ready(t, c, towers)
+	WaitCluster(t, towers) // polls: the scenario is about patterns, not about Start
 	b := Dial(t, towers[1])
 	b.Subscribe("/wc/*")
 	b.Subscribe("/deep/**")
