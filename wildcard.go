@@ -109,7 +109,7 @@ func (t *Tower) deliverPatterns(topic string, j, raw []byte) {
 	var pbuf [8]string
 	pats := pbuf[:0]
 	t.pats.mu.RLock()
-	t.pats.trie.Match(topic, func(p string) { pats = append(pats, p) })
+	pats = t.pats.trie.AppendMatches(pats, topic)
 	t.pats.mu.RUnlock() // before the index's locks: reportInterest takes them the other way round
 	var sbuf [8]*subscribers
 	matched := sbuf[:0]

@@ -214,3 +214,37 @@ func (n *node) step(after string, more bool, fn func(string)) {
 		fn(n.endP)
 	}
 }
+
+// AppendMatches appends to dst every pattern of the trie that topic
+// matches and returns it (Match without a callback: nothing allocates
+// while dst has room).
+func (tr *Trie) AppendMatches(dst []string, topic string) []string {
+	if tr.n == 0 {
+		return dst
+	}
+	return tr.root.appendMatches(dst, topic)
+}
+
+func (n *node) appendMatches(dst []string, rest string) []string {
+	if n.rest && rest != "" {
+		dst = append(dst, n.restP)
+	}
+	seg, after, more := strings.Cut(rest, "/")
+	if c := n.lits[seg]; c != nil {
+		dst = c.appendStep(dst, after, more)
+	}
+	if n.star != nil && seg != "" {
+		dst = n.star.appendStep(dst, after, more)
+	}
+	return dst
+}
+
+func (n *node) appendStep(dst []string, after string, more bool) []string {
+	if more {
+		return n.appendMatches(dst, after)
+	}
+	if n.end {
+		dst = append(dst, n.endP)
+	}
+	return dst
+}

@@ -2,6 +2,7 @@ package topicpattern
 
 import (
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -85,6 +86,11 @@ func TestTrieAgreesWithMatch(t *testing.T) {
 			if !slices.Equal(got, want) {
 				t.Errorf("trie matches %q with %v, want %v", c.topic, got, want)
 			}
+			app := tr.AppendMatches(nil, c.topic)
+			slices.Sort(app)
+			if !slices.Equal(app, want) {
+				t.Errorf("AppendMatches(%q) = %v, want %v", c.topic, app, want)
+			}
 		}
 	}
 	check()
@@ -122,6 +128,10 @@ func TestTrieMatchDoesNotAllocate(t *testing.T) {
 	if n == 0 {
 		t.Fatal("no match")
 	}
+	var buf [4]string
+	if a := testing.AllocsPerRun(100, func() { _ = tr.AppendMatches(buf[:0], "/md/AAPL") }); a != 0 {
+		t.Fatalf("%v allocations per AppendMatches", a)
+	}
 }
 
 // FuzzPattern: for any pattern and topic, Check, IsPattern, Match and the
@@ -153,8 +163,40 @@ func FuzzPattern(f *testing.F) {
 		if found != m {
 			t.Fatalf("trie %v, Match %v for %q / %q", found, m, pattern, topic)
 		}
+		if app := tr.AppendMatches(nil, topic); (len(app) == 1 && app[0] == pattern) != m || len(app) > 1 {
+			t.Fatalf("AppendMatches %v, Match %v for %q / %q", app, m, pattern, topic)
+		}
 		if !tr.Remove(pattern) || tr.Len() != 0 {
 			t.Fatalf("Remove(%q)", pattern)
 		}
 	})
+}
+
+// BenchmarkTrieMatch: the cost of the pattern index to one publish, with
+// 10,000 patterns indexed: a topic no pattern matches, and one that one
+// "*" pattern among 1,000 siblings matches.
+func BenchmarkTrieMatch(b *testing.B) {
+	var tr Trie
+	for i := range 10000 {
+		tr.Add("p" + strconv.Itoa(i) + "/*")
+	}
+	for i := range 1000 {
+		tr.Add("/md/" + strconv.Itoa(i) + "/*")
+	}
+	tr.Add("/md/*")
+	n := 0
+	fn := func(string) { n++ }
+	b.Run("miss", func(b *testing.B) {
+		for range b.N {
+			tr.Match("t12345", fn)
+		}
+	})
+	b.Run("hit", func(b *testing.B) {
+		for range b.N {
+			tr.Match("/md/AAPL", fn)
+		}
+	})
+	if n == 0 {
+		b.Fatal("no match")
+	}
 }
