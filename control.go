@@ -39,6 +39,9 @@ type ctlMsg struct {
 	Err   *Error       `json:"error,omitempty"`
 	Found bool         `json:"found,omitempty"`
 	Rows  []TopicCount `json:"rows,omitempty"`
+	// presence_stats answers (presence.go)
+	Users   []string `json:"users,omitempty"`
+	Partial bool     `json:"partial,omitempty"`
 }
 
 const opAnswer = "answer"
@@ -201,6 +204,15 @@ func (t *Tower) control(topic string, data []byte) {
 			break
 		}
 		ans.Conns = capJSON(t.localPresence(m.Topics[0], m.Limit), maxAnswerBytes, func(c ConnInfo) []string { return []string{c.ID, c.UserID} })
+	case "presence_stats":
+		if len(m.Topics) != 1 || validTopics(m.Topics) != nil {
+			ans.Err = &Error{Code: CodeInvalidTopic, Message: "presence_stats takes one valid topic"}
+			break
+		}
+		n, users := t.localPresenceStats(m.Topics[0])
+		ans.N = int(n)
+		ans.Users = capJSON(users, maxAnswerBytes, func(u string) []string { return []string{u} })
+		ans.Partial = len(ans.Users) < len(users)
 	default:
 		ans.Err = &Error{Code: CodeUnknownType, Message: "unknown control operation " + strconv.Quote(m.Op)}
 	}

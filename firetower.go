@@ -76,6 +76,8 @@ type Tower struct {
 	mgr    Manager
 	link   Link
 	hist   *towerHistory // history.go; nil without WithHistory
+	pres   *presence     // presence.go; nil without WithPresence
+	pats   *patternIndex // wildcard.go; nil without WithWildcards
 	bootID string
 	nextID atomic.Uint64
 	stats  counters
@@ -269,6 +271,12 @@ func New(opts ...Option) (*Tower, error) {
 	if t.log == nil {
 		t.log = slog.New(slog.DiscardHandler)
 	}
+	if cfg.presence != nil {
+		t.pres = newPresence(cfg.presence, cfg.presenceInterval)
+	}
+	if cfg.wildcards {
+		t.pats = &patternIndex{}
+	}
 	if t.mgr == nil {
 		t.mgr = NewLocalManager()
 	}
@@ -316,6 +324,10 @@ func (t *Tower) Start(ctx context.Context) error {
 	if t.cfg.statsInterval > 0 {
 		t.bg.Add(1)
 		go t.statsLoop()
+	}
+	if t.pres != nil {
+		t.bg.Add(1)
+		go t.presenceLoop() // presence.go
 	}
 	t.log.Info("firetower started", "addr", t.srv.Addr(), "node", t.cfg.nodeID)
 	return nil
@@ -453,6 +465,9 @@ func (t *Tower) Publish(ctx context.Context, topic string, data []byte) error {
 	if IsSystemTopic(topic) {
 		return errReserved
 	}
+	if e := t.publishable(topic); e != nil {
+		return e
+	}
 	j := data
 	if !json.Valid(data) {
 		j = protocol.AppendJSONString(nil, string(data))
@@ -529,6 +544,9 @@ func (t *Tower) publish(ctx context.Context, topic string, j, raw []byte) error 
 // deliverLocal frames the publish once per codec in use and hands the same
 // frame to every event loop with subscribers.
 func (t *Tower) deliverLocal(topic string, j, raw []byte) {
+	if t.pats != nil && t.pats.n.Load() > 0 && !IsSystemTopic(topic) {
+		t.deliverPatterns(topic, j, raw) // wildcard.go
+	}
 	subs := t.index.get(topic)
 	if subs == nil || subs.count == 0 {
 		return
@@ -557,6 +575,17 @@ func (t *Tower) deliverLocal(topic string, j, raw []byte) {
 // that codec, counts the deliveries and gives up the frames (deliverLocal,
 // deliverAt). A codec whose frame could not be built is not counted.
 func (t *Tower) fanOut(subs *subscribers, frames [2]*transport.Frame) {
+	t.broadcast(subs, frames)
+	for _, f := range frames {
+		if f != nil {
+			f.Release()
+		}
+	}
+}
+
+// broadcast is fanOut without giving up the frames (the caller still
+// holds them, for more subscribers: wildcard.go).
+func (t *Tower) broadcast(subs *subscribers, frames [2]*transport.Frame) {
 	for li := range subs.byLoop {
 		for codec, blocks := range subs.byLoop[li] {
 			if len(blocks) > 0 && frames[codec] != nil {
@@ -569,11 +598,6 @@ func (t *Tower) fanOut(subs *subscribers, frames [2]*transport.Frame) {
 		n -= uint64(subs.codecs[protocol.Msgpack])
 	}
 	t.stats.deliveries.Add(n)
-	for _, f := range frames {
-		if f != nil {
-			f.Release()
-		}
-	}
 }
 
 // deliveryFrameJSON frames the JSON delivery envelope of a publish
@@ -600,6 +624,9 @@ func (t *Tower) readFinal(c *Context) error {
 	if IsSystemTopic(m.Topic) {
 		return errReserved // an OnRead hook rewrote the topic to a reserved one
 	}
+	if e := t.publishable(m.Topic); e != nil {
+		return e // an OnRead hook rewrote the topic to a pattern
+	}
 	if c.outbox != nil {
 		*c.outbox = append(*c.outbox, *m)
 		return nil
@@ -625,6 +652,12 @@ type towerNode struct{ t *Tower }
 func (n towerNode) NodeID() uint16 { return n.t.cfg.nodeID }
 
 func (n towerNode) Deliver(topic string, data []byte) {
+	if _, ok := presenceTopicOf(topic); ok {
+		if n.t.pres != nil {
+			n.t.presenceRemote(topic, data) // presence.go
+		}
+		return
+	}
 	if IsSystemTopic(topic) && topic != StatsTopic {
 		n.t.control(topic, data)
 		return
@@ -638,7 +671,15 @@ func (n towerNode) Deliver(topic string, data []byte) {
 }
 
 func (n towerNode) Interest() map[string]int64 {
-	return n.t.systemInterest(n.t.index.counts())
+	m := n.t.index.counts()
+	if n.t.pres != nil {
+		for topic, cnt := range m {
+			if n.t.pres.covers(topic) {
+				m[presenceTopicPrefix+topic] = cnt
+			}
+		}
+	}
+	return n.t.systemInterest(m)
 }
 
 // wsHandler receives the transport's events, on the event loop of the
@@ -781,6 +822,7 @@ func (t *Tower) disconnect(c *Conn) {
 	for _, topic := range topics {
 		t.unsubscribeOne(c, topic)
 	}
+	t.presenceChange(c, topics, false)
 	for _, topic := range topics {
 		_ = t.run(HookUnsubscribe, &Context{conn: c, topics: []string{topic}})
 	}
@@ -832,6 +874,10 @@ func (t *Tower) subscribe(c *Conn, req *protocol.Request) {
 		c.sendError(req.ID, e)
 		return
 	}
+	if e := t.checkPatterns(req.Topics); e != nil {
+		c.sendError(req.ID, e)
+		return
+	}
 	cx := &Context{conn: c, topics: req.Topics}
 	if e := systemTopicsAllowed(c, req.Topics); e != nil {
 		c.sendError(req.ID, e)
@@ -844,6 +890,10 @@ func (t *Tower) subscribe(c *Conn, req *protocol.Request) {
 	topics := cx.topics
 	if e := validTopics(topics); e != nil {
 		c.sendError(req.ID, e)
+		return
+	}
+	if e := t.checkPatterns(topics); e != nil {
+		c.sendError(req.ID, e) // OnBeforeSubscribe rewrote it to a bad pattern
 		return
 	}
 	if e := systemTopicsAllowed(c, topics); e != nil {
@@ -867,13 +917,14 @@ func (t *Tower) subscribe(c *Conn, req *protocol.Request) {
 	if t.hist != nil { // history.go: topics with history subscribe, ack and replay there
 		if qs := t.historyQueries(req, topics); len(qs) > 0 {
 			if t.subscribeHistory(c, req, topics, added, qs) && len(added) > 0 {
+				t.presenceChange(c, added, true)
 				_ = t.run(HookSubscribe, &Context{conn: c, topics: added})
 			}
 			return
 		}
 	}
 	for _, tp := range added {
-		t.index.update(tp, c.tc, c.codec, true, func(n int64) { t.link.SetInterest(tp, n) })
+		t.index.update(tp, c.tc, c.codec, true, func(n int64) { t.reportInterest(tp, n) })
 	}
 	if len(added) > 0 {
 		// In effect locally at once; cluster-wide once the Manager has it.
@@ -886,6 +937,7 @@ func (t *Tower) subscribe(c *Conn, req *protocol.Request) {
 		c.reply(func(r protocol.Reply, dst []byte) []byte { return r.Ack(dst, req.ID, topics, true) })
 	}
 	if len(added) > 0 {
+		t.presenceChange(c, added, true)
 		_ = t.run(HookSubscribe, &Context{conn: c, topics: added})
 	}
 }
@@ -914,7 +966,7 @@ func containsString(list []string, s string) bool {
 }
 
 func (t *Tower) unsubscribeOne(c *Conn, topic string) {
-	t.index.update(topic, c.tc, c.codec, false, func(n int64) { t.link.SetInterest(topic, n) })
+	t.index.update(topic, c.tc, c.codec, false, func(n int64) { t.reportInterest(topic, n) })
 }
 
 func (t *Tower) unsubscribe(c *Conn, req *protocol.Request) {
@@ -947,6 +999,7 @@ func (t *Tower) unsubscribe(c *Conn, req *protocol.Request) {
 		c.reply(func(r protocol.Reply, dst []byte) []byte { return r.Ack(dst, req.ID, req.Topics, true) })
 	}
 	if len(removed) > 0 {
+		t.presenceChange(c, removed, false)
 		_ = t.run(HookUnsubscribe, &Context{conn: c, topics: removed})
 	}
 }
@@ -963,6 +1016,10 @@ func (t *Tower) clientPublish(c *Conn, req *protocol.Request) {
 	for _, tp := range req.Topics {
 		if IsSystemTopic(tp) {
 			c.sendError(req.ID, errReserved)
+			return
+		}
+		if e := t.publishable(tp); e != nil {
+			c.sendError(req.ID, e)
 			return
 		}
 	}

@@ -414,7 +414,7 @@ func hasQuery(qs []HistoryQuery, topic string) bool {
 func (t *Tower) subscribeHistory(c *Conn, req *protocol.Request, topics, added []string, qs []HistoryQuery) bool {
 	err := t.hist.link.Recover(t.ctx, qs, func(rs []HistoryResult) {
 		for _, tp := range added {
-			t.index.update(tp, c.tc, c.codec, true, func(n int64) { t.link.SetInterest(tp, n) })
+			t.index.update(tp, c.tc, c.codec, true, func(n int64) { t.reportInterest(tp, n) })
 		}
 		if len(added) > 0 {
 			if err := t.link.Flush(t.ctx); err != nil {

@@ -411,14 +411,21 @@ func (ix *index) counts() map[string]int64 {
 }
 
 // counts implements localCounter: the index counts every topic but the
-// system topics other than StatsTopic, whose interest is the node's own
-// (see systemInterest).
+// system topics other than StatsTopic and the presence topics of covered
+// topics, whose interest is the node's own (see systemInterest).
 func (n towerNode) counts(topic string) bool {
+	if pt, ok := presenceTopicOf(topic); ok {
+		return n.t.pres.covers(pt) // presence.go: counted as its topic
+	}
 	return !IsSystemTopic(topic) || topic == StatsTopic
 }
 
-// localCount implements localCounter.
+// localCount implements localCounter; a presence topic counts as the
+// topic it is for.
 func (n towerNode) localCount(topic string) int64 {
+	if pt, ok := presenceTopicOf(topic); ok {
+		topic = pt
+	}
 	if s := n.t.index.get(topic); s != nil {
 		return s.count
 	}

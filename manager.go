@@ -145,6 +145,20 @@ type localCounter interface {
 	localCount(topic string) int64
 }
 
+// patternMatcher is implemented by a Tower's Node: whether one of its
+// wildcard subscriptions (WithWildcards) matches a topic, so the
+// LocalManager routes publishes by pattern too.
+type patternMatcher interface {
+	matchesPattern(topic string) bool
+}
+
+// matchesPattern reports whether one of the node's patterns matches
+// topic; the manager's mu is held.
+func (l *localLink) matchesPattern(topic string) bool {
+	pm, ok := l.n.(patternMatcher)
+	return ok && pm.matchesPattern(topic)
+}
+
 // count is the node's interest in topic; the manager's mu is held.
 func (l *localLink) count(topic string) int64 {
 	if l.counter != nil && l.counter.counts(topic) {
@@ -203,7 +217,7 @@ func (l *localLink) Publish(_ context.Context, topic string, data []byte) error 
 	var targets []Node
 	l.m.mu.RLock()
 	for nid, o := range l.m.nodes {
-		if nid != id && o.count(topic) > 0 {
+		if nid != id && (o.count(topic) > 0 || o.matchesPattern(topic)) {
 			targets = append(targets, o.n)
 		}
 	}

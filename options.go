@@ -80,7 +80,10 @@ type config struct {
 	maxConnsPerIP    int
 	statsInterval    time.Duration
 	statsTopics      int
-	history          *historyConfig // history.go
+	history          *historyConfig  // history.go
+	presence         *presenceConfig // presence.go
+	presenceInterval time.Duration
+	wildcards        bool // wildcard.go
 
 	use   []Middleware
 	hooks [numHooks][]Middleware
@@ -135,6 +138,9 @@ func (c *config) transportConfig(log *slog.Logger) transport.Config {
 
 func (c *config) validate() error {
 	var errs []error
+	if c.presenceInterval > 0 && c.presence == nil {
+		errs = append(errs, errors.New("WithPresenceInterval without WithPresence"))
+	}
 	if !c.anyPath && (c.path == "" || c.path[0] != '/') {
 		errs = append(errs, fmt.Errorf("path %q must start with /", c.path))
 	}

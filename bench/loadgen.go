@@ -51,8 +51,12 @@ type loadConfig struct {
 	from    int // index of the first connection
 	conns   int
 	topics  int // connection i subscribes to topic i % topics
-	dialers int
-	workers int
+	// subscribe, when set (FTBENCH_SUBSCRIBE), is what every connection
+	// subscribes to instead of its topic: a wildcard pattern matching it
+	// (the deliveries still carry, and are checked against, the topic).
+	subscribe string
+	dialers   int
+	workers   int
 }
 
 func loadConfigFromEnv() (loadConfig, error) {
@@ -67,6 +71,8 @@ func loadConfigFromEnv() (loadConfig, error) {
 		addr:    os.Getenv("FTBENCH_ADDR"),
 		path:    os.Getenv("FTBENCH_PATH"),
 		flavour: os.Getenv("FTBENCH_FLAVOUR"),
+
+		subscribe: os.Getenv("FTBENCH_SUBSCRIBE"),
 	}
 	var errs []error
 	var err error
@@ -259,7 +265,11 @@ const wsGUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 // the socket non-blocking.
 func (g *loadGen) dial(c *loadConn) error {
 	d := wsDialer{sa: g.sa, host: g.host, path: g.cfg.path, flavour: g.cfg.flavour}
-	fd, pend, err := d.dial(topicName(c.ti))
+	sub := topicName(c.ti)
+	if g.cfg.subscribe != "" {
+		sub = g.cfg.subscribe
+	}
+	fd, pend, err := d.dial(sub)
 	if err != nil {
 		return err
 	}

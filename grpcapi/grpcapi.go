@@ -359,7 +359,11 @@ func (s *Server) Presence(ctx context.Context, req *firetowerpb.PresenceRequest)
 	for i, c := range conns {
 		out[i] = &firetowerpb.ConnInfo{Id: c.ID, UserId: c.UserID, Node: uint32(c.Node)}
 	}
-	return &firetowerpb.PresenceResponse{Topic: req.GetTopic(), Connections: out}, nil
+	st, err := s.t.PresenceStats(ctx, req.GetTopic())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &firetowerpb.PresenceResponse{Topic: req.GetTopic(), Connections: out, Count: st.Connections, Users: st.Users}, nil
 }
 
 // Disconnect implements firetowerpb.PushServiceServer.

@@ -439,8 +439,11 @@ func TestPresence(t *testing.T) {
 	if want := map[string]string{e.connID("a"): "alice@1", e.connID("b"): "@1"}; res.GetTopic() != "/room" || fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("Presence /room: %v, want %v", got, want)
 	}
+	if res.GetCount() != 2 || res.GetUsers() != 1 { // alice; b has no user id
+		t.Errorf("Presence /room stats: count %d users %d, want 2 and 1", res.GetCount(), res.GetUsers())
+	}
 	res, err = e.api.Presence(e.ctx(), &pb.PresenceRequest{Topic: "/room", Limit: 1})
-	if err != nil || len(res.GetConnections()) != 1 {
+	if err != nil || len(res.GetConnections()) != 1 || res.GetCount() != 2 {
 		t.Errorf("Presence limit 1: %v, %v", res, err)
 	}
 	for _, req := range []*pb.PresenceRequest{{Topic: ""}, {Topic: "a b"}, {Topic: "/room", Limit: -1}} {

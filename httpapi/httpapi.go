@@ -20,7 +20,8 @@
 //	POST /api/v1/publish/batch      {"messages":[{"topic":"t","data":...}, ...]}
 //	GET  /api/v1/topics?q=&top=     {"topics":[{"topic":"t","local":n,"count":n}, ...]}  (the cluster's topics, most subscribers first)
 //	GET  /api/v1/topics/<topic>     {"topic":"t","count":n}  (cluster-wide; the topic path-escaped)
-//	GET  /api/v1/presence/<topic>?limit=  {"topic":"t","connections":[{"id":"..","user_id":"..","node":1}, ...]}  (cluster-wide)
+//	GET  /api/v1/presence/<topic>?limit=  {"topic":"t","connections":[{"id":"..","user_id":"..","node":1}, ...],"count":n,"users":n}  (cluster-wide;
+//	                                count: all connections, users: distinct non-empty user ids, whatever the limit)
 //	POST /api/v1/disconnect         {"conn_id":"..."} or {"user_id":"..."}, optional "code" (default 1000) and "reason"
 //	POST /api/v1/unsubscribe        {"conn_id":"...","topics":["t", ...]}
 //
@@ -303,7 +304,16 @@ func (a *api) presence(w http.ResponseWriter, r *http.Request) {
 		Fail(w, err)
 		return
 	}
-	JSON(w, http.StatusOK, map[string]any{"topic": topic, "connections": conns})
+	st, err := a.t.PresenceStats(ctx, topic)
+	if err != nil {
+		Fail(w, err)
+		return
+	}
+	out := map[string]any{"topic": topic, "connections": conns, "count": st.Connections, "users": st.Users}
+	if st.Partial {
+		out["partial"] = true
+	}
+	JSON(w, http.StatusOK, out)
 }
 
 func (a *api) disconnect(w http.ResponseWriter, r *http.Request) {

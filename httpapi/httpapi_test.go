@@ -829,6 +829,8 @@ func TestClusterOperations(t *testing.T) {
 	r = a.do("GET", "/api/v1/presence/"+url.PathEscape("/shared"), "")
 	var pres struct {
 		Topic       string `json:"topic"`
+		Count       int64  `json:"count"`
+		Users       int64  `json:"users"`
 		Connections []struct {
 			ID     string `json:"id"`
 			UserID string `json:"user_id"`
@@ -846,12 +848,15 @@ func TestClusterOperations(t *testing.T) {
 	if pres.Topic != "/shared" || fmt.Sprint(seen) != fmt.Sprint(want) {
 		t.Errorf("presence of /shared: %s, want %v", r.body, want)
 	}
+	if pres.Count != 4 || pres.Users != 2 { // zoe (twice) and bob; onA has no user id
+		t.Errorf("presence stats of /shared: %s, want count 4 and 2 users", r.body)
+	}
 	r = a.do("GET", "/api/v1/presence/%2Fshared?limit=2", "")
-	if err := json.Unmarshal(r.body, &pres); r.status != 200 || err != nil || len(pres.Connections) != 2 {
+	if err := json.Unmarshal(r.body, &pres); r.status != 200 || err != nil || len(pres.Connections) != 2 || pres.Count != 4 {
 		t.Errorf("presence with limit 2: %s", r)
 	}
 	r = a.do("GET", "/api/v1/presence/nobody", "")
-	if got := string(bytes.TrimSpace(r.body)); r.status != 200 || got != `{"connections":[],"topic":"nobody"}` {
+	if got := string(bytes.TrimSpace(r.body)); r.status != 200 || got != `{"connections":[],"count":0,"topic":"nobody","users":0}` {
 		t.Errorf("presence of an empty topic: %s", r)
 	}
 	wantError(t, a.do("GET", "/api/v1/presence/a%20b", ""), http.StatusBadRequest, firetower.CodeInvalidTopic)

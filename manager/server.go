@@ -11,12 +11,14 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/firetower-go/firetower"
+	"github.com/firetower-go/firetower/internal/topicpattern"
 )
 
 // ServerConfig configures a topic-manager node. Zero values get the
@@ -100,6 +102,10 @@ type Server struct {
 	nholds   map[uint16]int        // node -> recoveries it holds (history.go)
 
 	hist histStore // history.go
+	// pats holds the topics with interest that are wildcard patterns
+	// (firetower.WithWildcards): a publish goes to the nodes with interest
+	// in its topic and in every pattern that matches it.
+	pats topicpattern.Trie
 
 	wg      sync.WaitGroup
 	closing atomic.Bool
@@ -291,6 +297,12 @@ func (s *Server) accept() {
 	}
 }
 
+// isPattern reports whether a topic with interest is a wildcard pattern
+// the manager routes by (system topics never are).
+func isPattern(topic string) bool {
+	return !firetower.IsSystemTopic(topic) && topicpattern.IsPattern(topic) && topicpattern.Check(topic) == nil
+}
+
 // maxNodeCount bounds the count one node may report for a topic, so that
 // the sum over every node (65,536 at most) cannot overflow.
 const maxNodeCount = 1 << 40
@@ -308,6 +320,9 @@ func (s *Server) setLocked(node uint16, topic string, count int64) {
 			}
 			if len(per) == 0 {
 				delete(s.topics, topic)
+				if isPattern(topic) {
+					s.pats.Remove(topic)
+				}
 			}
 		}
 		return
@@ -315,6 +330,9 @@ func (s *Server) setLocked(node uint16, topic string, count int64) {
 	if per == nil {
 		per = make(map[uint16]int64, 2)
 		s.topics[topic] = per
+		if isPattern(topic) {
+			s.pats.Add(topic)
+		}
 	}
 	if _, ok := per[node]; !ok {
 		s.ntopics[node]++
@@ -370,12 +388,22 @@ func (s *Server) routeFrom(origin *uint16, topic string, data []byte) int {
 	s.mu.RLock()
 	per := s.topics[topic]
 	var targets []*session
-	for node := range per {
+	add := func(node uint16) {
 		if origin == nil || node != *origin {
-			if ss := s.sessions[node]; ss != nil {
+			if ss := s.sessions[node]; ss != nil && !slices.Contains(targets, ss) {
 				targets = append(targets, ss)
 			}
 		}
+	}
+	for node := range per {
+		add(node)
+	}
+	if s.pats.Len() > 0 && !firetower.IsSystemTopic(topic) {
+		s.pats.Match(topic, func(p string) {
+			for node := range s.topics[p] {
+				add(node)
+			}
+		})
 	}
 	s.mu.RUnlock()
 	if len(targets) == 0 {

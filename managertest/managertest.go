@@ -42,6 +42,8 @@ func Run(t *testing.T, c Cluster) {
 	t.Run("NoEchoToOrigin", func(t *testing.T) { noEcho(t, c) })
 	t.Run("OrderPerPublisher", func(t *testing.T) { order(t, c) })
 	RunClusterOps(t, c)
+	RunPresence(t, c)  // presence.go
+	RunWildcards(t, c) // wildcard.go
 }
 
 // Gateways starts n Towers on the cluster's Managers.
@@ -91,6 +93,10 @@ type Frame struct {
 	Topic string          `json:"topic"`
 	Data  json.RawMessage `json:"data"`
 	Code  string          `json:"code"`
+	// presence events (presence.go)
+	Conn  string `json:"conn"`
+	User  string `json:"user"`
+	Count int64  `json:"count"`
 }
 
 // probeData is what Probe publishes; ExpectDelivery skips it.

@@ -247,12 +247,167 @@ func (a *ACL) Middleware(next firetower.Handler) firetower.Handler {
 
 func (a *ACL) checkAll(c *firetower.Context, op Op, topics []string) error {
 	user := userOf(c)
+	wild := op == OpSubscribe && c.Tower() != nil && c.Tower().Wildcards()
 	for _, t := range topics {
+		if wild && isSubPattern(t) {
+			if !a.AllowedPattern(op, t, user) {
+				return &firetower.Error{Code: firetower.CodeForbidden, Message: fmt.Sprintf("%s to pattern %q is not allowed: it can match topics the access list does not allow", op, t)}
+			}
+			continue
+		}
 		if err := a.check(op, t, user); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// isSubPattern reports whether a subscription is a wildcard pattern (a
+// segment that is exactly "*" or "**"; see firetower.WithWildcards).
+func isSubPattern(topic string) bool {
+	for _, seg := range strings.Split(topic, "/") {
+		if seg == "*" || seg == "**" {
+			return true
+		}
+	}
+	return false
+}
+
+// AllowedPattern reports whether the connection of user id user may do op
+// on every topic the wildcard subscription pattern can match
+// (firetower.WithWildcards: "*" one non-empty segment, a last "**" one or
+// more). The rules are read in order, as Allowed does for one topic, and
+// conservatively: a Deny rule that matches any topic of the pattern
+// refuses it; an Allow rule that matches every topic of the pattern allows
+// it; an Allow rule that matches only some of them decides nothing, and
+// the next rules are read; with no rule deciding, DefaultAllow does (and a
+// Deny that overlaps the pattern anywhere has refused it before). So
+// "/md/*" is allowed by Allow "/md/*" or "/md/**" or "/**", and refused
+// when a Deny "/md/secret" comes first.
+func (a *ACL) AllowedPattern(op Op, pattern, user string) bool {
+	sub := subSegments(pattern)
+	if sub == nil {
+		return false // "**" before the end: not a pattern anything matches
+	}
+	for _, r := range a.rules {
+		if r.ops&op == 0 {
+			continue
+		}
+		rs, ok := r.pat.forUser(user)
+		if !ok {
+			continue // a {user} rule for a connection without a usable user id
+		}
+		if !r.allow {
+			if intersects(rs, sub) {
+				return false
+			}
+			continue
+		}
+		if covers(rs, sub) {
+			return true
+		}
+	}
+	return a.def
+}
+
+// subSegments parses a subscription pattern into segments (literal, star,
+// rest); nil when "**" is not last.
+func subSegments(p string) []segment {
+	parts := strings.Split(p, "/")
+	out := make([]segment, len(parts))
+	for i, s := range parts {
+		switch s {
+		case "**":
+			if i != len(parts)-1 {
+				return nil
+			}
+			out[i] = segment{kind: segRest}
+		case "*":
+			out[i] = segment{kind: segStar}
+		default:
+			out[i] = segment{kind: segLiteral, lit: s}
+		}
+	}
+	return out
+}
+
+// forUser is the rule's segments with {user} replaced by user; false when
+// a {user} segment cannot match (no user id, or one with "/").
+func (p *Pattern) forUser(user string) ([]segment, bool) {
+	out := p.segs
+	for i, s := range p.segs {
+		if s.kind != segUser {
+			continue
+		}
+		if user == "" || strings.Contains(user, "/") {
+			return nil, false
+		}
+		if &out[0] == &p.segs[0] {
+			out = append([]segment(nil), p.segs...)
+		}
+		out[i] = segment{kind: segLiteral, lit: strings.Join(s.parts, user)}
+	}
+	return out, true
+}
+
+// covers reports whether every topic sub matches, r matches.
+func covers(r, sub []segment) bool {
+	for i := range r {
+		if r[i].kind == segRest {
+			// sub has at least one more segment, and not just an empty one
+			return i < len(sub) && !(i == len(sub)-1 && sub[i].kind == segLiteral && sub[i].lit == "")
+		}
+		if i >= len(sub) {
+			return false
+		}
+		switch sub[i].kind {
+		case segRest:
+			return false // any number of segments: r has a fixed count here
+		case segStar:
+			if r[i].kind != segStar {
+				return false
+			}
+		default: // literal
+			if r[i].kind == segStar {
+				if sub[i].lit == "" {
+					return false
+				}
+			} else if r[i].lit != sub[i].lit {
+				return false
+			}
+		}
+	}
+	return len(r) == len(sub)
+}
+
+// intersects reports whether some topic matches both r and sub.
+func intersects(r, sub []segment) bool {
+	for i := 0; ; i++ {
+		rEnd, sEnd := i >= len(r), i >= len(sub)
+		switch {
+		case rEnd || sEnd:
+			return rEnd && sEnd
+		case r[i].kind == segRest:
+			return true // sub has at least one more segment to give it
+		case sub[i].kind == segRest:
+			return true
+		}
+		rl, sl := r[i].kind == segLiteral, sub[i].kind == segLiteral
+		switch {
+		case rl && sl:
+			if r[i].lit != sub[i].lit {
+				return false
+			}
+		case rl:
+			if r[i].lit == "" {
+				return false
+			}
+		case sl:
+			if sub[i].lit == "" {
+				return false
+			}
+		}
+	}
 }
 
 func (a *ACL) check(op Op, topic, user string) error {

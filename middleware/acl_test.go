@@ -246,3 +246,72 @@ func TestTopicACLChecksRewrittenTopics(t *testing.T) {
 		t.Fatalf("ConnectNum(/closed/x) = %d, %v; want 0", n, err)
 	}
 }
+
+// TestACLPatterns: a wildcard subscription is allowed only when every
+// topic it can match is allowed, read conservatively (AllowedPattern).
+func TestACLPatterns(t *testing.T) {
+	acl, err := middleware.TopicACL(middleware.ACLConfig{Rules: []middleware.Rule{
+		middleware.Deny(middleware.OpSubscribe, "/md/secret"),
+		middleware.Allow(middleware.OpSubscribe, "/md/*"),
+		middleware.Allow(middleware.OpSubscribe, "/news/**"),
+		middleware.Allow(middleware.OpSubscribe, "/user/{user}/**"),
+		middleware.Allow(middleware.OpSubscribe, "/pub/a"),
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		pattern, user string
+		want          bool
+	}{
+		{"/md/*", "", false},       // it can match /md/secret, denied first
+		{"/news/*", "", true},      // within /news/**
+		{"/news/*/x/**", "", true}, // within /news/**
+		{"/news/**", "", true},     // the rule itself
+		{"/**", "", false},         // matches /md/secret too
+		{"/*/a", "", false},        // /pub/a is allowed, /x/a is not
+		{"/user/alice/*", "alice", true},
+		{"/user/alice/*", "bob", false},
+		{"/user/*/inbox", "alice", false}, // other users' inboxes too
+		{"/user/alice/*", "", false},
+		{"/news/**/x", "", false}, // ** before the end: never allowed
+	}
+	for _, c := range cases {
+		if got := acl.AllowedPattern(middleware.OpSubscribe, c.pattern, c.user); got != c.want {
+			t.Errorf("AllowedPattern(%q, user %q) = %v, want %v", c.pattern, c.user, got, c.want)
+		}
+	}
+	open, err := middleware.TopicACL(middleware.ACLConfig{DefaultAllow: true, Rules: []middleware.Rule{
+		middleware.Deny(middleware.OpSubscribe, "/admin/**"),
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p, want := range map[string]bool{"/md/*": true, "/*/x": false /* /admin/x */, "/**": false, "/admin/*": false, "*": true} {
+		if got := open.AllowedPattern(middleware.OpSubscribe, p, ""); got != want {
+			t.Errorf("default allow, deny /admin/**: AllowedPattern(%q) = %v, want %v", p, got, want)
+		}
+	}
+}
+
+// TestACLPatternsThroughTower: on a Tower with wildcards, the ACL's
+// middleware refuses a pattern subscription that reaches past the allowed
+// topics (forbidden) and lets one within them through.
+func TestACLPatternsThroughTower(t *testing.T) {
+	acl, err := middleware.TopicACL(middleware.ACLConfig{Rules: []middleware.Rule{
+		middleware.Allow(middleware.OpSubscribe, "/md/**"),
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tw := newTower(t, firetower.WithWildcards(true), firetower.Use(acl.Middleware))
+	c := dial(t, tw, "")
+	c.send(t, map[string]any{"type": "subscribe", "topic": "/md/*", "id": "1"})
+	if m := c.answer(t, "1"); m.Type != "ack" {
+		t.Fatalf("subscribe /md/*: %s", m)
+	}
+	c.send(t, map[string]any{"type": "subscribe", "topic": "/*/x", "id": "2"})
+	if m := c.answer(t, "2"); m.Type != "error" || m.Code != "forbidden" {
+		t.Fatalf("subscribe /*/x: %s, want forbidden", m)
+	}
+}

@@ -17,6 +17,7 @@
  *   ft.on('message', (topic, data) => console.log(topic, data));
  *   ft.on('state', (state) => console.log(state)); // connecting, open, reconnecting, closed
  *   ft.on('error', (err) => console.warn(err.code, err.message));
+ *   ft.on('presence', (ev) => console.log(ev.type, ev.topic, ev.count)); // join, leave, count (servers WithPresence)
  *   await ft.connect();
  *   await ft.subscribe(['/chat/world']);           // resolves with the topics in effect
  *   await ft.publish('/chat/world', { text: 'hi' });
@@ -97,7 +98,7 @@
     this._setTimeout = opts.setTimeout || function (f, ms) { return setTimeout(f, ms); };
     this._clearTimeout = opts.clearTimeout || function (t) { clearTimeout(t); };
     this._random = opts.random || Math.random;
-    this._handlers = { message: [], state: [], error: [], recovery: [], gap: [] };
+    this._handlers = { message: [], state: [], error: [], recovery: [], gap: [], presence: [] };
     this._ws = null;
     this._live = false;           // the socket is open and the topics restored
     this._pending = new Map();    // id -> {resolve, reject, onAck}
@@ -113,7 +114,8 @@
 
   /**
    * on(event, fn): 'message' fn(topic, data, offset), 'state' fn(state),
-   * 'error' fn(err), 'recovery' fn(r) and 'gap' fn(r) (see Recovery above).
+   * 'error' fn(err), 'recovery' fn(r) and 'gap' fn(r) (see Recovery above),
+   * 'presence' fn(ev): ev is a join, leave or count event as the server sent it.
    */
   P.on = function (event, fn) {
     if (!this._handlers[event]) throw new Error('firetower: unknown event ' + event);
@@ -321,8 +323,9 @@
       return;
     }
     var known = m && typeof m === 'object' && !Array.isArray(m) &&
-      ['publish', 'ack', 'error', 'pong'].indexOf(m.type) >= 0;
+      ['publish', 'ack', 'error', 'pong', 'join', 'leave', 'count'].indexOf(m.type) >= 0;
     if (!known) return this._emit('message', null, m); // legacy delivery
+    if (m.type === 'join' || m.type === 'leave' || m.type === 'count') return this._emit('presence', m);
     if (m.type === 'publish') {
       if (typeof m.offset === 'number') {
         var pos = this.positions.get(m.topic);

@@ -529,3 +529,16 @@ test('a refused resubscription still carries since one topic at a time', async (
   assert.deepEqual([...ft.topics], ['a']);
   assert.equal(ft.lastRecovery.get('a').recovered, true);
 });
+
+test('presence events go to presence handlers, not to message handlers', async () => {
+  const { ft, ws, messages } = await connected();
+  const events = [];
+  ft.on('presence', (ev) => events.push(ev));
+  ws().recv({ type: 'join', topic: 'a', conn: '1-x-1', user: 'alice' });
+  ws().recv({ type: 'count', topic: 'a', count: 2 });
+  ws().recv({ type: 'leave', topic: 'a', conn: '1-x-1', user: 'alice' });
+  ws().recv({ type: 'onSubscribe', data: 2 }); // legacy count: a raw delivery
+  assert.deepEqual(events.map((e) => e.type), ['join', 'count', 'leave']);
+  assert.equal(events[1].count, 2);
+  assert.deepEqual(messages, [[null, { type: 'onSubscribe', data: 2 }]]);
+});

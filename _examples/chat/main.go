@@ -77,8 +77,9 @@ func newTower(wsAddr string, log *slog.Logger) (*firetower.Tower, error) {
 		firetower.Use(logHooks(log)),
 		firetower.OnConnect(authenticate),
 		firetower.OnBeforeSubscribe(onlyChatRooms),
-		firetower.OnSubscribe(announceOnline),
-		firetower.OnUnsubscribe(announceOnline), // also runs for every room left at disconnect
+		// Who is online: the server's presence events for the rooms
+		// (join, leave and a coalesced cluster-wide count), no hook needed.
+		firetower.WithPresence("/chat/"),
 		firetower.OnRead(stampSender),
 		firetower.OnReadTimeout(logTooFast(log)),
 	)
@@ -162,31 +163,6 @@ func onlyChatRooms(next firetower.Handler) firetower.Handler {
 			}
 		}
 		return next(c)
-	}
-}
-
-// online is the presence message published into a room.
-type online struct {
-	Kind  string `json:"kind"` // "online"
-	Count int64  `json:"count"`
-}
-
-// announceOnline (OnSubscribe and OnUnsubscribe) publishes the room's online
-// count into the room whenever someone joins or leaves it. ConnectNum is
-// cluster-wide, so the count is right with several nodes too.
-func announceOnline(next firetower.Handler) firetower.Handler {
-	return func(c *firetower.Context) error {
-		err := next(c)
-		t := c.Tower()
-		for _, room := range c.Topics() {
-			n, cerr := t.ConnectNum(c.Context(), room)
-			if cerr != nil {
-				continue // shutting down, or the cluster is unreachable
-			}
-			data, _ := json.Marshal(online{Kind: "online", Count: n})
-			_ = t.Publish(c.Context(), room, data)
-		}
-		return err
 	}
 }
 

@@ -157,6 +157,8 @@ type serveFlags struct {
 	cluster                                                          *clusterFlags
 	history                                                          historyFlags
 	listen                                                           *listenFlags
+	presence                                                         presenceFlags
+	wildcards                                                        wildcardFlags
 }
 
 func newServeFlags() (*flag.FlagSet, *serveFlags) {
@@ -178,6 +180,8 @@ func newServeFlags() (*flag.FlagSet, *serveFlags) {
 	f.cluster = addClusterFlags(fs, true)
 	f.history = addHistoryFlags(fs) // history.go
 	f.listen = addListenFlags(fs)   // --addr, --tls-cert, --tls-key (listen.go)
+	f.presence = addPresenceFlags(fs)
+	f.wildcards = addWildcardFlags(fs)
 	return fs, f
 }
 
@@ -261,6 +265,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	opts = append(opts, hopts...)
+	opts = append(opts, f.presence.options()...) // presence.go
+	opts = append(opts, f.wildcards.options()...)
 	if *natsURLs != "" {
 		ncfg, err := cluster.natsConfig(splitList(*natsURLs), log)
 		if err != nil {
@@ -292,8 +298,6 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		firetower.WithNodeID(uint16(*nodeID)),
 		firetower.WithLegacyDelivery(*legacy),
 		firetower.WithLogger(log),
-		firetower.OnSubscribe(presence),
-		firetower.OnUnsubscribe(presence),
 	)...)
 	if err != nil {
 		fmt.Fprintln(stderr, "firetower serve:", err)
@@ -387,25 +391,6 @@ func stopGRPC(ctx context.Context, gs *grpc.Server) {
 	case <-ctx.Done():
 		gs.Stop()
 		<-done
-	}
-}
-
-// presence publishes a chat room's online count into the room after every
-// subscribe and unsubscribe on a topic under /chat/.
-func presence(next firetower.Handler) firetower.Handler {
-	return func(c *firetower.Context) error {
-		err := next(c)
-		for _, topic := range c.Topics() {
-			if !strings.HasPrefix(topic, "/chat/") {
-				continue
-			}
-			n, cerr := c.Tower().ConnectNum(c.Context(), topic)
-			if cerr != nil {
-				continue
-			}
-			_ = c.Tower().Publish(c.Context(), topic, fmt.Appendf(nil, `{"kind":"online","count":%d}`, n))
-		}
-		return err
 	}
 }
 

@@ -2,8 +2,8 @@ package main
 
 import (
 	"encoding/json"
+	"net/http"
 	"os"
-	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -11,8 +11,8 @@ import (
 	"github.com/gorilla/websocket"
 )
 
-// documentedPresence reads from PROTOCOL.md the delivery it shows for the
-// demo's presence messages: the one JSON line with "kind":"online".
+// documentedPresence reads from PROTOCOL.md the count event it shows for
+// the demo's rooms: the one JSON line of a count on a /chat/ topic.
 func documentedPresence(t *testing.T) (line string, v map[string]any) {
 	t.Helper()
 	b, err := os.ReadFile("../../PROTOCOL.md")
@@ -21,18 +21,18 @@ func documentedPresence(t *testing.T) (line string, v map[string]any) {
 	}
 	for _, l := range strings.Split(string(b), "\n") {
 		l = strings.TrimSpace(l)
-		if strings.HasPrefix(l, "{") && strings.Contains(l, `"kind":"online"`) {
+		if strings.HasPrefix(l, "{") && strings.Contains(l, `"type":"count"`) && strings.Contains(l, `"topic":"/chat/`) {
 			if line != "" {
-				t.Fatalf("PROTOCOL.md shows the presence delivery twice:\n%s\n%s", line, l)
+				t.Fatalf("PROTOCOL.md shows the demo's count event twice:\n%s\n%s", line, l)
 			}
 			line = l
 		}
 	}
 	if line == "" {
-		t.Fatal(`PROTOCOL.md does not show the demo's presence delivery (a JSON line with "kind":"online")`)
+		t.Fatal(`PROTOCOL.md does not show the demo's count event (a JSON line with "type":"count" on a /chat/ topic)`)
 	}
 	if err := json.Unmarshal([]byte(line), &v); err != nil {
-		t.Fatalf("PROTOCOL.md's presence delivery is not JSON: %s: %v", line, err)
+		t.Fatalf("PROTOCOL.md's count event is not JSON: %s: %v", line, err)
 	}
 	return line, v
 }
@@ -76,25 +76,23 @@ func (c *presenceConn) next() (map[string]any, string) {
 }
 
 // TestDemoPresenceAsDocumented: what PROTOCOL.md says the demo server
-// publishes into /chat/ topics is what `firetower serve` sends, byte for
-// byte, and only there.
+// sends on /chat/ topics (presence counts, tracked there without
+// --presence) is what `firetower serve` sends, byte for byte, and only
+// there; --presence tracks every topic.
 func TestDemoPresenceAsDocumented(t *testing.T) {
 	line, doc := documentedPresence(t)
 	topic, _ := doc["topic"].(string)
-	data, _ := doc["data"].(map[string]any)
-	count, _ := data["count"].(float64)
-	if doc["type"] != "publish" || !strings.HasPrefix(topic, "/chat/") || data["kind"] != "online" || count < 2 {
-		t.Fatalf("PROTOCOL.md's presence delivery %s: want a publish on a /chat/ topic with kind online and a count of 2 or more", line)
+	count, _ := doc["count"].(float64)
+	if len(doc) != 3 || !strings.HasPrefix(topic, "/chat/") || count < 2 {
+		t.Fatalf("PROTOCOL.md's count event %s: want type, topic (under /chat/) and a count of 2 or more", line)
 	}
 
 	lines, stop := mtRun(t, "serve", "--ws-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--log-level", "error")
 	wsURL := "ws://" + mtLine(t, lines, "websocket listening on ws://")
 	mtLine(t, lines, "http listening on ")
 
-	// The documented count: that many subscribers, the first one watching.
-	// Each subscribe makes one presence publish, with the count of that
-	// moment; the first subscriber waits for each in turn (its ack may come
-	// before or after the first one).
+	// The documented count: that many subscribers, the first one watching
+	// the counts go up one by one (it reads the joins and skips them).
 	first := dialPresence(t, wsURL)
 	first.send(`{"type":"subscribe","topic":"` + topic + `","id":1}`)
 	for n := 1; n <= int(count); n++ {
@@ -103,24 +101,18 @@ func TestDemoPresenceAsDocumented(t *testing.T) {
 		}
 		for {
 			v, p := first.next()
-			d, _ := v["data"].(map[string]any)
-			if v["type"] != "publish" || d["count"] != float64(n) {
+			if v["type"] != "count" || v["count"] != float64(n) {
 				continue
 			}
-			if n == int(count) {
-				if !reflect.DeepEqual(v, doc) {
-					t.Fatalf("with %d subscribers the first got\n%s\nPROTOCOL.md shows\n%s", n, p, line)
-				}
-				if p != line {
-					t.Errorf("same value, other bytes: got %s, PROTOCOL.md shows %s", p, line)
-				}
+			if n == int(count) && p != line {
+				t.Fatalf("with %d subscribers the first got\n%s\nPROTOCOL.md shows\n%s", n, p, line)
 			}
 			break
 		}
 	}
 
-	// Outside /chat/ the demo publishes nothing: the first message after
-	// the ack is the client's own publish.
+	// Outside /chat/ the demo sends nothing of presence: the first message
+	// after the ack is the client's own publish.
 	other := dialPresence(t, wsURL)
 	other.send(`{"type":"subscribe","topic":"/news/go","id":1}`)
 	if v, p := other.next(); v["type"] != "ack" {
@@ -130,7 +122,61 @@ func TestDemoPresenceAsDocumented(t *testing.T) {
 	if v, p := other.next(); v["data"] != "mine" {
 		t.Fatalf("on /news/go the first delivery is %s, want the client's own publish", p)
 	}
+	if code := stop(); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
 
+	// With --presence, every topic has events.
+	lines, stop = mtRun(t, "serve", "--ws-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--log-level", "error", "--presence")
+	wsURL = "ws://" + mtLine(t, lines, "websocket listening on ws://")
+	mtLine(t, lines, "http listening on ")
+	news := dialPresence(t, wsURL)
+	news.send(`{"type":"subscribe","topic":"/news/go","id":1}`)
+	for {
+		v, p := news.next()
+		if v["type"] == "count" {
+			if p != `{"type":"count","topic":"/news/go","count":1}` {
+				t.Fatalf("with --presence: %s", p)
+			}
+			break
+		}
+	}
+	if code := stop(); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+}
+
+// TestServeWildcards: with --wildcards a "*" subscription gets the
+// publishes of the topics it matches, and a publish to a pattern is
+// refused (the push API answers 400 invalid_topic); without it, "*" is an
+// ordinary character.
+func TestServeWildcards(t *testing.T) {
+	lines, stop := mtRun(t, "serve", "--ws-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--log-level", "error", "--wildcards")
+	wsURL := "ws://" + mtLine(t, lines, "websocket listening on ws://")
+	httpURL := "http://" + mtLine(t, lines, "http listening on http://")
+	c := dialPresence(t, wsURL)
+	c.send(`{"type":"subscribe","topic":"/md/*","id":1}`)
+	if v, p := c.next(); v["type"] != "ack" {
+		t.Fatalf("subscribe /md/*: %s", p)
+	}
+	post := func(topic string) int {
+		t.Helper()
+		resp, err := http.Post(httpURL+"/api/v1/publish", "application/json", strings.NewReader(`{"topic":"`+topic+`","data":1}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := post("/md/*"); code != http.StatusBadRequest {
+		t.Fatalf("POST /api/v1/publish to /md/*: %d, want 400", code)
+	}
+	if code := post("/md/AAPL"); code != http.StatusOK {
+		t.Fatalf("POST /api/v1/publish to /md/AAPL: %d", code)
+	}
+	if _, p := c.next(); p != `{"type":"publish","topic":"/md/AAPL","data":1}` {
+		t.Fatalf("the pattern subscriber got %s", p)
+	}
 	if code := stop(); code != 0 {
 		t.Fatalf("exit code %d", code)
 	}

@@ -1143,9 +1143,13 @@ func (x *ConnInfo) GetNode() uint32 {
 }
 
 type PresenceResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Topic         string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
-	Connections   []*ConnInfo            `protobuf:"bytes,2,rep,name=connections,proto3" json:"connections,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Topic       string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	Connections []*ConnInfo            `protobuf:"bytes,2,rep,name=connections,proto3" json:"connections,omitempty"`
+	// count is every connection subscribed to the topic in the cluster and
+	// users the distinct non-empty user ids among them, whatever the limit.
+	Count         int64 `protobuf:"varint,3,opt,name=count,proto3" json:"count,omitempty"`
+	Users         int64 `protobuf:"varint,4,opt,name=users,proto3" json:"users,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1192,6 +1196,20 @@ func (x *PresenceResponse) GetConnections() []*ConnInfo {
 		return x.Connections
 	}
 	return nil
+}
+
+func (x *PresenceResponse) GetCount() int64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *PresenceResponse) GetUsers() int64 {
+	if x != nil {
+		return x.Users
+	}
+	return 0
 }
 
 var File_firetower_proto protoreflect.FileDescriptor
@@ -1264,10 +1282,12 @@ const file_firetower_proto_rawDesc = "" +
 	"\bConnInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x12\n" +
-	"\x04node\x18\x03 \x01(\rR\x04node\"b\n" +
+	"\x04node\x18\x03 \x01(\rR\x04node\"\x8e\x01\n" +
 	"\x10PresenceResponse\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x128\n" +
-	"\vconnections\x18\x02 \x03(\v2\x16.firetower.v1.ConnInfoR\vconnections2\xf7\x04\n" +
+	"\vconnections\x18\x02 \x03(\v2\x16.firetower.v1.ConnInfoR\vconnections\x12\x14\n" +
+	"\x05count\x18\x03 \x01(\x03R\x05count\x12\x14\n" +
+	"\x05users\x18\x04 \x01(\x03R\x05users2\xf7\x04\n" +
 	"\vPushService\x12F\n" +
 	"\aPublish\x12\x1c.firetower.v1.PublishRequest\x1a\x1d.firetower.v1.PublishResponse\x12U\n" +
 	"\fPublishBatch\x12!.firetower.v1.PublishBatchRequest\x1a\".firetower.v1.PublishBatchResponse\x12@\n" +

@@ -4,13 +4,21 @@
 //
 // # Routing
 //
-// Every topic is one NATS subject,
+// Every topic is one NATS subject, one token per "/" segment of the topic:
 //
-//	<SubjectPrefix>t.<base64url(topic)>
+//	<SubjectPrefix>t._<base64url(segment 1)>._<base64url(segment 2)>...
 //
-// (RawURLEncoding: letters, digits, '-' and '_', no padding), because a
-// firetower topic may contain '.', '*' and '>', which are token separators
-// and wildcards in NATS. [Manager.Subject] computes it, so another NATS
+// (RawURLEncoding: letters, digits, '-' and '_', no padding; the "_" keeps
+// an empty segment's token from being empty), because a firetower topic
+// may contain '.', '*' and '>', which are token separators and wildcards in
+// NATS. Keeping the segments apart lets NATS route wildcard subscriptions
+// (firetower.WithWildcards): a node's interest in the pattern "/md/*" is a
+// subscription to <SubjectPrefix>t._._bWQ.*, and in "/md/**" to
+// <SubjectPrefix>t._._bWQ.> (NATS's "*" is one token, its ">" one or more,
+// as firetower's "*" and "**" are). A publish always goes to a concrete
+// subject. A node whose interests overlap (a topic and a pattern that
+// matches it) gets a message from NATS once per subscription and hands it
+// to its Tower once. [Manager.Subject] computes it, so another NATS
 // client (a backend) can publish to a topic directly: the bytes it sends are
 // delivered as if given to Tower.Publish.
 //
@@ -101,6 +109,7 @@ import (
 
 	"github.com/firetower-go/firetower"
 	"github.com/firetower-go/firetower/internal/mpcheck"
+	"github.com/firetower-go/firetower/internal/topicpattern"
 )
 
 // Config configures a Manager. Zero values get the defaults noted.
@@ -330,25 +339,82 @@ func (m *Manager) Subject(topic string) string {
 }
 
 func topicSubject(prefix, topic string) string {
-	var b strings.Builder
-	b.Grow(len(prefix) + 2 + base64.RawURLEncoding.EncodedLen(len(topic)))
-	b.WriteString(prefix)
-	b.WriteString("t.")
-	b.WriteString(base64.RawURLEncoding.EncodeToString([]byte(topic)))
-	return b.String()
+	return appendSubject(prefix, topic, false)
 }
 
-// subjectTopic is the inverse of topicSubject.
+// interestSubject is the subject a node subscribes to for its interest in
+// topic: topicSubject, but for a wildcard pattern (firetower.WithWildcards)
+// a "*" segment becomes NATS's "*" and a last "**" NATS's ">", so NATS
+// itself routes by pattern.
+func interestSubject(prefix, topic string) string {
+	return appendSubject(prefix, topic, isPattern(topic))
+}
+
+// isPattern reports whether interest in topic is interest in a wildcard
+// pattern (system topics never are).
+func isPattern(topic string) bool {
+	return !firetower.IsSystemTopic(topic) && topicpattern.IsPattern(topic) && topicpattern.Check(topic) == nil
+}
+
+// appendSubject encodes topic segment by segment: one token per "/"
+// segment, "_" then the segment in base64url (so no token is empty, none
+// is a wildcard, and none holds a separator); with pattern, "*" and "**"
+// segments become NATS wildcards.
+func appendSubject(prefix, topic string, pattern bool) string {
+	var b strings.Builder
+	b.Grow(len(prefix) + 2 + base64.RawURLEncoding.EncodedLen(len(topic)) + 2*strings.Count(topic, "/") + 1)
+	b.WriteString(prefix)
+	b.WriteString("t")
+	for rest := topic; ; {
+		seg, after, more := strings.Cut(rest, "/")
+		b.WriteByte('.')
+		switch {
+		case pattern && seg == "*":
+			b.WriteByte('*')
+		case pattern && seg == "**":
+			b.WriteByte('>')
+		default:
+			b.WriteByte('_')
+			b.WriteString(base64.RawURLEncoding.EncodeToString([]byte(seg)))
+		}
+		if !more {
+			return b.String()
+		}
+		rest = after
+	}
+}
+
+// subjectTopic is the inverse of topicSubject (and of interestSubject:
+// "*" and ">" tokens decode to "*" and "**").
 func subjectTopic(prefix, subject string) (string, bool) {
-	tok, ok := strings.CutPrefix(subject, prefix+"t.")
-	if !ok {
+	toks, ok := strings.CutPrefix(subject, prefix+"t.")
+	if !ok || toks == "" {
 		return "", false
 	}
-	b, err := base64.RawURLEncoding.DecodeString(tok)
-	if err != nil || len(b) == 0 {
+	var b strings.Builder
+	for i, tok := range strings.Split(toks, ".") {
+		if i > 0 {
+			b.WriteByte('/')
+		}
+		switch {
+		case tok == "*":
+			b.WriteByte('*')
+		case tok == ">":
+			b.WriteString("**")
+		case strings.HasPrefix(tok, "_"):
+			seg, err := base64.RawURLEncoding.DecodeString(tok[1:])
+			if err != nil {
+				return "", false
+			}
+			b.Write(seg)
+		default:
+			return "", false
+		}
+	}
+	if b.Len() == 0 {
 		return "", false
 	}
-	return string(b), true
+	return b.String(), true
 }
 
 // Stats are a Manager's counters.
@@ -525,6 +591,7 @@ type link struct {
 
 	mu        sync.Mutex
 	local     map[string]int64    // current local counts (> 0)
+	pats      topicpattern.Trie   // the wildcard patterns among local (see link.first)
 	dirtySubs map[string]struct{} // topics whose subscription may have to change
 	delta     map[string]int64    // changes not yet reported (absolute counts)
 	// recovering: history topics subscribed for a recovery (history.go)
@@ -604,10 +671,17 @@ func (l *link) poke() {
 // subscription changes on the control goroutine (or in Flush).
 func (l *link) SetInterest(topic string, count int64) {
 	l.mu.Lock()
+	pattern := isPattern(topic)
 	if count > 0 {
 		l.local[topic] = count
+		if pattern {
+			l.pats.Add(topic)
+		}
 	} else {
 		delete(l.local, topic)
+		if pattern {
+			l.pats.Remove(topic)
+		}
 		count = 0
 	}
 	l.dirtySubs[topic] = struct{}{}
@@ -636,7 +710,7 @@ func (l *link) apply() {
 		sub := l.subs[t]
 		switch {
 		case on && sub == nil:
-			subj := topicSubject(l.m.cfg.SubjectPrefix, t)
+			subj := interestSubject(l.m.cfg.SubjectPrefix, t)
 			if l.isHistory(t) { // history.go
 				subj = republishSubject(l.m.cfg.SubjectPrefix, t)
 				l.subscribed(t)
@@ -748,7 +822,7 @@ func (l *link) deliverLoop() {
 		case <-l.stop:
 			return
 		case msg := <-l.msgs:
-			if topic, ok := subjectTopic(prefix, msg.Subject); ok {
+			if topic, ok := subjectTopic(prefix, msg.Subject); ok && l.first(prefix, topic, msg) {
 				l.delivered.Add(1)
 				l.node.Deliver(topic, msg.Data)
 			} else if topic, ok := republishTopic(prefix, msg.Subject); ok {
@@ -756,6 +830,41 @@ func (l *link) deliverLoop() {
 			}
 		}
 	}
+}
+
+// first reports whether msg, a publish on topic, arrived through the one
+// subscription of the link that delivers it: NATS sends a message once
+// per matching subscription, and with wildcard patterns a node may have
+// several (the topic's own and patterns, or overlapping patterns), while
+// the Tower delivers one publish to all its matching subscribers at once.
+// That one is the topic's own subscription when the node has interest in
+// the topic, else the smallest matching pattern. (While interest in a
+// topic or pattern changes, a message in flight may be delivered through
+// the subscription that stopped being that one and again through the new
+// one, or through neither.)
+func (l *link) first(prefix, topic string, msg *nats.Msg) bool {
+	if msg.Sub == nil {
+		return true
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.pats.Len() == 0 {
+		return true // no patterns: one subscription per topic
+	}
+	via, ok := subjectTopic(prefix, msg.Sub.Subject)
+	if !ok {
+		return false
+	}
+	if l.local[topic] > 0 {
+		return via == topic
+	}
+	best := ""
+	l.pats.Match(topic, func(p string) {
+		if best == "" || p < best {
+			best = p
+		}
+	})
+	return via == best
 }
 
 // controlLoop makes the subscriptions, sends and receives reports and

@@ -15,21 +15,42 @@ import (
 // The tests against real NATS servers are in the natstest module.
 
 func TestSubjectEncoding(t *testing.T) {
-	for _, topic := range []string{"room", "a.b", "*", ">", "a.*.>", "ünï/cödé", strings.Repeat("x", 256)} {
+	for _, topic := range []string{"room", "a.b", "*", ">", "a.*.>", "ünï/cödé", "/md/*", "/x/**", "//", strings.Repeat("x", 256), strings.Repeat("/", 256)} {
 		subj := topicSubject("firetower.", topic)
-		tok := strings.TrimPrefix(subj, "firetower.t.")
-		if strings.ContainsAny(tok, ".*> \t") {
-			t.Errorf("%q: subject %q has a token separator or wildcard", topic, subj)
+		toks := strings.Split(strings.TrimPrefix(subj, "firetower.t."), ".")
+		if len(toks) != strings.Count(topic, "/")+1 {
+			t.Errorf("%q: subject %q has %d tokens, want one per segment", topic, subj, len(toks))
+		}
+		for _, tok := range toks {
+			if !strings.HasPrefix(tok, "_") || strings.ContainsAny(tok, "*> \t") {
+				t.Errorf("%q: subject %q has a wildcard or an unmarked token %q", topic, subj, tok)
+			}
 		}
 		back, ok := subjectTopic("firetower.", subj)
 		if !ok || back != topic {
 			t.Errorf("%q: round trip gave %q %v", topic, back, ok)
 		}
 	}
-	for _, subj := range []string{"firetower.r", "other.t.YQ", "firetower.t.", "firetower.t.!!"} {
+	for _, subj := range []string{"firetower.r", "other.t._YQ", "firetower.t.", "firetower.t.!!", "firetower.t.YQ", "firetower.t._YQ..x"} {
 		if tp, ok := subjectTopic("firetower.", subj); ok {
 			t.Errorf("%q decoded to topic %q", subj, tp)
 		}
+	}
+	// Interest in a pattern is a NATS wildcard subscription; in anything
+	// else, the topic's own subject.
+	for topic, want := range map[string]string{
+		"/md/*":    "p.t._._bWQ.*",
+		"/md/**":   "p.t._._bWQ.>",
+		"*/x":      "p.t.*._eA",
+		"/md/**/x": topicSubject("p.", "/md/**/x"), // not a pattern: "**" before the end
+		"/md/a*":   topicSubject("p.", "/md/a*"),
+	} {
+		if got := interestSubject("p.", topic); got != want {
+			t.Errorf("interestSubject(%q) = %q, want %q", topic, got, want)
+		}
+	}
+	if back, ok := subjectTopic("p.", "p.t._._bWQ.>"); !ok || back != "/md/**" {
+		t.Errorf("pattern subject decoded to %q %v", back, ok)
 	}
 }
 
@@ -47,7 +68,7 @@ func TestNewValidates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.cfg.SubjectPrefix != "ft." || m.cfg.CountTTL != 3*time.Second || m.Subject("a.b") != "ft.t.YS5i" {
+	if m.cfg.SubjectPrefix != "ft." || m.cfg.CountTTL != 3*time.Second || m.Subject("a.b") != "ft.t._YS5i" {
 		t.Errorf("defaults: %+v, subject %q", m.cfg, m.Subject("a.b"))
 	}
 }

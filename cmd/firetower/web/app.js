@@ -147,21 +147,12 @@
       .catch(function () {});
   }
 
-  // replayed: a delivery from the room's history (last N on join, or the
-  // recovery after a reconnect), at or below the offset of the ack.
-  function replayed(topic, offset) {
-    var r = client.lastRecovery.get(topic);
-    return typeof offset === 'number' && !!r && offset <= r.offset;
-  }
-
   function onDelivery(topic, data, offset) {
     if (topic === null) topic = room; // legacy delivery (no envelope): it can only be for our room
     if (topic !== room) return;       // a late delivery for a room we left
     if (data && typeof data === 'object' && !Array.isArray(data)) {
-      if (data.kind === 'online') {
-        if (replayed(topic, offset)) return; // an old count
-        var n = Number(data.count);
-        if (Number.isFinite(n)) { onlineSeq++; setOnline(n); }
+      if (data.type === 'onSubscribe' || data.type === 'onUnsubscribe') {
+        onCount(data.data); // the server's count in legacy mode (v0.4 shape)
         return;
       }
       if (data.kind === 'chat') {
@@ -170,6 +161,17 @@
       }
     }
     notice('data: ' + JSON.stringify(data));
+  }
+
+  // The server's presence events (it tracks presence on /chat/ rooms):
+  // a count is the room's online figure across the cluster.
+  function onPresence(ev) {
+    if (ev.type === 'count' && ev.topic === room) onCount(ev.count);
+  }
+
+  function onCount(c) {
+    var n = Number(c);
+    if (Number.isFinite(n)) { onlineSeq++; setOnline(n); }
   }
 
   function onState(state) {
@@ -215,6 +217,7 @@
       window.chatClient = client; // for the console and the e2e test
       client.on('state', onState);
       client.on('message', onDelivery);
+      client.on('presence', onPresence);
       client.on('error', function (e) { notice('server error: ' + describe(e), true); });
       client.on('gap', function (r) {
         if (r.topic === room) notice('the server lost the history of ' + room + ' (it restarted?): messages sent while you were away could not be recovered', true);
