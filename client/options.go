@@ -102,7 +102,7 @@ type config struct {
 	onRecovery   RecoveryHandler
 	onGap        RecoveryHandler
 
-	tls          *tls.Config
+	tls *tls.Config
 }
 
 func defaultConfig() config {

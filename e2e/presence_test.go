@@ -88,8 +88,8 @@ func startServerArgs(t *testing.T, bin string, args ...string) *server {
 	return s
 }
 
-// newBrowser starts headless Chromium for the test.
-func newBrowser(t *testing.T, chrome string) context.Context {
+// newPresenceBrowser starts headless Chromium for the test.
+func newPresenceBrowser(t *testing.T, chrome string) context.Context {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	t.Cleanup(cancel)
@@ -167,7 +167,7 @@ func TestPresenceV04PageLegacy(t *testing.T) {
 		"--legacy-delivery", "--allowed-origins", site.URL)
 	wsURL = srv.wsURL
 
-	browser := newBrowser(t, chrome)
+	browser := newPresenceBrowser(t, chrome)
 	a := openPage(t, browser, "A", site.URL)
 	a.online(t, "1") // the server's onSubscribe after A's subscribe
 	b := openPage(t, browser, "B", site.URL)
