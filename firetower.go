@@ -194,6 +194,8 @@ type TransportStats struct {
 	// WriteLatency counts writes by the age of the oldest frame they
 	// carried (from frame creation, i.e. publish, to the write call).
 	WriteLatency LatencyHistogram
+	// Compression counts permessage-deflate work (WithCompression).
+	Compression CompressionStats
 }
 
 // LatencyBuckets is the number of buckets of a LatencyHistogram.
@@ -227,6 +229,7 @@ func transportStats(ts transport.Stats) TransportStats {
 		ProtocolClose: ts.ProtocolClose, AcceptErrors: ts.AcceptErrors, ReadPauses: ts.ReadPauses,
 		Overflowed: ts.Overflowed, Paused: ts.Paused, OutboundBuffered: ts.OutboundBuffered,
 		WriteLatency: LatencyHistogram(ts.WriteLatency),
+		Compression:  CompressionStats(ts.Compression),
 	}
 }
 
