@@ -11,6 +11,8 @@ require (
 	github.com/vmihailenco/msgpack/v5 v5.4.1
 )
 
+require github.com/coder/websocket v1.8.15 // indirect
+
 require (
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect

@@ -155,6 +155,7 @@ type serveFlags struct {
 	trust                                                            *trustFlags
 	cluster                                                          *clusterFlags
 	history                                                          historyFlags
+	compression                                                      *bool // compression.go
 }
 
 func newServeFlags() (*flag.FlagSet, *serveFlags) {
@@ -175,6 +176,7 @@ func newServeFlags() (*flag.FlagSet, *serveFlags) {
 	f.trust = addTrustFlags(fs, true) // --api-key-file, --allowed-hosts, --allowed-origins, --http-read-timeout (trust.go)
 	f.cluster = addClusterFlags(fs, true)
 	f.history = addHistoryFlags(fs) // history.go
+	f.compression = addCompressionFlags(fs)
 	return fs, f
 }
 
@@ -241,6 +243,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	opts = append(opts, hopts...)
+	opts = append(opts, compressionOptions(*f.compression)...)
 	if *natsURLs != "" {
 		ncfg, err := cluster.natsConfig(splitList(*natsURLs), log)
 		if err != nil {
