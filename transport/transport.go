@@ -46,8 +46,8 @@
 //
 //	WSTEST=/path/to/wstest internal/autobahn/run.sh
 //
-// On the 301 cases without compression (12.* and 13.* are excluded: this
-// package declines permessage-deflate), with a 16 MiB message limit for the
+// On the 301 cases without compression (12.* and 13.*, permessage-deflate,
+// are excluded: the echo server does not turn Compression on), with a 16 MiB message limit for the
 // 9.* cases, the result is 298 OK and 3 INFORMATIONAL, with no NON-STRICT
 // and no FAILED case. The informational ones are behaviour the RFC leaves
 // open: 7.1.6 (a 256 KiB message, a close frame and a ping back to back),
