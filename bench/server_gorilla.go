@@ -25,6 +25,7 @@ type gorillaHub struct {
 	ln       net.Listener
 	srv      *http.Server
 	upgrader websocket.Upgrader
+	level    int // compression level; 0: off
 
 	subscribe  chan gorillaSub
 	unregister chan *gorillaClient
@@ -63,14 +64,23 @@ type gorillaMsg struct {
 	pm    *websocket.PreparedMessage
 }
 
-func newGorillaHub() (*gorillaHub, error) {
+func newGorillaHub() (*gorillaHub, error) { return newGorillaHubLevel(0) }
+
+// newGorillaHubCompressed is the hub with permessage-deflate at level:
+// every write compressed, the PreparedMessage compressing a publish once
+// for all its compressing subscribers.
+func newGorillaHubCompressed(level int) (*gorillaHub, error) { return newGorillaHubLevel(level) }
+
+// newGorillaHubLevel: compression off when level is 0.
+func newGorillaHubLevel(level int) (*gorillaHub, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
 	h := &gorillaHub{
 		ln:         ln,
-		upgrader:   websocket.Upgrader{ReadBufferSize: 1024, WriteBufferSize: 1024},
+		upgrader:   websocket.Upgrader{ReadBufferSize: 1024, WriteBufferSize: 1024, EnableCompression: level != 0},
+		level:      level,
 		subscribe:  make(chan gorillaSub),
 		unregister: make(chan *gorillaClient),
 		broadcast:  make(chan gorillaMsg),
@@ -186,6 +196,10 @@ func (h *gorillaHub) serveWs(w http.ResponseWriter, r *http.Request) {
 	conn, err := h.upgrader.Upgrade(w, r, nil)
 	if err != nil {
 		return
+	}
+	if h.level != 0 {
+		conn.EnableWriteCompression(true)
+		_ = conn.SetCompressionLevel(h.level)
 	}
 	c := &gorillaClient{
 		hub:    h,
