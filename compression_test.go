@@ -676,3 +676,35 @@ func TestCompressionPlainClientUnchanged(t *testing.T) {
 		}
 	}
 }
+
+// TestCompressionLegacyDelivery: legacy frames (raw data, WithLegacyDelivery)
+// are compressed once too.
+func TestCompressionLegacyDelivery(t *testing.T) {
+	tw := czServer(t, firetower.WithCompression(1, 64), firetower.WithLegacyDelivery(true))
+	z := czGorilla(t, tw, true)
+	p := czGorilla(t, tw, false)
+	for _, ws := range []*websocket.Conn{z, p} {
+		czGorillaSend(t, ws, `{"type":"subscribe","topic":"/l"}`)
+	}
+	czSubscribers(t, tw, "/l", 2)
+	before := tw.Stats().Transport.Compression.Messages
+	data := czPayload(1500)
+	if err := tw.Publish(context.Background(), "/l", data); err != nil {
+		t.Fatal(err)
+	}
+	for _, ws := range []*websocket.Conn{z, p} {
+		for {
+			_, got := czGorillaRead(t, ws)
+			if bytes.Contains(got, []byte(`"onSubscribe"`)) {
+				continue // the legacy subscribe count
+			}
+			if !bytes.Equal(got, data) {
+				t.Fatalf("legacy delivery %q, want the raw data %q", czShort(got), czShort(data))
+			}
+			break
+		}
+	}
+	if n := tw.Stats().Transport.Compression.Messages - before; n != 1 {
+		t.Fatalf("the legacy publish was compressed %d times, want once", n)
+	}
+}

@@ -341,7 +341,7 @@ func (c *Conn) readHandshake() gnet.Action {
 		c.reject(herr.Status, herr.Reason)
 		return gnet.Close
 	}
-	c.deflate = s.cfg.Compression.Enabled && wsproto.AcceptDeflate(parsed.Request.Header)
+	c.negotiateDeflate(parsed.Request.Header)
 	hs := &Handshake{Request: parsed.Request, Key: parsed.Key, Protocols: parsed.Protocols, Compressed: c.deflate}
 	if s.closing.Load() {
 		c.reject(503, "server shutting down")
@@ -374,11 +374,7 @@ func (c *Conn) reject(status int, reason string) {
 func (c *Conn) accept(key, protocol string) {
 	s := c.server()
 	var buf [320]byte
-	ext := ""
-	if c.deflate {
-		ext = wsproto.DeflateResponse
-	}
-	_, _ = c.gc.Write(wsproto.AppendAcceptExt(buf[:0], key, protocol, ext))
+	_, _ = c.gc.Write(wsproto.AppendAcceptExt(buf[:0], key, protocol, c.extensions()))
 	if c.state == stClosed {
 		return
 	}

@@ -3,6 +3,7 @@ package transport
 import (
 	"errors"
 	"io"
+	"net/http"
 
 	"github.com/klauspost/compress/flate"
 
@@ -42,6 +43,24 @@ type Compression struct {
 // DefaultMinSize is Compression.MinSize's default: smaller messages gain
 // little (and may grow).
 const DefaultMinSize = 128
+
+// negotiateDeflate decides, from an upgrade request's headers, whether the
+// connection uses permessage-deflate: the server compresses and the client
+// offered an acceptable configuration. Call it before the Handler's
+// Handshake (Handshake.Compressed reports it) and before the 101 is
+// written (see extensions); every way a connection is upgraded must.
+func (c *Conn) negotiateDeflate(h http.Header) {
+	c.deflate = c.server().cfg.Compression.Enabled && wsproto.AcceptDeflate(h)
+}
+
+// extensions is the Sec-WebSocket-Extensions value of the connection's 101
+// ("" for none).
+func (c *Conn) extensions() string {
+	if c.deflate {
+		return wsproto.DeflateResponse
+	}
+	return ""
+}
 
 // compression states of a Frame
 const (
