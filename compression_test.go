@@ -704,7 +704,11 @@ func TestCompressionLegacyDelivery(t *testing.T) {
 			break
 		}
 	}
-	if n := tw.Stats().Transport.Compression.Messages - before; n != 1 {
+	// the loop adds its counters after its writes: wait for them
+	after := czWaitStats(t, tw, "the compression counted", func(s firetower.Stats) bool {
+		return s.Transport.Compression.Frames >= 1
+	})
+	if n := after.Transport.Compression.Messages - before; n != 1 {
 		t.Fatalf("the legacy publish was compressed %d times, want once", n)
 	}
 }
