@@ -8,6 +8,13 @@ package firetower_test
 // parses server frames byte by byte reads them unchanged; czFrame builds
 // compressed client frames.
 //
+// To run the raw-frame cases of rfc6455_test.go compressed, make their
+// client from czDial's connection and reader (rfcClient{t: t, conn: nc, br:
+// br}) instead of rfcUpgrade; the compressed variant's 101 carries
+// Sec-WebSocket-Extensions, which check101 refuses for the plain ones. The
+// client may send its frames plain (a compressing connection takes both)
+// or compressed with czFrame / czFragments.
+//
 // Helpers here are prefixed "cz" so they cannot clash with other test files.
 
 import (
@@ -47,7 +54,10 @@ func czDial(t testing.TB, addr, path, extensions string, h http.Header) (net.Con
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { nc.Close() })
+	zr := czInflating(br)
+	// Closing both ends the inflating goroutine, whether it waits on the
+	// socket or on the test.
+	t.Cleanup(func() { nc.Close(); zr.Close() })
 	if resp.StatusCode != http.StatusSwitchingProtocols {
 		t.Fatalf("upgrade offering %q: %s, want 101", extensions, resp.Status)
 	}
@@ -55,7 +65,7 @@ func czDial(t testing.TB, addr, path, extensions string, h http.Header) (net.Con
 	if !czHasParam(ext, "permessage-deflate") || !czHasParam(ext, "server_no_context_takeover") {
 		t.Fatalf("Sec-WebSocket-Extensions = %q, want permessage-deflate with server_no_context_takeover", ext)
 	}
-	return nc, bufio.NewReaderSize(czInflating(br), 64<<10)
+	return nc, bufio.NewReaderSize(zr, 64<<10)
 }
 
 // czUpgrade sends an upgrade request offering extensions (czOffer when "";
@@ -115,8 +125,9 @@ func czHasParam(ext, name string) bool {
 // frame of the same opcode with the inflated payload. Control frames that
 // arrive between the fragments of a compressed message come out before it.
 // A frame that cannot be inflated comes out as it is (RSV1 still set), so a
-// test that checks RSV bits sees it.
-func czInflating(r io.Reader) io.Reader {
+// test that checks RSV bits sees it. Its goroutine ends when r fails (the
+// connection closed) or the returned reader is closed.
+func czInflating(r io.Reader) io.ReadCloser {
 	pr, pw := io.Pipe()
 	go func() {
 		pw.CloseWithError(czTranslate(bufio.NewReader(r), pw))
