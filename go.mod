@@ -3,6 +3,7 @@ module github.com/firetower-go/firetower
 go 1.26.0
 
 require (
+	github.com/coder/websocket v1.8.15
 	github.com/gobwas/pool v0.2.1
 	github.com/gobwas/ws v1.5.0
 	github.com/gorilla/websocket v1.5.3
@@ -10,8 +11,6 @@ require (
 	github.com/panjf2000/gnet/v2 v2.9.7
 	github.com/vmihailenco/msgpack/v5 v5.4.1
 )
-
-require github.com/coder/websocket v1.8.15 // indirect
 
 require (
 	github.com/beorn7/perks v1.0.1 // indirect
