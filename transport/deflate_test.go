@@ -159,3 +159,45 @@ func randomBytes(n int) []byte {
 	}
 	return b
 }
+
+// FuzzInflate: any bytes, taken as a compressed message, inflate without a
+// panic to at most the limit or fail; the same bytes taken as a message,
+// compressed, inflate back to themselves (or fail with errInflateLimit when
+// larger than the limit).
+func FuzzInflate(f *testing.F) {
+	const limit = 4096
+	f.Add([]byte{})
+	f.Add([]byte("hello"))
+	f.Add(bytes.Repeat([]byte("ab"), 3000))
+	f.Add([]byte{0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00}) // "Hello" compressed
+	f.Add([]byte{0x00, 0x00, 0x00, 0xff, 0xff})
+	s := New(Config{Compression: Compression{Enabled: true}}, nil)
+	l := &loop{s: s}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		out, err := l.inflate(b, limit)
+		if err == nil {
+			if len(out) > limit {
+				t.Fatalf("%d bytes out, limit %d", len(out), limit)
+			}
+			s.PutBuffer(out)
+		}
+		var z bytes.Buffer
+		w, _ := flate.NewWriter(&z, 1)
+		_, _ = w.Write(b)
+		_ = w.Flush()
+		zb := bytes.TrimSuffix(z.Bytes(), []byte{0, 0, 0xff, 0xff})
+		out, err = l.inflate(zb, limit)
+		switch {
+		case len(b) > limit:
+			if !errors.Is(err, errInflateLimit) {
+				t.Fatalf("%d bytes: %v, want errInflateLimit", len(b), err)
+			}
+		case err != nil:
+			t.Fatalf("%d bytes: %v", len(b), err)
+		case !bytes.Equal(out, b):
+			t.Fatalf("round trip of %d bytes gave %d different bytes", len(b), len(out))
+		default:
+			s.PutBuffer(out)
+		}
+	})
+}

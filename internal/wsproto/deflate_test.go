@@ -2,6 +2,7 @@ package wsproto
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 )
 
@@ -87,4 +88,19 @@ func TestAppendAcceptExt(t *testing.T) {
 	if got != want {
 		t.Errorf("got %q, want %q", got, want)
 	}
+}
+
+// FuzzAcceptDeflate: any extension header is parsed without a panic, and
+// only an offer naming permessage-deflate is accepted.
+func FuzzAcceptDeflate(f *testing.F) {
+	f.Add("permessage-deflate; client_max_window_bits")
+	f.Add(`permessage-deflate; client_max_window_bits="15", x-webkit-deflate-frame`)
+	f.Add("permessage-deflate; server_max_window_bits=10, permessage-deflate")
+	f.Add(`"`)
+	f.Fuzz(func(t *testing.T, v string) {
+		h := http.Header{"Sec-Websocket-Extensions": {v}}
+		if AcceptDeflate(h) && !strings.Contains(strings.ToLower(v), "permessage-deflate") {
+			t.Fatalf("accepted %q", v)
+		}
+	})
 }
