@@ -194,6 +194,17 @@ func TestTransportStatsFields(t *testing.T) {
 			for j := range f.Len() {
 				f.Index(j).SetUint(uint64(100*i + j))
 			}
+		case reflect.Struct: // Compression: counters one level down
+			for j := range f.NumField() {
+				switch sf := f.Field(j); sf.Kind() {
+				case reflect.Uint64:
+					sf.SetUint(uint64(1000*i + j + 1))
+				case reflect.Int64:
+					sf.SetInt(int64(1000*i + j + 1))
+				default:
+					t.Fatalf("transport.Stats.%s.%s: kind %s not covered by this test", v.Type().Field(i).Name, f.Type().Field(j).Name, sf.Kind())
+				}
+			}
 		default:
 			t.Fatalf("transport.Stats.%s: kind %s not covered by this test", v.Type().Field(i).Name, f.Kind())
 		}
@@ -213,6 +224,19 @@ func TestTransportStatsFields(t *testing.T) {
 			for j := range g.Len() {
 				if g.Index(j).Uint() != v.Field(i).Index(j).Uint() {
 					t.Errorf("%s[%d] = %d, want %d", name, j, g.Index(j).Uint(), v.Field(i).Index(j).Uint())
+				}
+			}
+			continue
+		}
+		if g.Kind() == reflect.Struct {
+			w := v.Field(i)
+			if g.NumField() != w.NumField() {
+				t.Errorf("%s has %d fields, want %d", name, g.NumField(), w.NumField())
+			}
+			for j := range w.NumField() {
+				sub := w.Type().Field(j).Name
+				if gf := g.FieldByName(sub); !gf.IsValid() || gf.Interface() != w.Field(j).Interface() {
+					t.Errorf("%s.%s not copied (got %v, want %v)", name, sub, gf, w.Field(j).Interface())
 				}
 			}
 			continue

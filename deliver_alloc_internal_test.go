@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -69,4 +70,130 @@ func TestDeliverLocalAllocs(t *testing.T) {
 	if n > 2 && !raceEnabled {
 		t.Errorf("a publish to %d subscribers: %v allocations, want at most 2 (gnet's loop task), none per subscriber", subscribers, n)
 	}
+}
+
+// TestDeliverLocalAllocsCompressed is TestDeliverLocalAllocs with half the
+// subscribers on permessage-deflate: the publish is compressed once (with
+// the loop's compressor into the pooled frame's second buffer), and neither
+// the compression nor any delivery allocates.
+func TestDeliverLocalAllocsCompressed(t *testing.T) {
+	const subscribers = 20
+	tw, err := New(WithAddr("127.0.0.1:0"), WithEventLoops(1), WithStatsInterval(0), WithCompression(1, 64))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := tw.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tw.Shutdown(ctx) }()
+	conns := make([]net.Conn, subscribers)
+	for i := range conns {
+		var nc net.Conn
+		if i%2 == 0 {
+			nc = dialDeflate(t, ctx, tw.Addr())
+		} else {
+			nc, _, _, err = ws.Dial(ctx, "ws://"+tw.Addr()+"/ws")
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		defer nc.Close()
+		if err := wsutil.WriteClientText(nc, []byte(`{"type":"subscribe","topics":["/a"]}`)); err != nil {
+			t.Fatal(err)
+		}
+		conns[i] = nc
+	}
+	for s := tw.index.get("/a"); s == nil || s.count < subscribers; s = tw.index.get("/a") {
+		if ctx.Err() != nil {
+			t.Fatal("the subscriptions never reached the index")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	data := []byte(`{"rows":[` + strings.Repeat(`{"symbol":"EURUSD","bid":1.0812,"ask":1.0814},`, 8) + `{}]}`)
+	var hdr [10]byte
+	buf := make([]byte, 4096)
+	var compressed, plain int
+	readFrame := func(nc net.Conn) {
+		if _, err := io.ReadFull(nc, hdr[:2]); err != nil {
+			t.Fatal(err)
+		}
+		n := int(hdr[1] & 0x7f)
+		if n == 126 {
+			if _, err := io.ReadFull(nc, hdr[2:4]); err != nil {
+				t.Fatal(err)
+			}
+			n = int(hdr[2])<<8 | int(hdr[3])
+		}
+		if n > len(buf) {
+			t.Fatalf("frame of %d bytes", n)
+		}
+		if _, err := io.ReadFull(nc, buf[:n]); err != nil {
+			t.Fatal(err)
+		}
+		if hdr[0]&0x40 != 0 {
+			compressed++
+		} else {
+			plain++
+		}
+	}
+	publish := func() {
+		tw.deliverLocal("/a", data, data)
+		for _, nc := range conns {
+			readFrame(nc)
+		}
+	}
+	for range 100 {
+		publish()
+	}
+	if compressed != 100*subscribers/2 || plain != 100*subscribers/2 {
+		t.Fatalf("%d compressed and %d plain deliveries, want %d of each", compressed, plain, 100*subscribers/2)
+	}
+	before := tw.Stats().Transport.Compression.Messages
+	n := testing.AllocsPerRun(300, publish)
+	// The loop adds its counters after its writes: the last publish's may
+	// still be on their way.
+	got := tw.Stats().Transport.Compression.Messages - before
+	for got < 301 && ctx.Err() == nil {
+		time.Sleep(time.Millisecond)
+		got = tw.Stats().Transport.Compression.Messages - before
+	}
+	if got != 301 {
+		t.Errorf("%d compressions for 301 publishes, want one each", got)
+	}
+	t.Logf("allocations per compressed publish to %d subscribers (%d compressing): %v", subscribers, subscribers/2, n)
+	if n > 2 && !raceEnabled {
+		t.Errorf("a compressed publish to %d subscribers: %v allocations, want at most 2 (gnet's loop task), none for compression or per subscriber", subscribers, n)
+	}
+}
+
+// dialDeflate upgrades a TCP connection offering permessage-deflate and
+// checks the server accepted it.
+func dialDeflate(t *testing.T, ctx context.Context, addr string) net.Conn {
+	t.Helper()
+	var d net.Dialer
+	nc, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := "GET /ws HTTP/1.1\r\nHost: " + addr + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n" +
+		"Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n"
+	if _, err := io.WriteString(nc, req); err != nil {
+		t.Fatal(err)
+	}
+	// read the response head byte by byte: nothing after it may be consumed
+	var head []byte
+	var b [1]byte
+	for !strings.HasSuffix(string(head), "\r\n\r\n") {
+		if _, err := nc.Read(b[:]); err != nil {
+			t.Fatal(err)
+		}
+		head = append(head, b[0])
+	}
+	if !strings.HasPrefix(string(head), "HTTP/1.1 101") || !strings.Contains(string(head), "server_no_context_takeover") {
+		t.Fatalf("response %q: want a 101 accepting permessage-deflate", head)
+	}
+	return nc
 }

@@ -198,6 +198,8 @@ type TransportStats struct {
 	// WriteLatency counts writes by the age of the oldest frame they
 	// carried (from frame creation, i.e. publish, to the write call).
 	WriteLatency LatencyHistogram
+	// Compression counts permessage-deflate work (WithCompression).
+	Compression CompressionStats
 }
 
 // LatencyBuckets is the number of buckets of a LatencyHistogram.
@@ -232,6 +234,7 @@ func transportStats(ts transport.Stats) TransportStats {
 		Overflowed: ts.Overflowed, Paused: ts.Paused, OutboundBuffered: ts.OutboundBuffered,
 		Hijacked: ts.Hijacked, Proxied: ts.Proxied,
 		WriteLatency: LatencyHistogram(ts.WriteLatency),
+		Compression:  CompressionStats(ts.Compression),
 	}
 }
 

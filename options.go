@@ -85,6 +85,8 @@ type config struct {
 	presenceInterval time.Duration
 	wildcards        bool // wildcard.go
 
+	compression transport.Compression // compression.go
+
 	use   []Middleware
 	hooks [numHooks][]Middleware
 }
@@ -133,6 +135,7 @@ func (c *config) transportConfig(log *slog.Logger) transport.Config {
 		// What waits unparsed beside what waits queued: while the socket
 		// is out of the read interest only what gnet read before stays.
 		PausedBufferLimit: c.inboundLimit + c.maxMessage,
+		Compression:       c.compression,
 	}
 }
 

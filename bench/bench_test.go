@@ -32,14 +32,17 @@ func size(full, quickN int) int {
 
 // kinds are the servers to run: all, or those named in BENCH_SERVERS
 // (comma-separated).
-func kinds() []string {
+func kinds() []string { return filterKinds(serverKinds) }
+
+// filterKinds is all, or those of all named in BENCH_SERVERS.
+func filterKinds(all []string) []string {
 	v := os.Getenv("BENCH_SERVERS")
 	if v == "" {
-		return serverKinds
+		return all
 	}
 	var out []string
 	for k := range strings.SplitSeq(v, ",") {
-		if slices.Contains(serverKinds, k) {
+		if slices.Contains(all, k) {
 			out = append(out, k)
 		}
 	}
@@ -61,6 +64,7 @@ type rig struct {
 	names   []string
 	seq     []uint64 // next sequence number per topic
 	perConn int64    // deliveries each connection must have had so far
+	z       bool     // the compression scenario's data (compress.go)
 }
 
 func newRig(b testing.TB, kind string, conns, topics int) *rig {
@@ -95,6 +99,9 @@ func newRigOn(b testing.TB, kind string, srv server, conns, topics int) *rig {
 
 // data returns the data of the k-th next message on topic ti.
 func (r *rig) data(ti int, k uint64) []byte {
+	if r.z {
+		return appendZData(make([]byte, 0, zDataSize), ti, r.seq[ti]+k, time.Now().UnixNano())
+	}
 	return appendData(make([]byte, 0, dataSize), ti, r.seq[ti]+k, time.Now().UnixNano())
 }
 

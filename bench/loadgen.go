@@ -57,6 +57,10 @@ type loadConfig struct {
 	subscribe string
 	dialers   int
 	workers   int
+	// deflate (FTBENCH_DEFLATE=1): offer permessage-deflate, require it
+	// and inflate compressed frames; zdata (FTBENCH_ZDATA=1): expect the
+	// compression scenario's 1 KiB data (compress.go)
+	deflate, zdata bool
 }
 
 func loadConfigFromEnv() (loadConfig, error) {
@@ -73,6 +77,8 @@ func loadConfigFromEnv() (loadConfig, error) {
 		flavour: os.Getenv("FTBENCH_FLAVOUR"),
 
 		subscribe: os.Getenv("FTBENCH_SUBSCRIBE"),
+		deflate:   os.Getenv("FTBENCH_DEFLATE") == "1",
+		zdata:     os.Getenv("FTBENCH_ZDATA") == "1",
 	}
 	var errs []error
 	var err error
@@ -111,6 +117,7 @@ type loadWorker struct {
 	g    *loadGen
 	epfd int
 	buf  []byte
+	z    *inflater // compressed frames (cfg.deflate)
 
 	latMu sync.Mutex
 	lat   []int64
@@ -123,10 +130,11 @@ type loadGen struct {
 	conns   []*loadConn
 	workers []*loadWorker
 
-	total  atomic.Int64
-	target atomic.Int64
-	notify chan struct{}
-	recLat atomic.Bool
+	total     atomic.Int64
+	wireBytes atomic.Int64 // bytes read from the sockets since they were subscribed
+	target    atomic.Int64
+	notify    chan struct{}
+	recLat    atomic.Bool
 
 	errCount atomic.Int64
 	errMu    sync.Mutex
@@ -177,6 +185,8 @@ func runLoadGen(stdin io.Reader, stdout io.Writer) error {
 		case "lat":
 			n, p50, p99, mx := g.latencies()
 			reply("lat %d %d %d %d", n, p50, p99, mx)
+		case "bytes":
+			reply("bytes %d", g.wireBytes.Load())
 		case "quit":
 			return nil
 		default:
@@ -217,7 +227,11 @@ func newLoadGen(cfg loadConfig) (*loadGen, error) {
 		if err != nil {
 			return nil, err
 		}
-		g.workers = append(g.workers, &loadWorker{g: g, epfd: epfd, buf: make([]byte, 256<<10)})
+		w := &loadWorker{g: g, epfd: epfd, buf: make([]byte, 256<<10)}
+		if cfg.deflate {
+			w.z = newInflater()
+		}
+		g.workers = append(g.workers, w)
 	}
 	return g, nil
 }
@@ -264,7 +278,7 @@ const wsGUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 // dial connects c, upgrades and subscribes it to its topic, and leaves
 // the socket non-blocking.
 func (g *loadGen) dial(c *loadConn) error {
-	d := wsDialer{sa: g.sa, host: g.host, path: g.cfg.path, flavour: g.cfg.flavour}
+	d := wsDialer{sa: g.sa, host: g.host, path: g.cfg.path, flavour: g.cfg.flavour, deflate: g.cfg.deflate}
 	sub := topicName(c.ti)
 	if g.cfg.subscribe != "" {
 		sub = g.cfg.subscribe
@@ -283,6 +297,7 @@ type wsDialer struct {
 	host    string // host:port, for the Host header
 	path    string
 	flavour string
+	deflate bool // offer permessage-deflate and require it
 }
 
 // newWSDialer resolves addr ("ip:port", IPv4).
@@ -336,7 +351,11 @@ func (d wsDialer) dial(topic string) (fd int, pend []byte, err error) {
 	key := base64.StdEncoding.EncodeToString(k[:])
 	req := "GET " + d.path + " HTTP/1.1\r\nHost: " + d.host +
 		"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + key +
-		"\r\nSec-WebSocket-Version: 13\r\n\r\n"
+		"\r\nSec-WebSocket-Version: 13\r\n"
+	if d.deflate {
+		req += "Sec-WebSocket-Extensions: " + deflateOffer + "\r\n"
+	}
+	req += "\r\n"
 	if err := writeAll(fd, []byte(req)); err != nil {
 		return fd, nil, fmt.Errorf("writing the upgrade request: %w", err)
 	}
@@ -362,7 +381,14 @@ func (d wsDialer) dial(topic string) (fd int, pend []byte, err error) {
 	if got := headerValue(head, "sec-websocket-accept"); string(got) != base64.StdEncoding.EncodeToString(h[:]) {
 		return fd, nil, fmt.Errorf("bad Sec-WebSocket-Accept %q", got)
 	}
+	if d.deflate && !bytes.Contains(bytes.ToLower(headerValue(head, "sec-websocket-extensions")), []byte("permessage-deflate")) {
+		return fd, nil, errors.New("the server did not accept permessage-deflate")
+	}
 	pend = append([]byte(nil), buf[end+4:]...)
+	var z *inflater
+	if d.deflate {
+		z = newInflater()
+	}
 
 	var sub []byte
 	if d.flavour == flavourCentrifuge {
@@ -388,6 +414,11 @@ func (d wsDialer) dial(topic string) (fd int, pend []byte, err error) {
 			off += n
 			if !fin {
 				return fd, nil, errors.New("fragmented frame during setup")
+			}
+			if z != nil && pend[off-n]&0x40 != 0 { // RSV1: compressed
+				if payload, err = z.inflate(nil, payload); err != nil {
+					return fd, nil, err
+				}
 			}
 			switch op {
 			case 0x1, 0x2:
@@ -594,6 +625,7 @@ func (w *loadWorker) read(c *loadConn) int64 {
 		return 0
 	}
 	data := w.buf[:n0+n]
+	g.wireBytes.Add(int64(n))
 	var now int64
 	lat := g.recLat.Load()
 	if lat {
@@ -612,6 +644,18 @@ func (w *loadWorker) read(c *loadConn) int64 {
 		}
 		if fn == 0 {
 			break
+		}
+		if data[off]&0x40 != 0 { // RSV1: a compressed message
+			if w.z == nil {
+				g.fail(c, "compressed frame without permessage-deflate")
+				w.drop(c)
+				return got
+			}
+			if p, err = w.z.cached(p); err != nil {
+				g.fail(c, "inflate: "+err.Error())
+				w.drop(c)
+				return got
+			}
 		}
 		off += fn
 		switch op {
@@ -648,7 +692,11 @@ func (w *loadWorker) read(c *loadConn) int64 {
 }
 
 func (w *loadWorker) delivery(c *loadConn, m []byte, now int64, lat bool) int64 {
-	info, err := checkMessage(m, c.env, c.ti)
+	check := checkMessage
+	if w.g.cfg.zdata {
+		check = checkZMessage
+	}
+	info, err := check(m, c.env, c.ti)
 	if err != nil {
 		if len(m) > 200 {
 			m = m[:200]

@@ -22,6 +22,20 @@ type centrifugeServer struct {
 }
 
 func newCentrifugeServer() (*centrifugeServer, error) {
+	return newCentrifugeServerConfig(centrifuge.WebsocketConfig{})
+}
+
+// newCentrifugeServerCompressed is centrifuge with permessage-deflate at
+// level for messages of minSize bytes and more, and its cache of prepared
+// (compressed once) messages for broadcasts.
+func newCentrifugeServerCompressed(level, minSize int) (*centrifugeServer, error) {
+	return newCentrifugeServerConfig(centrifuge.WebsocketConfig{
+		Compression: true, CompressionLevel: level, CompressionMinSize: minSize,
+		CompressionPreparedMessageCacheSize: 16 << 20,
+	})
+}
+
+func newCentrifugeServerConfig(wcfg centrifuge.WebsocketConfig) (*centrifugeServer, error) {
 	node, err := centrifuge.New(centrifuge.Config{LogLevel: centrifuge.LogLevelNone})
 	if err != nil {
 		return nil, err
@@ -49,7 +63,7 @@ func newCentrifugeServer() (*centrifugeServer, error) {
 		return nil, err
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/connection/websocket", centrifuge.NewWebsocketHandler(node, centrifuge.WebsocketConfig{}))
+	mux.Handle("/connection/websocket", centrifuge.NewWebsocketHandler(node, wcfg))
 	s := &centrifugeServer{node: node, ln: ln, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}}
 	go func() { _ = s.srv.Serve(ln) }()
 	return s, nil

@@ -17,11 +17,14 @@ type firetowerServer struct {
 	t *firetower.Tower
 }
 
-func newFiretowerServer() (*firetowerServer, error) {
-	t, err := firetower.New(
+func newFiretowerServer() (*firetowerServer, error) { return newFiretowerServerOpts() }
+
+// newFiretowerServerOpts is newFiretowerServer with more options.
+func newFiretowerServerOpts(opts ...firetower.Option) (*firetowerServer, error) {
+	t, err := firetower.New(append([]firetower.Option{
 		firetower.WithAddr("127.0.0.1:0"),
 		firetower.WithPublishPolicy(firetower.PublishAny),
-	)
+	}, opts...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -37,6 +40,11 @@ func (s *firetowerServer) Flavour() string { return flavourFiretower }
 
 func (s *firetowerServer) Publish(topic string, data []byte) error {
 	return s.t.Publish(context.Background(), topic, data)
+}
+
+// firetowerCompression is firetower's permessage-deflate option.
+func firetowerCompression(level, minSize int) firetower.Option {
+	return firetower.WithCompression(level, minSize)
 }
 
 // Writes is the number of write calls to client sockets so far.

@@ -26,6 +26,7 @@ type gorillaHub struct {
 	ln       net.Listener
 	srv      *http.Server
 	upgrader websocket.Upgrader
+	level    int // compression level; 0: off
 
 	subscribe  chan gorillaSub
 	unregister chan *gorillaClient
@@ -64,10 +65,19 @@ type gorillaMsg struct {
 	pm    *websocket.PreparedMessage
 }
 
-func newGorillaHub() (*gorillaHub, error) { return newGorillaHubTLS(nil) }
+func newGorillaHub() (*gorillaHub, error) { return newGorillaHubWith(nil, 0) }
 
-// newGorillaHubTLS is the hub served over TLS when tc is not nil.
-func newGorillaHubTLS(tc *tls.Config) (*gorillaHub, error) {
+// newGorillaHubTLS is the hub served over TLS.
+func newGorillaHubTLS(tc *tls.Config) (*gorillaHub, error) { return newGorillaHubWith(tc, 0) }
+
+// newGorillaHubCompressed is the hub with permessage-deflate at level:
+// every write compressed, the PreparedMessage compressing a publish once
+// for all its compressing subscribers.
+func newGorillaHubCompressed(level int) (*gorillaHub, error) { return newGorillaHubWith(nil, level) }
+
+// newGorillaHubWith: over TLS when tc is not nil; compression off when
+// level is 0.
+func newGorillaHubWith(tc *tls.Config, level int) (*gorillaHub, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -77,7 +87,8 @@ func newGorillaHubTLS(tc *tls.Config) (*gorillaHub, error) {
 	}
 	h := &gorillaHub{
 		ln:         ln,
-		upgrader:   websocket.Upgrader{ReadBufferSize: 1024, WriteBufferSize: 1024},
+		upgrader:   websocket.Upgrader{ReadBufferSize: 1024, WriteBufferSize: 1024, EnableCompression: level != 0},
+		level:      level,
 		subscribe:  make(chan gorillaSub),
 		unregister: make(chan *gorillaClient),
 		broadcast:  make(chan gorillaMsg),
@@ -193,6 +204,10 @@ func (h *gorillaHub) serveWs(w http.ResponseWriter, r *http.Request) {
 	conn, err := h.upgrader.Upgrade(w, r, nil)
 	if err != nil {
 		return
+	}
+	if h.level != 0 {
+		conn.EnableWriteCompression(true)
+		_ = conn.SetCompressionLevel(h.level)
 	}
 	c := &gorillaClient{
 		hub:    h,

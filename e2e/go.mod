@@ -7,7 +7,6 @@ replace github.com/firetower-go/firetower => ../
 require (
 	github.com/chromedp/chromedp v0.23.0
 	github.com/firetower-go/firetower v0.0.0-00010101000000-000000000000
-	github.com/gorilla/websocket v1.5.3
 )
 
 require (
@@ -16,6 +15,8 @@ require (
 	github.com/gobwas/httphead v0.1.0 // indirect
 	github.com/gobwas/pool v0.2.1 // indirect
 	github.com/gobwas/ws v1.5.0 // indirect
+	github.com/gorilla/websocket v1.5.3 // indirect
+	github.com/klauspost/compress v1.20.1 // indirect
 	github.com/panjf2000/ants/v2 v2.11.3 // indirect
 	github.com/panjf2000/gnet/v2 v2.9.7 // indirect
 	github.com/valyala/bytebufferpool v1.0.0 // indirect

@@ -20,6 +20,7 @@
 //	firetower_subscriptions                    local (connection, topic) pairs
 //	firetower_topics                           topics with local subscribers
 //	firetower_transport_open_connections       TCP connections open (upgraded or not)
+//	firetower_compression_connections          connections that negotiated permessage-deflate
 //
 // Counters:
 //
@@ -45,6 +46,11 @@
 //	firetower_transport_sent_bytes_total       bytes handed to the socket layer
 //	firetower_transport_idle_closes_total      connections closed for idleness
 //	firetower_transport_protocol_closes_total  connections closed for a protocol error
+//	firetower_compression_messages_total       messages compressed (once each, however many subscribers got them)
+//	firetower_compression_frames_total         compressed frames queued for connections (one per delivery)
+//	firetower_compression_frame_bytes_total{stage} those frames' bytes, stage="before" (uncompressed) or "after" (as sent)
+//	firetower_compression_inflated_messages_total compressed client messages decompressed
+//	firetower_compression_inflated_bytes_total{stage} their bytes, stage="before" (compressed) or "after" (inflated)
 package metrics
 
 import (
@@ -177,6 +183,25 @@ func NewCollector(t *firetower.Tower) *Collector {
 		func(s *firetower.Stats) float64 { return u(s.Transport.ProtocolClose) })
 	counter("firetower_transport_discarded_frames_total", "Frames not sent because their connection was closing or gone.",
 		func(s *firetower.Stats) float64 { return u(s.Transport.Discarded) })
+	// compression (WithCompression)
+	gauge("firetower_compression_connections", "Connections open that negotiated permessage-deflate.",
+		func(s *firetower.Stats) float64 { return float64(s.Transport.Compression.Conns) })
+	counter("firetower_compression_messages_total", "Messages compressed: once per message and codec, however many subscribers got it.",
+		func(s *firetower.Stats) float64 { return u(s.Transport.Compression.Messages) })
+	counter("firetower_compression_frames_total", "Compressed frames queued for connections (one per delivery or answer to a compressing connection).",
+		func(s *firetower.Stats) float64 { return u(s.Transport.Compression.Frames) })
+	const frameBytesHelp = "Bytes of the compressed frames queued for connections, stage=before (as plain frames) or after (as sent)."
+	add("firetower_compression_frame_bytes_total", frameBytesHelp, prometheus.CounterValue, "stage", "before",
+		func(s *firetower.Stats) float64 { return u(s.Transport.Compression.FrameBytesIn) })
+	add("firetower_compression_frame_bytes_total", frameBytesHelp, prometheus.CounterValue, "stage", "after",
+		func(s *firetower.Stats) float64 { return u(s.Transport.Compression.FrameBytesOut) })
+	counter("firetower_compression_inflated_messages_total", "Compressed client messages decompressed.",
+		func(s *firetower.Stats) float64 { return u(s.Transport.Compression.Inflated) })
+	const inflatedHelp = "Bytes of the compressed client messages, stage=before (compressed) or after (inflated)."
+	add("firetower_compression_inflated_bytes_total", inflatedHelp, prometheus.CounterValue, "stage", "before",
+		func(s *firetower.Stats) float64 { return u(s.Transport.Compression.InflatedBytesIn) })
+	add("firetower_compression_inflated_bytes_total", inflatedHelp, prometheus.CounterValue, "stage", "after",
+		func(s *firetower.Stats) float64 { return u(s.Transport.Compression.InflatedBytesOut) })
 	gauge("firetower_outbound_queue_bytes", "Bytes waiting in connections' outbound buffers (as of the last keepalive scan).",
 		func(s *firetower.Stats) float64 { return float64(s.Transport.OutboundBuffered) })
 	// history (WithHistory): the Manager's streams, shared by the Towers of one LocalManager

@@ -322,6 +322,15 @@ func TestMetricsAfterWorkload(t *testing.T) {
 		{"firetower_transport_discarded_frames_total", nil, float64(st.Transport.Discarded)},
 		{"firetower_history_streams", nil, 0}, // no WithHistory (see history_test.go)
 		{"firetower_history_bytes", nil, 0},
+		// no WithCompression here (see compression_test.go)
+		{"firetower_compression_connections", nil, 0},
+		{"firetower_compression_messages_total", nil, 0},
+		{"firetower_compression_frames_total", nil, 0},
+		{"firetower_compression_frame_bytes_total", []string{"stage", "before"}, 0},
+		{"firetower_compression_frame_bytes_total", []string{"stage", "after"}, 0},
+		{"firetower_compression_inflated_messages_total", nil, 0},
+		{"firetower_compression_inflated_bytes_total", []string{"stage", "before"}, 0},
+		{"firetower_compression_inflated_bytes_total", []string{"stage", "after"}, 0},
 	}
 	for _, w := range want {
 		if got := value(t, fams, "7", w.name, w.labels...); got != w.v {

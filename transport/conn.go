@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"errors"
 	"net"
 
 	"github.com/gobwas/ws"
@@ -41,6 +42,9 @@ type Conn struct {
 
 	idx       int
 	state     connState
+	deflate   bool // permessage-deflate negotiated (or, before accept, to be)
+	zCounted  bool // counted in Stats.Compression.Conns
+	fragZ     bool // the fragmented message being read is compressed
 	fragOp    ws.OpCode
 	dropping  bool
 	paused    bool         // PauseReading: frames wait unparsed
@@ -68,6 +72,10 @@ func (c *Conn) Loop() int { return c.l.idx }
 
 // RemoteAddr is the peer's address; valid from Handshake on, any goroutine.
 func (c *Conn) RemoteAddr() net.Addr { return c.remote }
+
+// Compressed reports whether the connection negotiated permessage-deflate;
+// valid from Handshake on, any goroutine.
+func (c *Conn) Compressed() bool { return c.deflate }
 
 // Send queues f for this connection. Any goroutine. The caller keeps its own
 // reference to f and releases it as usual. Every operation on a connection
@@ -157,7 +165,16 @@ func (c *Conn) queue(f *Frame) {
 		s.c.discarded.Add(1) // closing or gone: counted, not sent
 		return
 	}
-	n := len(f.B)
+	b := f.B
+	if c.deflate {
+		if z := f.compressed(c.l); z != nil {
+			c.l.zFrames++
+			c.l.zFrameIn += uint64(len(b))
+			c.l.zFrameOut += uint64(len(z))
+			b = z
+		}
+	}
+	n := len(b)
 	if buffered := c.gc.OutboundBuffered(); buffered+c.outBytes+n > s.cfg.OutboundLimit {
 		// Write what this turn queued first: a client that reads keeps up
 		// even with a burst larger than the limit. Checking here, before
@@ -193,7 +210,7 @@ func (c *Conn) queue(f *Frame) {
 		c.l.dirty = append(c.l.dirty, c)
 		c.oldest = f.born
 	}
-	c.out = append(c.out, f.B)
+	c.out = append(c.out, b)
 	c.outBytes += n
 	if len(c.out) >= maxIovecs {
 		c.flush()
@@ -325,7 +342,8 @@ func (c *Conn) readHandshake() gnet.Action {
 		c.reject(herr.Status, herr.Reason)
 		return gnet.Close
 	}
-	hs := &Handshake{Request: c.adopt(parsed.Request), Key: parsed.Key, Protocols: parsed.Protocols}
+	c.negotiateDeflate(parsed.Request.Header)
+	hs := &Handshake{Request: c.adopt(parsed.Request), Key: parsed.Key, Protocols: parsed.Protocols, Compressed: c.deflate}
 	if s.closing.Load() {
 		c.reject(503, "server shutting down")
 		return gnet.Close
@@ -355,13 +373,17 @@ func (c *Conn) reject(status int, reason string) {
 
 func (c *Conn) accept(key, protocol string) {
 	s := c.server()
-	var buf [256]byte
-	_, _ = c.gc.Write(wsproto.AppendAccept(buf[:0], key, protocol))
+	var buf [320]byte
+	_, _ = c.gc.Write(wsproto.AppendAcceptExt(buf[:0], key, protocol, c.extensions()))
 	if c.state == stClosed {
 		return
 	}
 	now := s.cfg.Clock().UnixNano()
 	c.state = stOpen
+	if c.deflate {
+		c.zCounted = true
+		s.c.zConns.Add(1)
+	}
 	c.lastRead, c.lastPing = now, now
 	s.c.upgraded.Add(1)
 }
@@ -374,7 +396,7 @@ func (c *Conn) readFrames() gnet.Action {
 	act := gnet.None
 	now := int64(0)
 	for off < len(buf) && act == gnet.None && (!c.paused || c.overflow) && (c.state == stOpen || c.state == stClosing) {
-		h, hn, perr := wsproto.ParseHeader(buf[off:])
+		h, hn, perr := wsproto.ParseHeaderExt(buf[off:], c.deflate)
 		if perr != nil {
 			act = c.fail(perr.Code, perr.Reason)
 			break
@@ -383,7 +405,14 @@ func (c *Conn) readFrames() gnet.Action {
 			break
 		}
 		if h.Op.IsData() || h.Op == ws.OpContinuation {
-			if h.Length > int64(s.cfg.MaxMessageSize) || int64(len(c.frag))+h.Length > int64(s.cfg.MaxMessageSize) {
+			limit := int64(s.cfg.MaxMessageSize)
+			if h.Rsv&wsproto.Rsv1 != 0 || (h.Op == ws.OpContinuation && c.fragZ) {
+				// Compressed bytes: incompressible data grows by a few
+				// bytes per 16 KiB block. The inflated size is checked
+				// against MaxMessageSize as it is inflated.
+				limit += limit/256 + 64
+			}
+			if h.Length > limit || int64(len(c.frag))+h.Length > limit {
 				act = c.fail(wsproto.CloseTooBig, "message too big")
 				break
 			}
@@ -445,6 +474,7 @@ func (c *Conn) fail(code int, reason string) gnet.Action {
 	c.since = s.cfg.Clock().UnixNano()
 	c.utf8.Reset()
 	c.partChecked = 0
+	c.fragZ = false
 	if c.frag != nil {
 		s.bufs.Put(c.frag)
 		c.frag = nil
@@ -472,9 +502,9 @@ func (c *Conn) finishFail() {
 // first frame of a text message, or a continuation of one.
 func (c *Conn) textFrame(h wsproto.Header) bool {
 	if c.frag == nil {
-		return h.Op == ws.OpText
+		return h.Op == ws.OpText && h.Rsv&wsproto.Rsv1 == 0
 	}
-	return h.Op == ws.OpContinuation && c.fragOp == ws.OpText
+	return h.Op == ws.OpContinuation && c.fragOp == ws.OpText && !c.fragZ
 }
 
 // checkPartial checks the payload bytes p that have arrived of a text frame
@@ -555,10 +585,14 @@ func (c *Conn) frame(h wsproto.Header, p []byte) gnet.Action {
 			c.utf8.Reset()
 			return gnet.None
 		}
+		compressed := h.Rsv&wsproto.Rsv1 != 0
 		if h.Fin {
 			msg := s.bufs.GetLen(len(p))
 			copy(msg, p)
 			wsproto.Unmask(msg, h.Mask, 0)
+			if compressed {
+				return c.inflated(h.Op, msg)
+			}
 			if h.Op == ws.OpText && !c.textOK(msg, true) {
 				s.bufs.Put(msg)
 				return c.failUTF8()
@@ -568,7 +602,8 @@ func (c *Conn) frame(h wsproto.Header, p []byte) gnet.Action {
 		c.frag = append(s.bufs.Get(0, max(len(p), 512)), p...)
 		wsproto.Unmask(c.frag, h.Mask, 0)
 		c.fragOp = h.Op
-		if h.Op == ws.OpText && !c.textOK(c.frag, false) {
+		c.fragZ = compressed
+		if h.Op == ws.OpText && !compressed && !c.textOK(c.frag, false) {
 			return c.failUTF8()
 		}
 		return gnet.None
@@ -579,7 +614,7 @@ func (c *Conn) frame(h wsproto.Header, p []byte) gnet.Action {
 		start := len(c.frag)
 		c.frag = append(c.frag, p...)
 		wsproto.Unmask(c.frag[start:], h.Mask, 0)
-		if c.fragOp == ws.OpText && !c.textOK(c.frag[start:], h.Fin) {
+		if c.fragOp == ws.OpText && !c.fragZ && !c.textOK(c.frag[start:], h.Fin) {
 			return c.failUTF8()
 		}
 		if !h.Fin {
@@ -587,9 +622,38 @@ func (c *Conn) frame(h wsproto.Header, p []byte) gnet.Action {
 		}
 		msg := c.frag
 		c.frag = nil
+		if c.fragZ {
+			c.fragZ = false
+			return c.inflated(c.fragOp, msg)
+		}
 		return c.message(c.fragOp, msg)
 	}
 	return c.fail(wsproto.CloseProtocolError, "unexpected opcode")
+}
+
+// inflated decompresses a whole compressed message z (a pooled buffer, given
+// up here) and hands it on: a message that inflates past MaxMessageSize
+// fails with 1009 as soon as it does, a malformed one with 1007 (invalid
+// payload data), text that is not UTF-8 with 1007.
+func (c *Conn) inflated(op ws.OpCode, z []byte) gnet.Action {
+	s := c.server()
+	msg, err := c.l.inflate(z, s.cfg.MaxMessageSize)
+	zn := len(z)
+	s.bufs.Put(z)
+	switch {
+	case errors.Is(err, errInflateLimit):
+		return c.fail(wsproto.CloseTooBig, "message too big")
+	case err != nil:
+		return c.fail(wsproto.CloseInvalidPayload, "malformed compressed message")
+	}
+	s.c.inflated.Add(1)
+	s.c.inflatedIn.Add(uint64(zn))
+	s.c.inflatedOut.Add(uint64(len(msg)))
+	if op == ws.OpText && !c.textOK(msg, true) {
+		s.bufs.Put(msg)
+		return c.failUTF8()
+	}
+	return c.message(op, msg)
 }
 
 // message hands a whole message to the Handler (text was checked by frame).

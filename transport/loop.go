@@ -61,6 +61,14 @@ type loop struct {
 	// and have not yet sent their close frame (stFailing).
 	failing map[*Conn]failure
 	scratch []byte // a coalesced write being built
+
+	// permessage-deflate: this loop's compressor and inflater (made on
+	// first use), and compression counters added to the Server's at the
+	// end of each flush.
+	z                            *deflater
+	zr                           *inflater
+	zMsgs, zMsgIn, zMsgOut       uint64
+	zFrames, zFrameIn, zFrameOut uint64
 }
 
 // failure is why a connection failed: its close frame's code and reason.
@@ -213,6 +221,24 @@ func (l *loop) flush() {
 		l.dirty[i] = nil
 	}
 	l.dirty = l.dirty[:0]
+	l.flushCounters()
+}
+
+// flushCounters adds the loop's compression counters to the Server's.
+func (l *loop) flushCounters() {
+	c := &l.s.c
+	if l.zMsgs > 0 {
+		c.zMsgs.Add(l.zMsgs)
+		c.zMsgIn.Add(l.zMsgIn)
+		c.zMsgOut.Add(l.zMsgOut)
+		l.zMsgs, l.zMsgIn, l.zMsgOut = 0, 0, 0
+	}
+	if l.zFrames > 0 {
+		c.zFrames.Add(l.zFrames)
+		c.zFrameIn.Add(l.zFrameIn)
+		c.zFrameOut.Add(l.zFrameOut)
+		l.zFrames, l.zFrameIn, l.zFrameOut = 0, 0, 0
+	}
 }
 
 // scan closes connections past their deadlines and pings idle ones.

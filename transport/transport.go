@@ -46,8 +46,8 @@
 //
 //	WSTEST=/path/to/wstest internal/autobahn/run.sh
 //
-// On the 301 cases without compression (12.* and 13.* are excluded: this
-// package declines permessage-deflate), with a 16 MiB message limit for the
+// On the 301 cases without compression (12.* and 13.*, permessage-deflate,
+// are excluded: the echo server does not turn Compression on), with a 16 MiB message limit for the
 // 9.* cases, the result is 298 OK and 3 INFORMATIONAL, with no NON-STRICT
 // and no FAILED case. The informational ones are behaviour the RFC leaves
 // open: 7.1.6 (a 256 KiB message, a close frame and a ping back to back),
@@ -126,7 +126,9 @@ type Config struct {
 	// interest, or while gnet re-arms it); past it, its frames are read and
 	// handed to Handler.Overflow. Default 1 MiB + MaxMessageSize.
 	PausedBufferLimit int
-	_                 [0]func() // not comparable
+	// Compression is permessage-deflate; off by default (see Compression).
+	Compression Compression
+	_           [0]func() // not comparable
 }
 
 // Decision is a Handler's answer to an upgrade request (Handler.Handshake).
@@ -152,6 +154,9 @@ type Handshake struct {
 	// Protocols are the subprotocols the client offered
 	// (Sec-WebSocket-Protocol), in its order of preference.
 	Protocols []string
+	// Compressed reports that the connection will use permessage-deflate
+	// if it is accepted (the server enables it and the client offered it).
+	Compressed bool
 }
 
 // Handler receives a Server's events. Its methods run on the event loop of
@@ -227,6 +232,31 @@ type Stats struct {
 	// WriteLatency counts writes by the age of the oldest frame they
 	// carried (from frame creation, i.e. publish, to the write call).
 	WriteLatency LatencyHistogram
+	Compression  CompressionStats
+}
+
+// CompressionStats are the permessage-deflate counters.
+type CompressionStats struct {
+	Conns int64 // connections open now that negotiated permessage-deflate
+	// Messages is the messages compressed: once per Frame, however many
+	// connections it went to. MessageBytesIn and MessageBytesOut are their
+	// payload bytes before and after compression.
+	Messages        uint64
+	MessageBytesIn  uint64
+	MessageBytesOut uint64
+	// Frames is the compressed frames queued for connections (one per
+	// connection a compressed Frame went to). FrameBytesIn and
+	// FrameBytesOut are their sizes as plain frames and as sent: what
+	// compression saved on the wire is FrameBytesIn - FrameBytesOut.
+	Frames        uint64
+	FrameBytesIn  uint64
+	FrameBytesOut uint64
+	// Inflated is the compressed client messages decompressed;
+	// InflatedBytesIn and InflatedBytesOut are their sizes before and
+	// after.
+	Inflated         uint64
+	InflatedBytesIn  uint64
+	InflatedBytesOut uint64
 }
 
 // LatencyBuckets is the number of buckets of a LatencyHistogram.
@@ -275,6 +305,10 @@ type counters struct {
 	proxied                                  atomic.Int64
 	paused                                   atomic.Int64
 	latency                                  [LatencyBuckets]atomic.Uint64
+	zConns                                   atomic.Int64
+	zMsgs, zMsgIn, zMsgOut                   atomic.Uint64
+	zFrames, zFrameIn, zFrameOut             atomic.Uint64
+	inflated, inflatedIn, inflatedOut        atomic.Uint64
 }
 
 // Server is a websocket server on a gnet engine. Its methods may be called
@@ -316,6 +350,8 @@ type Server struct {
 
 	pingFrame []byte
 	epoch     time.Time
+
+	zlevel, zmin int // Config.Compression with defaults
 }
 
 // New makes a Server; call Start to bind it. Any goroutine.
@@ -356,6 +392,13 @@ func New(cfg Config, h Handler) *Server {
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
 	}
+	if cfg.Compression.Level <= 0 {
+		cfg.Compression.Level = 1
+	}
+	cfg.Compression.Level = min(cfg.Compression.Level, 9)
+	if cfg.Compression.MinSize <= 0 {
+		cfg.Compression.MinSize = DefaultMinSize
+	}
 	lg := cfg.Logger
 	if lg == nil {
 		lg = slog.New(slog.DiscardHandler)
@@ -373,6 +416,7 @@ func New(cfg Config, h Handler) *Server {
 		drained:    make(chan struct{}),
 	}
 	s.fh, _ = h.(FailingHandler)
+	s.zlevel, s.zmin = cfg.Compression.Level, cfg.Compression.MinSize
 	s.frames.New = func() any { return &Frame{s: s} }
 	s.epoch = time.Now()
 	s.pingFrame = wsproto.AppendFrame(nil, ws.OpPing, nil)
@@ -584,6 +628,12 @@ func (s *Server) Stats() Stats {
 		SlowClosed: s.c.slowClosed.Load(), IdleClosed: s.c.idleClosed.Load(), ProtocolClose: s.c.protErr.Load(),
 		AcceptErrors: s.c.acceptErrors.Load(), Hijacked: s.c.hijacked.Load(), Proxied: s.c.proxied.Load(),
 		ReadPauses: s.c.pauses.Load(), Overflowed: s.c.overflowed.Load(), Paused: s.c.paused.Load(),
+		Compression: CompressionStats{
+			Conns:    s.c.zConns.Load(),
+			Messages: s.c.zMsgs.Load(), MessageBytesIn: s.c.zMsgIn.Load(), MessageBytesOut: s.c.zMsgOut.Load(),
+			Frames: s.c.zFrames.Load(), FrameBytesIn: s.c.zFrameIn.Load(), FrameBytesOut: s.c.zFrameOut.Load(),
+			Inflated: s.c.inflated.Load(), InflatedBytesIn: s.c.inflatedIn.Load(), InflatedBytesOut: s.c.inflatedOut.Load(),
+		},
 	}
 }
 
@@ -612,11 +662,21 @@ func (s *Server) PutBuffer(b []byte) { s.bufs.Put(b) }
 // B is written only by the frame's creator, before the frame is first
 // handed on; after that every goroutine only reads it. Release may be
 // called from any goroutine, once per reference.
+//
+// When B is one whole text or binary frame and the server compresses, the
+// first event loop that sends it to a connection that negotiated
+// permessage-deflate compresses it (see Compression); every compressing
+// connection then gets that same compressed frame.
 type Frame struct {
 	B    []byte
 	refs atomic.Int32
 	s    *Server
 	born int64 // monotonic nanoseconds at creation
+
+	zstate atomic.Uint32 // zUntried, zReady, zPlain
+	zmu    sync.Mutex    // held while compressing
+	z      []byte        // the compressed frame (zReady), within zbuf
+	zbuf   []byte        // the compressed frame's buffer, kept with the pooled Frame
 }
 
 // NewFrame returns a frame with an empty buffer of capacity size, holding
@@ -651,6 +711,11 @@ func (f *Frame) Release() {
 		} else {
 			f.B = f.B[:0]
 		}
+		f.z = nil
+		if cap(f.zbuf) > maxPooledFrame {
+			f.zbuf = nil
+		}
+		f.zstate.Store(zUntried)
 		f.s.frames.Put(f)
 	} else if n < 0 {
 		panic("transport: frame released too often")
@@ -748,6 +813,10 @@ func (s *Server) OnClose(gc gnet.Conn, err error) gnet.Action {
 	if c.paused {
 		c.paused = false
 		s.c.paused.Add(-1)
+	}
+	if c.zCounted {
+		c.zCounted = false
+		s.c.zConns.Add(-1)
 	}
 	if wasWS {
 		s.h.Closed(c, c.closeCode, err)

@@ -159,6 +159,7 @@ type serveFlags struct {
 	listen                                                           *listenFlags
 	presence                                                         presenceFlags
 	wildcards                                                        wildcardFlags
+	compression                                                      *bool // compression.go
 }
 
 func newServeFlags() (*flag.FlagSet, *serveFlags) {
@@ -182,6 +183,7 @@ func newServeFlags() (*flag.FlagSet, *serveFlags) {
 	f.listen = addListenFlags(fs)   // --addr, --tls-cert, --tls-key (listen.go)
 	f.presence = addPresenceFlags(fs)
 	f.wildcards = addWildcardFlags(fs)
+	f.compression = addCompressionFlags(fs)
 	return fs, f
 }
 
@@ -267,6 +269,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	opts = append(opts, hopts...)
 	opts = append(opts, f.presence.options()...) // presence.go
 	opts = append(opts, f.wildcards.options()...)
+	opts = append(opts, compressionOptions(*f.compression)...)
 	if *natsURLs != "" {
 		ncfg, err := cluster.natsConfig(splitList(*natsURLs), log)
 		if err != nil {

@@ -147,7 +147,8 @@
     const ns = live();
     const t = {
       nodes: ns.length, connections: 0, subscriptions: 0, topics: 0, slowClosed: 0, outbound: 0, history: 0,
-      p99: null, drops: {}, rates: null
+      p99: null, drops: {}, rates: null,
+      zConns: 0, zBefore: 0, zAfter: 0 // permessage-deflate: compressing connections, bytes of compressed frames before/after
     };
     for (const n of ns) {
       const st = n.last.stats;
@@ -159,6 +160,10 @@
       // Nodes of one Manager report the same streams (shared memory, a
       // manager node, JetStream): the largest figure, not the sum.
       t.history = Math.max(t.history, st.HistoryBytes || 0);
+      const z = (st.Transport || {}).Compression || {};
+      t.zConns += z.Conns || 0;
+      t.zBefore += z.FrameBytesIn || 0;
+      t.zAfter += z.FrameBytesOut || 0;
       if (n.last.latency) t.p99 = Math.max(t.p99 || 0, n.last.latency.p99);
       for (const reason in n.last.drops || {}) {
         const d = t.drops[reason] || (t.drops[reason] = { total: 0, rate: 0 });
@@ -296,6 +301,12 @@
     set('slow-closed', any ? fmtInt(t.slowClosed) : '–', any ? t.slowClosed : '');
     set('outbound', any ? fmtBytes(t.outbound) : '–', any ? t.outbound : '');
     set('history-bytes', any ? fmtBytes(t.history) : '–', any ? t.history : '');
+    // compression: the compressed deliveries' bytes as sent over their
+    // uncompressed size (data-value: that ratio, '' before any)
+    const zRatio = t.zBefore > 0 ? t.zAfter / t.zBefore : null;
+    set('compression', zRatio === null ? (any ? fmtInt(t.zConns) + ' conns' : '–')
+      : Math.round(100 * (1 - zRatio)) + '% saved · ' + fmtBytes(t.zBefore) + ' → ' + fmtBytes(t.zAfter), zRatio === null ? '' : zRatio.toFixed(3));
+    set('compression-conns', any ? fmtInt(t.zConns) : '–', any ? t.zConns : '');
     set('latency-p99', t.p99 === null ? '–' : fmtMs(t.p99) + ' ms', t.p99);
     const r = t.rates;
     for (const [id, k] of [['rate-in', 'in'], ['rate-publishes', 'publishes'], ['rate-deliveries', 'deliveries'], ['rate-drops', 'drops']]) {

@@ -39,13 +39,25 @@ type ParseError struct {
 
 func (e *ParseError) Error() string { return "websocket: " + e.Reason }
 
+// Rsv1 is the RSV1 bit in Header.Rsv: a compressed message (RFC 7692).
+const Rsv1 = 0x40
+
 // ParseHeader parses a client frame header at the start of b. It returns the
 // header and its size; n == 0 means b does not yet hold the whole header.
 // Protocol violations detectable from the header alone are reported as a
-// *ParseError: RSV bits (no extension is ever negotiated), reserved opcodes,
+// *ParseError: RSV bits (no extension negotiated), reserved opcodes,
 // unmasked frames, fragmented or oversized control frames, and lengths with
 // the most significant bit set.
 func ParseHeader(b []byte) (h Header, n int, err *ParseError) {
+	return ParseHeaderExt(b, false)
+}
+
+// ParseHeaderExt is ParseHeader on a connection that negotiated
+// permessage-deflate when deflate is true: RSV1 is then allowed on the
+// first frame of a text or binary message (a compressed message), and is
+// still a protocol error on control frames and continuation frames. RSV2
+// and RSV3 are always errors.
+func ParseHeaderExt(b []byte, deflate bool) (h Header, n int, err *ParseError) {
 	if len(b) < 2 {
 		return h, 0, nil
 	}
@@ -54,7 +66,14 @@ func ParseHeader(b []byte) (h Header, n int, err *ParseError) {
 	h.Op = ws.OpCode(b[0] & 0x0f)
 	h.Masked = b[1]&0x80 != 0
 	if h.Rsv != 0 {
-		return h, 0, &ParseError{CloseProtocolError, "reserved bits set without a negotiated extension"}
+		switch {
+		case !deflate || h.Rsv != Rsv1:
+			return h, 0, &ParseError{CloseProtocolError, "reserved bits set without a negotiated extension"}
+		case h.Op.IsControl():
+			return h, 0, &ParseError{CloseProtocolError, "compressed control frame"}
+		case h.Op == ws.OpContinuation:
+			return h, 0, &ParseError{CloseProtocolError, "RSV1 on a continuation frame"}
+		}
 	}
 	if h.Op.IsReserved() {
 		return h, 0, &ParseError{CloseProtocolError, "reserved opcode"}

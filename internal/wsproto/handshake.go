@@ -124,13 +124,23 @@ func AcceptKey(key string) string {
 }
 
 // AppendAccept appends the 101 Switching Protocols reply to dst. protocol is
-// the chosen subprotocol, or "" for none. No extension is ever accepted.
+// the chosen subprotocol, or "" for none. No extension is accepted.
 func AppendAccept(dst []byte, key, protocol string) []byte {
+	return AppendAcceptExt(dst, key, protocol, "")
+}
+
+// AppendAcceptExt is AppendAccept with the accepted extensions (the
+// Sec-WebSocket-Extensions value, "" for none; see DeflateResponse).
+func AppendAcceptExt(dst []byte, key, protocol, extensions string) []byte {
 	dst = append(dst, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "...)
 	dst = append(dst, AcceptKey(key)...)
 	if protocol != "" {
 		dst = append(dst, "\r\nSec-WebSocket-Protocol: "...)
 		dst = append(dst, protocol...)
+	}
+	if extensions != "" {
+		dst = append(dst, "\r\nSec-WebSocket-Extensions: "...)
+		dst = append(dst, extensions...)
 	}
 	return append(dst, "\r\n\r\n"...)
 }

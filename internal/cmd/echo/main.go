@@ -6,6 +6,11 @@
 //
 //	go run ./internal/cmd/echo -addr 127.0.0.1:9001 -max-message 16777216
 //
+// With -compression it negotiates permessage-deflate (for Autobahn's 12.*
+// and 13.* cases; the server always answers server_no_context_takeover and
+// client_no_context_takeover, so the cases that need other parameters see
+// their offers declined).
+//
 // It prints "listening on ADDR" once it accepts connections and stops on
 // SIGINT or SIGTERM.
 package main
@@ -30,14 +35,15 @@ func main() {
 	maxMsg := flag.Int("max-message", 16<<20, "largest message accepted, in bytes (Autobahn's 9.* cases send up to 16 MiB)")
 	loops := flag.Int("loops", 0, "event loops (0: one per core)")
 	verbose := flag.Bool("v", false, "log the transport's debug messages")
+	compress := flag.Bool("compression", false, "permessage-deflate (level 1, every message of 1 byte or more)")
 	flag.Parse()
-	if err := run(*addr, *maxMsg, *loops, *verbose); err != nil {
+	if err := run(*addr, *maxMsg, *loops, *verbose, *compress); err != nil {
 		fmt.Fprintln(os.Stderr, "echo:", err)
 		os.Exit(1)
 	}
 }
 
-func run(addr string, maxMsg, loops int, verbose bool) error {
+func run(addr string, maxMsg, loops int, verbose, compress bool) error {
 	level := slog.LevelWarn
 	if verbose {
 		level = slog.LevelDebug
@@ -50,6 +56,7 @@ func run(addr string, maxMsg, loops int, verbose bool) error {
 		// A 16 MiB echo must not count as a slow consumer.
 		OutboundLimit: 4*maxMsg + 4<<20,
 		Logger:        slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
+		Compression:   transport.Compression{Enabled: compress, Level: 1, MinSize: 1},
 	}, h)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
