@@ -714,7 +714,11 @@ func (cn *conn) handle(m message) {
 	switch m.typ {
 	case "publish", "":
 		if m.hasOffset {
-			c.delivered(m.topic, m.offset)
+			if gap, ok := c.delivered(m.topic, m.offset); ok {
+				if h := c.cfg.onGap; h != nil {
+					c.ev.post(func() { h(gap) })
+				}
+			}
 		}
 		h, hd := c.cfg.handler, c.cfg.onDelivery
 		if h != nil || hd != nil {

@@ -73,6 +73,10 @@ func WithRecoveryHandler(h RecoveryHandler) Option {
 // topic could not be recovered (Recovered false): messages published while
 // the Client was away are lost to it, and the application should refetch.
 // It runs on the handler goroutine before the live deliveries of the topic.
+// It is also told, while connected, of a delivery whose offset skips some
+// (Since is the position before it, Top the delivery's, Recovered false):
+// the publications between were lost on the way, as with a server that
+// drops messages for slow consumers; it runs before that delivery.
 func WithGapHandler(h RecoveryHandler) Option {
 	return func(cf *config) { cf.onGap = h }
 }
@@ -207,13 +211,25 @@ func (c *Client) track(m message, since map[string]Position, reconnect bool) map
 	return out
 }
 
-// delivered moves topic's position to a delivery's offset.
-func (c *Client) delivered(topic string, offset uint64) {
+// delivered moves topic's position to a delivery's offset. A delivery
+// that skips offsets (more than one past the position) means the
+// publications between were lost on the way, for example dropped for a slow
+// consumer (SlowDrop): that is a gap, returned with ok true, Since the
+// position before and Top the delivery's. Offsets at or below the position
+// are the replay of a subscribe's last N, already counted.
+func (c *Client) delivered(topic string, offset uint64) (gap Recovery, ok bool) {
 	c.pmu.Lock()
-	if tp := c.pos[topic]; tp != nil && offset > tp.Offset {
-		tp.Offset = offset
+	defer c.pmu.Unlock()
+	tp := c.pos[topic]
+	if tp == nil || offset <= tp.Offset {
+		return Recovery{}, false
 	}
-	c.pmu.Unlock()
+	if tp.Epoch != "" && offset > tp.Offset+1 {
+		gap = Recovery{Topic: topic, Since: tp.Position, Top: Position{Epoch: tp.Epoch, Offset: offset}}
+		ok = true
+	}
+	tp.Offset = offset
+	return gap, ok
 }
 
 // forget drops the positions of unsubscribed topics.

@@ -58,7 +58,10 @@
  * restarted, or the history no longer reaches back) also 'gap' with the
  * same object: what was published while away is lost to the client, and
  * the application should refetch it. ft.lastRecovery (a Map topic -> that
- * object) keeps the latest outcome per topic.
+ * object) keeps the latest outcome per topic. 'gap' also comes, while
+ * connected, before a delivery whose offset skips some (since: the position
+ * before it, offset: the delivery's): the publications between were lost
+ * on the way, as when a server drops messages for a slow consumer.
  *
  *   ft.on('message', (topic, data, offset) => ...);
  *   ft.on('gap', (r) => reloadFromServer(r.topic));
@@ -329,7 +332,14 @@
     if (m.type === 'publish') {
       if (typeof m.offset === 'number') {
         var pos = this.positions.get(m.topic);
-        if (pos && m.offset > pos.offset) pos.offset = m.offset;
+        if (pos && m.offset > pos.offset) {
+          // Offsets skipped: the publications between were lost on the way
+          // (a server dropping messages for a slow consumer): a gap.
+          var skipped = m.offset > pos.offset + 1;
+          var from = { offset: pos.offset, epoch: pos.epoch };
+          pos.offset = m.offset;
+          if (skipped) this._emit('gap', { topic: m.topic, recovered: false, since: from, epoch: pos.epoch, offset: m.offset });
+        }
       }
       return this._emit('message', m.topic, m.data, m.offset);
     }

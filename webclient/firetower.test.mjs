@@ -542,3 +542,19 @@ test('presence events go to presence handlers, not to message handlers', async (
   assert.equal(events[1].count, 2);
   assert.deepEqual(messages, [[null, { type: 'onSubscribe', data: 2 }]]);
 });
+
+test('a delivery that skips offsets is a gap, emitted before it', async () => {
+  const { ft, ws } = await connected();
+  const order = [];
+  ft.on('gap', (r) => order.push('gap ' + r.topic + ' ' + r.since.offset + '->' + r.offset));
+  ft.on('message', (topic, data, offset) => order.push(topic + '#' + offset));
+  const sub = ft.subscribe('/h', { last: 2 });
+  ws().recv({ type: 'ack', id: 1, topics: ['/h'], positions: { '/h': { epoch: 'E', offset: 2, recovered: false } } });
+  await sub;
+  ws().recv({ type: 'publish', topic: '/h', data: 1, offset: 1 }); // the last 2: no gap
+  ws().recv({ type: 'publish', topic: '/h', data: 2, offset: 2 });
+  ws().recv({ type: 'publish', topic: '/h', data: 5, offset: 5 }); // 3 and 4 lost
+  ws().recv({ type: 'publish', topic: '/h', data: 6, offset: 6 });
+  assert.deepEqual(order, ['/h#1', '/h#2', 'gap /h 2->5', '/h#5', '/h#6']);
+  assert.deepEqual(ft.positions.get('/h'), { epoch: 'E', offset: 6 });
+});
