@@ -307,6 +307,7 @@ func rfcParseClose(p []byte) (code int, reason string, ok bool) {
 
 type rfcClient struct {
 	t    *testing.T
+	v    wsVariant
 	conn net.Conn
 	br   *bufio.Reader
 	req  *rfcReq
@@ -317,7 +318,7 @@ type rfcClient struct {
 func rfcDial(t *testing.T, s *rfcServer) *rfcClient {
 	t.Helper()
 	conn, br := s.v.dial(t, s.wsServer)
-	return &rfcClient{t: t, conn: conn, br: br}
+	return &rfcClient{t: t, v: s.v, conn: conn, br: br}
 }
 
 func (c *rfcClient) write(b []byte) {
@@ -338,6 +339,13 @@ func (c *rfcClient) readResponse() error {
 		return fmt.Errorf("reading the handshake response: %w", err)
 	}
 	c.resp = resp
+	if resp.StatusCode == http.StatusSwitchingProtocols && c.v.deflate && resp.Header.Get("Sec-WebSocket-Extensions") != "" {
+		// from here on, compressed server messages read as the plain
+		// frames they stand for
+		zr := czInflating(c.br)
+		c.t.Cleanup(func() { c.conn.Close(); zr.Close() })
+		c.br = bufio.NewReader(zr)
+	}
 	if resp.StatusCode != http.StatusSwitchingProtocols {
 		body, err := io.ReadAll(resp.Body)
 		c.body = body
@@ -371,7 +379,13 @@ func (c *rfcClient) check101() {
 	if !rfcHasToken(r.Header.Values("Connection"), "upgrade") {
 		c.t.Errorf("Connection = %q, want the Upgrade token (RFC 6455 4.2.2)", r.Header.Values("Connection"))
 	}
-	if ext := r.Header.Values("Sec-WebSocket-Extensions"); len(ext) > 0 {
+	ext := r.Header.Values("Sec-WebSocket-Extensions")
+	switch {
+	case c.v.deflate:
+		if e := strings.Join(ext, ", "); !czHasParam(e, "permessage-deflate") || !czHasParam(e, "server_no_context_takeover") {
+			c.t.Errorf("Sec-WebSocket-Extensions = %q in the 101, want permessage-deflate with server_no_context_takeover", ext)
+		}
+	case len(ext) > 0:
 		c.t.Errorf("Sec-WebSocket-Extensions = %q in the 101, want none (no extension is negotiated)", ext)
 	}
 }
@@ -1010,6 +1024,11 @@ func TestRFC6455(t *testing.T) {
 		for _, tc := range cases {
 			tc.v = v
 			t.Run(tc.name, func(t *testing.T) {
+				if v.deflate && (tc.name == "permessage_deflate_declined_and_connection_works" || tc.name == "rsv1_is_1002") {
+					// RSV1 and the extension are the compressed variant's own
+					// rules: TestCompressionNegotiation, TestCompressionProtocolErrors
+					t.Skip("permessage-deflate is negotiated on this variant")
+				}
 				switch {
 				case tc.run != nil:
 					tc.run(t, tc)

@@ -53,6 +53,10 @@ type wsVariant struct {
 	// dialer adjusts the protocol tests' gorilla/websocket Dialer (e.g.
 	// EnableCompression); nil for none.
 	dialer func(d *websocket.Dialer)
+	// deflate: the connection negotiates permessage-deflate; the RFC 6455
+	// suite reads the server's frames inflated (czInflating) and checks the
+	// 101 for the extension instead of its absence.
+	deflate bool
 }
 
 // wsVariants lists the variants the conformance tests run against.
@@ -61,6 +65,12 @@ func wsVariants() []wsVariant {
 		{name: "native", mount: wsNative, dial: wsDialTCP},
 		{name: "mounted", mount: wsHTTP, dial: wsDialTCP},
 		{name: "tls", mount: wsHTTPS, dial: wsDialTLS},
+		// permessage-deflate negotiated on the native listener; every server
+		// message of 1 byte or more is compressed (minSize 1)
+		{name: "compressed", mount: wsNative, dial: wsDialTCP, deflate: true,
+			opts:   []firetower.Option{firetower.WithCompression(1, 1)},
+			header: http.Header{"Sec-WebSocket-Extensions": {czOffer}},
+			dialer: func(d *websocket.Dialer) { d.EnableCompression = true }},
 	}
 }
 
