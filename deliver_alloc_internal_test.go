@@ -144,11 +144,20 @@ func TestDeliverLocalAllocsCompressed(t *testing.T) {
 			readFrame(nc)
 		}
 	}
+	start := tw.Stats().Transport.Compression.Messages
 	for range 100 {
 		publish()
 	}
 	if compressed != 100*subscribers/2 || plain != 100*subscribers/2 {
 		t.Fatalf("%d compressed and %d plain deliveries, want %d of each", compressed, plain, 100*subscribers/2)
+	}
+	// The loop adds its counters after its writes: the client may read the
+	// last frame before the loop counted its compression. Wait for all 100.
+	for tw.Stats().Transport.Compression.Messages-start < 100 && ctx.Err() == nil {
+		time.Sleep(time.Millisecond)
+	}
+	if got := tw.Stats().Transport.Compression.Messages - start; got != 100 {
+		t.Fatalf("%d compressions for 100 publishes, want one each", got)
 	}
 	before := tw.Stats().Transport.Compression.Messages
 	n := testing.AllocsPerRun(300, publish)
