@@ -460,7 +460,7 @@ func (s *Server) Start(ctx context.Context) error {
 	s.idleDir = idleDir
 	go func() {
 		defer close(s.runDone)
-		defer os.RemoveAll(idleDir)
+		defer func() { _ = os.RemoveAll(idleDir) }() // best effort: a temp directory
 		s.runErr = gnet.Run(s, "unix://"+filepath.Join(idleDir, "idle.sock"), opts...)
 		if !s.closing.Load() {
 			s.log.Error("transport: the event loops stopped; no more websocket connections are served", "err", s.runErr)

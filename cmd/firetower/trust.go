@@ -79,7 +79,7 @@ func readKeyFile(path string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("--api-key-file: %w", err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read only: a Close error changes nothing
 	b, err := io.ReadAll(io.LimitReader(f, 4097))
 	if err != nil {
 		return "", fmt.Errorf("--api-key-file: %w", err)
