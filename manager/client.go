@@ -262,7 +262,7 @@ func (l *link) requestSeq(ctx context.Context, p *peer, m *Msg) (*Msg, error) {
 }
 
 func (l *link) Count(ctx context.Context, topic string) (int64, error) {
-	var last error = ErrNoManager
+	last := ErrNoManager
 	for _, p := range l.peers {
 		if !p.isUp() {
 			continue

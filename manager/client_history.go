@@ -49,7 +49,6 @@ type hold struct {
 	p       *peer
 	seq     uint64
 	replied bool
-	top     firetower.Position
 	buf     []heldDelivery
 	bytes   int
 }

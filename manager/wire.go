@@ -104,7 +104,7 @@ const DefaultMaxTopicsPerNode = 1 << 20
 
 // Msg is one protocol message; the fields used depend on Type.
 type Msg struct {
-	_msgpack struct{} `msgpack:",as_array"`
+	_msgpack struct{} `msgpack:",as_array"` //nolint:unused // read through its tag: msgpack encodes the struct as an array
 
 	Type   uint8
 	Node   uint16
@@ -118,7 +118,7 @@ type Msg struct {
 
 // TopicCount is one topic of a SYNC.
 type TopicCount struct {
-	_msgpack struct{} `msgpack:",as_array"`
+	_msgpack struct{} `msgpack:",as_array"` //nolint:unused // read through its tag: msgpack encodes the struct as an array
 
 	Topic string
 	Count int64

@@ -46,7 +46,6 @@ type Conn struct {
 	zCounted  bool // counted in Stats.Compression.Conns
 	fragZ     bool // the fragmented message being read is compressed
 	fragOp    ws.OpCode
-	dropping  bool
 	paused    bool         // PauseReading: frames wait unparsed
 	overflow  bool         // paused too long or too full: read on, into Handler.Overflow
 	utf8      wsproto.UTF8 // the text message being read, as far as it was checked

@@ -83,7 +83,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	pre := head
 	if extra > 0 {
 		// At most the bufio's size: not sized by anything the peer sent.
-		more, _ := brw.Reader.Peek(extra)
+		more, _ := brw.Peek(extra)
 		pre = append(pre, more...)
 	}
 	s.proxy(nc, pre, h)

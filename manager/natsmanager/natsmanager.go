@@ -260,7 +260,7 @@ func New(cfg Config) (*Manager, error) {
 		errs = append(errs, errors.New("give one of Token, User and Password, CredsFile"))
 	}
 	if cfg.Password != "" && cfg.User == "" {
-		errs = append(errs, errors.New("Password without User"))
+		errs = append(errs, errors.New("Password without User")) //nolint:staticcheck // ST1005: starts with the name of the field, Password
 	}
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("natsmanager: %w", errors.Join(errs...))
@@ -648,7 +648,7 @@ const (
 // previous report once every part has arrived. A delta carries absolute
 // counts (0: no more interest) and applies at once.
 type report struct {
-	_msgpack struct{} `msgpack:",as_array"`
+	_msgpack struct{} `msgpack:",as_array"` //nolint:unused // read through its tag: msgpack encodes the struct as an array
 	Kind     uint8
 	Node     uint16
 	Boot     uint64
