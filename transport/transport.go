@@ -484,7 +484,7 @@ func (s *Server) Start(ctx context.Context) error {
 	case <-ctx.Done():
 		closeListener(ln)
 		close(s.acceptDone)
-		go func() { <-s.booted; _ = s.eng.Stop(context.Background()) }()
+		go func() { <-s.booted; _ = s.eng.Stop(context.Background()) }() //nolint:gosec // G118: ctx is already done here; Stop needs a context that is not
 		return ctx.Err()
 	}
 }

@@ -276,7 +276,7 @@ func dashboardSignIn(g *httpapi.Guard, sess *sessions) http.HandlerFunc {
 			return
 		}
 		value, expires := sess.issue()
-		http.SetCookie(w, &http.Cookie{
+		http.SetCookie(w, &http.Cookie{ //nolint:gosec // G124: HttpOnly and SameSite=Strict; Secure whenever served over TLS (plain HTTP is allowed, e.g. on localhost)
 			Name: sessionCookie, Value: value, Path: "/dashboard", Expires: expires, MaxAge: int(sess.ttl.Seconds()),
 			HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil,
 		})
@@ -292,7 +292,7 @@ func dashboardSignOut(sess *sessions) http.HandlerFunc {
 		if c, err := r.Cookie(sessionCookie); err == nil {
 			sess.revoke(c.Value)
 		}
-		http.SetCookie(w, &http.Cookie{
+		http.SetCookie(w, &http.Cookie{ //nolint:gosec // G124: HttpOnly and SameSite=Strict; Secure whenever served over TLS (plain HTTP is allowed, e.g. on localhost)
 			Name: sessionCookie, Value: "", Path: "/dashboard", MaxAge: -1,
 			HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil,
 		})
