@@ -231,7 +231,7 @@ func (c *Conn) flush() {
 	}
 	s := c.server()
 	s.c.writes.Add(1)
-	s.c.bytesOut.Add(uint64(n)) //nolint:gosec // G115: n is a count of bytes written, never negative
+	s.c.bytesOut.Add(uint64(n)) //nolint:gosec // G115: n is a sum of lengths of queued frames, never negative
 	if c.l.now != 0 {
 		s.observe(c.l.now - c.oldest)
 	}

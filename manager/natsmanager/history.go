@@ -283,7 +283,7 @@ func (l *link) read(ctx context.Context, ts *topicStream, q firetower.HistoryQue
 			limit = q.Options.Size
 		}
 	case limit > 0:
-		from = max(top-uint64(min(limit, q.Options.Size))+1, first, 1) //nolint:gosec // G115: limit > 0 in this case and Size is a positive int
+		from = max(top-uint64(min(limit, q.Options.Size))+1, first, 1) //nolint:gosec // G115: limit > 0 in this case and Size > 0 (checked when the options are set)
 		if top < uint64(limit) {
 			from = max(first, 1)
 		}
