@@ -457,7 +457,7 @@ func (c *Client) supervise(cn *conn) {
 			c.end(fmt.Errorf("client: gave up after %d reconnect attempts: %w", c.cfg.maxRetries, cause))
 			return
 		}
-		if !c.sleep(backoff(c.cfg.minDelay, c.cfg.maxDelay, attempt, rand.Float64())) {
+		if !c.sleep(backoff(c.cfg.minDelay, c.cfg.maxDelay, attempt, rand.Float64())) { //nolint:gosec // G404: reconnect jitter, not a secret
 			return
 		}
 		dctx, cancel := context.WithTimeout(c.ctx, c.cfg.dialTimeout)

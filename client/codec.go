@@ -229,13 +229,13 @@ func msgpackID(v any) (uint64, bool) {
 	case uint64:
 		return x, true
 	case int8:
-		return uint64(x), x >= 0
+		return uint64(x), x >= 0 //nolint:gosec // G115: the value is used only when x >= 0, the second result
 	case int16:
-		return uint64(x), x >= 0
+		return uint64(x), x >= 0 //nolint:gosec // G115: the value is used only when x >= 0, the second result
 	case int32:
-		return uint64(x), x >= 0
+		return uint64(x), x >= 0 //nolint:gosec // G115: the value is used only when x >= 0, the second result
 	case int64:
-		return uint64(x), x >= 0
+		return uint64(x), x >= 0 //nolint:gosec // G115: the value is used only when x >= 0, the second result
 	}
 	return 0, false
 }

@@ -104,13 +104,6 @@ func bpServer(t *testing.T, cfg manager.ServerConfig) *manager.Server {
 	return s
 }
 
-// bpGateway starts a firetower Tower with node id node on the manager at
-// addr, and returns it with its manager client.
-func bpGateway(t *testing.T, addr string, node uint16) (*firetower.Tower, *manager.Client) {
-	t.Helper()
-	return bpGatewayWith(t, manager.ClientConfig{Addrs: []string{addr}}, node)
-}
-
 // bpGatewayWith is bpGateway with a client configuration (the ping
 // interval is bpPing unless set).
 func bpGatewayWith(t *testing.T, cfg manager.ClientConfig, node uint16) (*firetower.Tower, *manager.Client) {

@@ -49,7 +49,6 @@ type hold struct {
 	p       *peer
 	seq     uint64
 	replied bool
-	top     firetower.Position
 	buf     []heldDelivery
 	bytes   int
 }
@@ -164,8 +163,8 @@ func (l *link) results(p *peer, qs []firetower.HistoryQuery, r *Msg) ([]firetowe
 	}
 	out := make([]firetower.HistoryResult, len(items))
 	for i, it := range items {
-		if it.Topic != qs[i].Topic {
-			return nil, fmt.Errorf("manager %s: a history result for %q, not %q", p.addr, it.Topic, qs[i].Topic)
+		if it.Topic != qs[i].Topic { //nolint:gosec // G602: len(items) == len(qs), checked above
+			return nil, fmt.Errorf("manager %s: a history result for %q, not %q", p.addr, it.Topic, qs[i].Topic) //nolint:gosec // G602: len(items) == len(qs), checked above
 		}
 		res := firetower.HistoryResult{Topic: it.Topic, Top: firetower.Position{Offset: it.Offset, Epoch: it.Epoch}, Recovered: it.Recovered}
 		if len(it.Pubs) > 0 {

@@ -185,7 +185,7 @@ func (st *hstream) read(topic string, q HistItem, budget *int) HistItem {
 	if from > st.top || limit == 0 {
 		return r
 	}
-	k := int(from - first)
+	k := int(from - first) //nolint:gosec // G115: first <= from <= top and top-first < the number of entries held, an int
 	cnt := min(n-k, int(min(limit, int64(n))))
 	// What does not fit the reply: a recovery cannot be complete, the
 	// latest publications are kept for a "last N".
@@ -259,7 +259,7 @@ func (s *Server) appendHistory(origin *session, seq uint64, topic string, data [
 		}
 	}
 	if origin != nil && seq != 0 {
-		origin.sendMsg(&Msg{Type: MsgAppendReply, Seq: seq, Count: int64(pos.Offset), Text: pos.Epoch})
+		origin.sendMsg(&Msg{Type: MsgAppendReply, Seq: seq, Count: int64(pos.Offset), Text: pos.Epoch}) //nolint:gosec // G115: offsets count appends, far below 1<<63
 	}
 	return pos, queued
 }

@@ -15,7 +15,7 @@ import (
 // HistItem is one topic of a MsgHistory or MsgRecover (a query) or of a
 // MsgHistoryReply (a result), carried in the message's Data.
 type HistItem struct {
-	_msgpack struct{} `msgpack:",as_array"`
+	_msgpack struct{} `msgpack:",as_array"` //nolint:unused // read through its tag: msgpack encodes the struct as an array
 
 	Topic string
 	// A query: Since says whether Offset and Epoch are a position to
@@ -33,7 +33,7 @@ type HistItem struct {
 
 // HistPub is one publication of a result.
 type HistPub struct {
-	_msgpack struct{} `msgpack:",as_array"`
+	_msgpack struct{} `msgpack:",as_array"` //nolint:unused // read through its tag: msgpack encodes the struct as an array
 
 	Offset uint64
 	Data   []byte

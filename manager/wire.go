@@ -104,7 +104,7 @@ const DefaultMaxTopicsPerNode = 1 << 20
 
 // Msg is one protocol message; the fields used depend on Type.
 type Msg struct {
-	_msgpack struct{} `msgpack:",as_array"`
+	_msgpack struct{} `msgpack:",as_array"` //nolint:unused // read through its tag: msgpack encodes the struct as an array
 
 	Type   uint8
 	Node   uint16
@@ -118,7 +118,7 @@ type Msg struct {
 
 // TopicCount is one topic of a SYNC.
 type TopicCount struct {
-	_msgpack struct{} `msgpack:",as_array"`
+	_msgpack struct{} `msgpack:",as_array"` //nolint:unused // read through its tag: msgpack encodes the struct as an array
 
 	Topic string
 	Count int64
@@ -140,7 +140,7 @@ func AppendFrame(dst []byte, m *Msg) ([]byte, error) {
 	if err := enc.Encode(m); err != nil {
 		return dst, err
 	}
-	binary.BigEndian.PutUint32(w.b[start:], uint32(len(w.b)-start-4))
+	binary.BigEndian.PutUint32(w.b[start:], uint32(len(w.b)-start-4)) //nolint:gosec // G115: an encoded message held in memory, far below 4 GiB
 	return w.b, nil
 }
 
@@ -229,13 +229,13 @@ func decodeMsg(d *msgpack.Decoder, m *Msg, maxTopics int) error {
 			if err != nil {
 				return err
 			}
-			m.Type = uint8(v)
+			m.Type = uint8(v) //nolint:gosec // G115: decodeUint(d, 0xff, ...) checked v <= 0xff
 		case 1:
 			v, err := decodeUint(d, 0xffff, "node")
 			if err != nil {
 				return err
 			}
-			m.Node = uint16(v)
+			m.Node = uint16(v) //nolint:gosec // G115: decodeUint(d, 0xffff, ...) checked v <= 0xffff
 		case 2:
 			if m.Seq, err = d.DecodeUint64(); err != nil {
 				return err

@@ -355,7 +355,7 @@ func covers(r, sub []segment) bool {
 	for i := range r {
 		if r[i].kind == segRest {
 			// sub has at least one more segment, and not just an empty one
-			return i < len(sub) && !(i == len(sub)-1 && sub[i].kind == segLiteral && sub[i].lit == "")
+			return i < len(sub) && (i != len(sub)-1 || sub[i].kind != segLiteral || sub[i].lit != "")
 		}
 		if i >= len(sub) {
 			return false

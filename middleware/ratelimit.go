@@ -240,7 +240,7 @@ func (l *RateLimiter) take(conn *firetower.Conn, pub bool) error {
 
 // acquire counts one more connection of user; l.mu is held.
 func (l *RateLimiter) acquire(user string, now time.Time) {
-	if user == "" || !(l.userPub.on() || l.userSub.on()) {
+	if user == "" || !l.userPub.on() && !l.userSub.on() {
 		return
 	}
 	ul := l.users[user]

@@ -46,7 +46,6 @@ type Conn struct {
 	zCounted  bool // counted in Stats.Compression.Conns
 	fragZ     bool // the fragmented message being read is compressed
 	fragOp    ws.OpCode
-	dropping  bool
 	paused    bool         // PauseReading: frames wait unparsed
 	overflow  bool         // paused too long or too full: read on, into Handler.Overflow
 	utf8      wsproto.UTF8 // the text message being read, as far as it was checked
@@ -232,7 +231,7 @@ func (c *Conn) flush() {
 	}
 	s := c.server()
 	s.c.writes.Add(1)
-	s.c.bytesOut.Add(uint64(n))
+	s.c.bytesOut.Add(uint64(n)) //nolint:gosec // G115: n is a sum of lengths of queued frames, never negative
 	if c.l.now != 0 {
 		s.observe(c.l.now - c.oldest)
 	}

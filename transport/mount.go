@@ -83,7 +83,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	pre := head
 	if extra > 0 {
 		// At most the bufio's size: not sized by anything the peer sent.
-		more, _ := brw.Reader.Peek(extra)
+		more, _ := brw.Peek(extra)
 		pre = append(pre, more...)
 	}
 	s.proxy(nc, pre, h)
@@ -333,7 +333,7 @@ func socketPair() (mine, theirs *net.UnixConn, err error) {
 // works on a duplicate).
 func fileUnixConn(fd int, name string) (*net.UnixConn, error) {
 	f := os.NewFile(uintptr(fd), name)
-	defer f.Close()
+	defer func() { _ = f.Close() }() // the original fd: c holds a duplicate, nothing to report
 	c, err := net.FileConn(f)
 	if err != nil {
 		return nil, err

@@ -61,5 +61,5 @@ func setReadInterest(epfd int, c *Conn, on bool) bool {
 	if c.gc.OutboundBuffered() > 0 {
 		ev |= unix.EPOLLOUT
 	}
-	return unix.EpollCtl(epfd, unix.EPOLL_CTL_MOD, fd, &unix.EpollEvent{Fd: int32(fd), Events: ev}) == nil
+	return unix.EpollCtl(epfd, unix.EPOLL_CTL_MOD, fd, &unix.EpollEvent{Fd: int32(fd), Events: ev}) == nil //nolint:gosec // G115: a file descriptor, which the kernel keeps within int32
 }

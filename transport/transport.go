@@ -460,7 +460,7 @@ func (s *Server) Start(ctx context.Context) error {
 	s.idleDir = idleDir
 	go func() {
 		defer close(s.runDone)
-		defer os.RemoveAll(idleDir)
+		defer func() { _ = os.RemoveAll(idleDir) }() // best effort: a temp directory
 		s.runErr = gnet.Run(s, "unix://"+filepath.Join(idleDir, "idle.sock"), opts...)
 		if !s.closing.Load() {
 			s.log.Error("transport: the event loops stopped; no more websocket connections are served", "err", s.runErr)
@@ -484,7 +484,7 @@ func (s *Server) Start(ctx context.Context) error {
 	case <-ctx.Done():
 		closeListener(ln)
 		close(s.acceptDone)
-		go func() { <-s.booted; _ = s.eng.Stop(context.Background()) }()
+		go func() { <-s.booted; _ = s.eng.Stop(context.Background()) }() //nolint:gosec // G118: ctx is already done here; Stop needs a context that is not
 		return ctx.Err()
 	}
 }

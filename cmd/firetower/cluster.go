@@ -19,9 +19,9 @@ import (
 // links, and (serve only) the credentials for NATS.
 
 const (
-	clusterSecretEnv = "FIRETOWER_CLUSTER_SECRET"
-	natsTokenEnv     = "FIRETOWER_NATS_TOKEN"
-	natsPasswordEnv  = "FIRETOWER_NATS_PASSWORD"
+	clusterSecretEnv = "FIRETOWER_CLUSTER_SECRET" //nolint:gosec // G101: the name of an environment variable, not a credential
+	natsTokenEnv     = "FIRETOWER_NATS_TOKEN"     //nolint:gosec // G101: the name of an environment variable, not a credential
+	natsPasswordEnv  = "FIRETOWER_NATS_PASSWORD"  //nolint:gosec // G101: the name of an environment variable, not a credential
 	// minSecretLen is the length below which a secret is only warned about.
 	minSecretLen = 16
 )
@@ -75,7 +75,7 @@ func (f *clusterFlags) warnWeakSecret(log *slog.Logger) {
 }
 
 func loadCA(file string) (*x509.CertPool, error) {
-	pem, err := os.ReadFile(file)
+	pem, err := os.ReadFile(file) //nolint:gosec // G304: a file the operator names on the command line
 	if err != nil {
 		return nil, fmt.Errorf("--cluster-tls-ca: %w", err)
 	}

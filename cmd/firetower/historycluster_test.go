@@ -35,7 +35,7 @@ func TestClusterHistory(t *testing.T) {
 		g2 := startHistGateway(t, bin, 2, m.addr)
 		before := histRecoverWithin(t, g1, g2)
 		m.kill()
-		m = startManager(t, bin, "manager (restarted)", m.addr, m.http)
+		startManager(t, bin, "manager (restarted)", m.addr, m.http)
 		histAfterLoss(t, g1, g2, before)
 	})
 	t.Run("FailoverTwoManagers", func(t *testing.T) {

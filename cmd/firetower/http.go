@@ -83,10 +83,10 @@ func newHTTPHandler(t *firetower.Tower, hc httpConfig) http.Handler {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		if err := t.Health(); err != nil {
 			w.WriteHeader(http.StatusServiceUnavailable)
-			io.WriteString(w, err.Error()+"\n")
+			_, _ = io.WriteString(w, err.Error()+"\n")
 			return
 		}
-		io.WriteString(w, "ok\n")
+		_, _ = io.WriteString(w, "ok\n")
 	})
 	mux.HandleFunc("GET /config.json", func(w http.ResponseWriter, _ *http.Request) {
 		_, port, _ := net.SplitHostPort(t.Addr())
@@ -127,7 +127,7 @@ func managerHTTP(srv *manager.Server, hc httpConfig) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		io.WriteString(w, "ok\n")
+		_, _ = io.WriteString(w, "ok\n")
 	})
 	api := http.NewServeMux()
 	api.HandleFunc("GET /api/v1/stats", func(w http.ResponseWriter, _ *http.Request) {
@@ -276,7 +276,7 @@ func dashboardSignIn(g *httpapi.Guard, sess *sessions) http.HandlerFunc {
 			return
 		}
 		value, expires := sess.issue()
-		http.SetCookie(w, &http.Cookie{
+		http.SetCookie(w, &http.Cookie{ //nolint:gosec // G124: HttpOnly and SameSite=Strict; Secure whenever served over TLS (plain HTTP is allowed, e.g. on localhost)
 			Name: sessionCookie, Value: value, Path: "/dashboard", Expires: expires, MaxAge: int(sess.ttl.Seconds()),
 			HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil,
 		})
@@ -292,7 +292,7 @@ func dashboardSignOut(sess *sessions) http.HandlerFunc {
 		if c, err := r.Cookie(sessionCookie); err == nil {
 			sess.revoke(c.Value)
 		}
-		http.SetCookie(w, &http.Cookie{
+		http.SetCookie(w, &http.Cookie{ //nolint:gosec // G124: HttpOnly and SameSite=Strict; Secure whenever served over TLS (plain HTTP is allowed, e.g. on localhost)
 			Name: sessionCookie, Value: "", Path: "/dashboard", MaxAge: -1,
 			HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil,
 		})
@@ -311,7 +311,7 @@ func loginPage(w http.ResponseWriter, status int, msg string) {
 	if msg != "" {
 		note = "<p role=\"alert\">" + html.EscapeString(msg) + "</p>"
 	}
-	io.WriteString(w, `<!doctype html><html lang="en"><meta charset="utf-8"><title>firetower dashboard: sign in</title>
+	_, _ = io.WriteString(w, `<!doctype html><html lang="en"><meta charset="utf-8"><title>firetower dashboard: sign in</title>
 <h1>firetower dashboard</h1>`+note+`<form method="post" action="/dashboard/login"><label>API key <input type="password" name="key" id="key" autofocus required></label> <button>Sign in</button></form></html>
 `)
 }

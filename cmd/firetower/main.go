@@ -53,7 +53,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "help":
 		return help(args, stdout, stderr)
 	}
-	fmt.Fprintf(stderr, "firetower: unknown command %q\n\n", cmd)
+	_, _ = fmt.Fprintf(stderr, "firetower: unknown command %q\n\n", cmd)
 	usage(stderr)
 	return 2
 }
@@ -81,7 +81,7 @@ var subcommands = []struct {
 
 // usage writes the whole usage: every subcommand with its flags.
 func usage(w io.Writer) {
-	fmt.Fprint(w, `firetower is a websocket pub/sub server.
+	_, _ = fmt.Fprint(w, `firetower is a websocket pub/sub server.
 
 usage:
   firetower [serve] [flags]    a server (with no subcommand, firetower serves)
@@ -92,14 +92,14 @@ Secrets are best given by environment: FIRETOWER_API_KEY (or --api-key-file),
 FIRETOWER_CLUSTER_SECRET, FIRETOWER_NATS_TOKEN, FIRETOWER_NATS_PASSWORD.
 `)
 	for _, c := range subcommands {
-		fmt.Fprintln(w)
+		_, _ = fmt.Fprintln(w)
 		commandUsage(w, c.name, c.synopsis, c.flags())
 	}
 }
 
 // commandUsage writes one subcommand's synopsis and flags.
 func commandUsage(w io.Writer, name, synopsis string, fs *flag.FlagSet) {
-	fmt.Fprintf(w, "firetower %s [flags]: %s\n", name, synopsis)
+	_, _ = fmt.Fprintf(w, "firetower %s [flags]: %s\n", name, synopsis)
 	fs.SetOutput(w)
 	fs.PrintDefaults()
 }
@@ -116,7 +116,7 @@ func help(args []string, stdout, stderr io.Writer) int {
 			return 0
 		}
 	}
-	fmt.Fprintf(stderr, "firetower help: unknown command %q\n\n", args[0])
+	_, _ = fmt.Fprintf(stderr, "firetower help: unknown command %q\n\n", args[0])
 	usage(stderr)
 	return 2
 }
@@ -140,11 +140,11 @@ func parseFlags(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) (code
 			commandUsage(stdout, c.name, c.synopsis, c.flags())
 			return 0, false
 		}
-		fmt.Fprintf(stderr, "firetower %s: %v\n\n", c.name, err)
+		_, _ = fmt.Fprintf(stderr, "firetower %s: %v\n\n", c.name, err)
 		commandUsage(stderr, c.name, c.synopsis, c.flags())
 		return 2, false
 	}
-	fmt.Fprintf(stderr, "firetower %s: %v\n", fs.Name(), err)
+	_, _ = fmt.Fprintf(stderr, "firetower %s: %v\n", fs.Name(), err)
 	return 2, false
 }
 
@@ -219,11 +219,11 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	history, lf := f.history, f.listen
 	cluster.resolve()
 	if err := trust.loadKey(fs, apiKey); err != nil {
-		fmt.Fprintln(stderr, "firetower serve:", err)
+		_, _ = fmt.Fprintln(stderr, "firetower serve:", err)
 		return 2
 	}
 	if err := lf.check(fs); err != nil {
-		fmt.Fprintln(stderr, "firetower serve:", err)
+		_, _ = fmt.Fprintln(stderr, "firetower serve:", err)
 		return 2
 	}
 	if lf.onePort() {
@@ -233,29 +233,29 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if lf.tls() {
 		var err error
 		if tlsCfg, err = lf.tlsConfig(); err != nil {
-			fmt.Fprintln(stderr, "firetower serve:", err)
+			_, _ = fmt.Fprintln(stderr, "firetower serve:", err)
 			return 2
 		}
 	}
 	if *apiKey == "" && !isLoopback(*httpAddr) {
-		fmt.Fprintln(stderr, "firetower serve: --http-addr is not a loopback address: set --api-key (or FIRETOWER_API_KEY) to protect the push API")
+		_, _ = fmt.Fprintln(stderr, "firetower serve: --http-addr is not a loopback address: set --api-key (or FIRETOWER_API_KEY) to protect the push API")
 		return 2
 	}
 	if *apiKey == "" && *grpcAddr != "" && !isLoopback(*grpcAddr) {
-		fmt.Fprintln(stderr, "firetower serve: --grpc-addr is not a loopback address: set --api-key (or FIRETOWER_API_KEY) to protect the push API")
+		_, _ = fmt.Fprintln(stderr, "firetower serve: --grpc-addr is not a loopback address: set --api-key (or FIRETOWER_API_KEY) to protect the push API")
 		return 2
 	}
 	if *natsURLs != "" && *managers != "" {
-		fmt.Fprintln(stderr, "firetower serve: give --manager or --nats, not both")
+		_, _ = fmt.Fprintln(stderr, "firetower serve: give --manager or --nats, not both")
 		return 2
 	}
 	if *nodeID > 65535 {
-		fmt.Fprintln(stderr, "firetower serve: --node-id must be at most 65535")
+		_, _ = fmt.Fprintln(stderr, "firetower serve: --node-id must be at most 65535")
 		return 2
 	}
 	log, err := newLogger(*logLevel, stderr)
 	if err != nil {
-		fmt.Fprintln(stderr, "firetower serve:", err)
+		_, _ = fmt.Fprintln(stderr, "firetower serve:", err)
 		return 2
 	}
 	hc := trust.httpConfig(*apiKey, log)
@@ -263,7 +263,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	opts := trust.towerOptions(*wsAddr, *httpAddr)
 	hopts, err := history.options(*natsURLs != "" || *managers != "") // history.go
 	if err != nil {
-		fmt.Fprintln(stderr, "firetower serve:", err)
+		_, _ = fmt.Fprintln(stderr, "firetower serve:", err)
 		return 2
 	}
 	opts = append(opts, hopts...)
@@ -273,12 +273,12 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if *natsURLs != "" {
 		ncfg, err := cluster.natsConfig(splitList(*natsURLs), log)
 		if err != nil {
-			fmt.Fprintln(stderr, "firetower serve:", err)
+			_, _ = fmt.Fprintln(stderr, "firetower serve:", err)
 			return 2
 		}
 		nm, err := natsmanager.New(ncfg)
 		if err != nil {
-			fmt.Fprintln(stderr, "firetower serve:", err)
+			_, _ = fmt.Fprintln(stderr, "firetower serve:", err)
 			return 2
 		}
 		opts = append(opts, firetower.WithManager(nm))
@@ -286,12 +286,12 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if *managers != "" {
 		mcfg, err := cluster.managerClientConfig(splitList(*managers), log)
 		if err != nil {
-			fmt.Fprintln(stderr, "firetower serve:", err)
+			_, _ = fmt.Fprintln(stderr, "firetower serve:", err)
 			return 2
 		}
 		mc, err := manager.NewClient(mcfg)
 		if err != nil {
-			fmt.Fprintln(stderr, "firetower serve:", err)
+			_, _ = fmt.Fprintln(stderr, "firetower serve:", err)
 			return 2
 		}
 		opts = append(opts, firetower.WithManager(mc))
@@ -303,12 +303,12 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		firetower.WithLogger(log),
 	)...)
 	if err != nil {
-		fmt.Fprintln(stderr, "firetower serve:", err)
+		_, _ = fmt.Fprintln(stderr, "firetower serve:", err)
 		return 2
 	}
 	ln, err := net.Listen("tcp", *httpAddr)
 	if err != nil {
-		fmt.Fprintln(stderr, "firetower serve:", err)
+		_, _ = fmt.Fprintln(stderr, "firetower serve:", err)
 		return 1
 	}
 	// With TLS on two addresses, the websocket address is an HTTPS server
@@ -316,31 +316,31 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var wln net.Listener
 	if tlsCfg != nil && !lf.onePort() {
 		if wln, err = net.Listen("tcp", *wsAddr); err != nil {
-			ln.Close()
-			fmt.Fprintln(stderr, "firetower serve:", err)
+			_ = ln.Close() // already failing; the first error is the one reported
+			_, _ = fmt.Fprintln(stderr, "firetower serve:", err)
 			return 1
 		}
 	}
 	var gln net.Listener
 	if *grpcAddr != "" {
 		if gln, err = net.Listen("tcp", *grpcAddr); err != nil {
-			ln.Close()
+			_ = ln.Close() // already failing; the first error is the one reported
 			if wln != nil {
-				wln.Close()
+				_ = wln.Close() // already failing; the first error is the one reported
 			}
-			fmt.Fprintln(stderr, "firetower serve:", err)
+			_, _ = fmt.Fprintln(stderr, "firetower serve:", err)
 			return 1
 		}
 	}
 	if err := t.Start(ctx); err != nil {
-		ln.Close()
+		_ = ln.Close() // already failing; the first error is the one reported
 		if wln != nil {
-			wln.Close()
+			_ = wln.Close() // already failing; the first error is the one reported
 		}
 		if gln != nil {
-			gln.Close()
+			_ = gln.Close() // already failing; the first error is the one reported
 		}
-		fmt.Fprintln(stderr, "firetower serve:", err)
+		_, _ = fmt.Fprintln(stderr, "firetower serve:", err)
 		return 1
 	}
 	wsScheme, webScheme := schemes(tlsCfg)
@@ -353,21 +353,21 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	switch {
 	case lf.onePort():
-		fmt.Fprintf(stdout, "websocket listening on %s://%s%s\n", wsScheme, ln.Addr(), t.Path())
+		_, _ = fmt.Fprintf(stdout, "websocket listening on %s://%s%s\n", wsScheme, ln.Addr(), t.Path())
 	case wln != nil:
 		stopWS := serveTowerOn(t, wrapTLS(wln, tlsCfg), trust.timeouts(), log)
 		shutdown = func(ctx context.Context) error {
 			stopWS(ctx)
 			return t.Shutdown(ctx)
 		}
-		fmt.Fprintf(stdout, "websocket listening on %s://%s%s\n", wsScheme, wln.Addr(), t.Path())
+		_, _ = fmt.Fprintf(stdout, "websocket listening on %s://%s%s\n", wsScheme, wln.Addr(), t.Path())
 	default:
-		fmt.Fprintf(stdout, "websocket listening on %s://%s%s\n", wsScheme, t.Addr(), t.Path())
+		_, _ = fmt.Fprintf(stdout, "websocket listening on %s://%s%s\n", wsScheme, t.Addr(), t.Path())
 	}
-	fmt.Fprintf(stdout, "http listening on %s://%s\n", webScheme, ln.Addr())
+	_, _ = fmt.Fprintf(stdout, "http listening on %s://%s\n", webScheme, ln.Addr())
 	if gln != nil {
 		gs := grpcapi.New(t, grpcapi.Config{APIKey: *apiKey, Guard: hc.shared}).NewGRPCServer()
-		fmt.Fprintf(stdout, "grpc listening on %s\n", gln.Addr())
+		_, _ = fmt.Fprintf(stdout, "grpc listening on %s\n", gln.Addr())
 		grpcDone := make(chan struct{})
 		go func() {
 			defer close(grpcDone)
@@ -429,44 +429,44 @@ func runManager(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	addr, httpAddr, apiKey, logLevel, trust, cluster := f.addr, f.httpAddr, f.apiKey, f.logLevel, f.trust, f.cluster
 	cluster.resolve()
 	if err := trust.loadKey(fs, apiKey); err != nil {
-		fmt.Fprintln(stderr, "firetower manager:", err)
+		_, _ = fmt.Fprintln(stderr, "firetower manager:", err)
 		return 2
 	}
 	log, err := newLogger(*logLevel, stderr)
 	if err != nil {
-		fmt.Fprintln(stderr, "firetower manager:", err)
+		_, _ = fmt.Fprintln(stderr, "firetower manager:", err)
 		return 2
 	}
 	if *apiKey == "" && !isLoopback(*httpAddr) {
-		fmt.Fprintln(stderr, "firetower manager: --http-addr is not a loopback address: set --api-key (or FIRETOWER_API_KEY)")
+		_, _ = fmt.Fprintln(stderr, "firetower manager: --http-addr is not a loopback address: set --api-key (or FIRETOWER_API_KEY)")
 		return 2
 	}
 	mcfg, err := cluster.managerServerConfig(*addr, log)
 	if err != nil {
-		fmt.Fprintln(stderr, "firetower manager:", err)
+		_, _ = fmt.Fprintln(stderr, "firetower manager:", err)
 		return 2
 	}
 	if err := f.history.apply(&mcfg); err != nil {
-		fmt.Fprintln(stderr, "firetower manager:", err)
+		_, _ = fmt.Fprintln(stderr, "firetower manager:", err)
 		return 2
 	}
 	srv, err := manager.NewServer(mcfg)
 	if err != nil {
-		fmt.Fprintln(stderr, "firetower manager:", err)
+		_, _ = fmt.Fprintln(stderr, "firetower manager:", err)
 		return 2
 	}
 	ln, err := net.Listen("tcp", *httpAddr)
 	if err != nil {
-		fmt.Fprintln(stderr, "firetower manager:", err)
+		_, _ = fmt.Fprintln(stderr, "firetower manager:", err)
 		return 1
 	}
 	if err := srv.Start(ctx); err != nil {
-		ln.Close()
-		fmt.Fprintln(stderr, "firetower manager:", err)
+		_ = ln.Close() // already failing; the first error is the one reported
+		_, _ = fmt.Fprintln(stderr, "firetower manager:", err)
 		return 1
 	}
-	fmt.Fprintf(stdout, "manager listening on %s\n", srv.Addr())
-	fmt.Fprintf(stdout, "http listening on http://%s\n", ln.Addr())
+	_, _ = fmt.Fprintf(stdout, "manager listening on %s\n", srv.Addr())
+	_, _ = fmt.Fprintf(stdout, "http listening on http://%s\n", ln.Addr())
 	return runUntilDone(ctx, log, ln, managerHTTP(srv, trust.httpConfig(*apiKey, log)), trust.timeouts(), srv.Shutdown)
 }
 

@@ -43,7 +43,8 @@ func Check(p []byte) error {
 		}
 		c := p[pos]
 		pos++
-		rest := uint64(len(p) - pos)
+		rest := uint64(len(p) - pos) //nolint:gosec // G115: pos <= len(p) after reading p[pos], so never negative
+
 		var skip uint64  // payload bytes to skip
 		var items uint64 // child items of an array or map
 		container := false
@@ -61,7 +62,7 @@ func Check(p []byte) error {
 				return fail("truncated header of 0x%02x", c)
 			}
 			pos += size
-			rest = uint64(len(p) - pos)
+			rest = uint64(len(p) - pos) //nolint:gosec // G115: header checked that size bytes are in p[pos:], so pos <= len(p)
 			switch c {
 			case 0xdc, 0xdd:
 				items, container = n, true

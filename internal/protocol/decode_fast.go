@@ -140,7 +140,7 @@ func decodeJSONFast(p []byte) (*Request, bool) {
 		// allocation.
 		rt := &requestTopic{Request: r}
 		rt.topic[0] = string(topic)
-		rt.Request.Topics = rt.topic[:]
+		rt.Topics = rt.topic[:]
 		return &rt.Request, true
 	}
 	r.Topics = fastUnion(topic, p[s.topicsA:s.topicsB], s.nTopics)

@@ -130,10 +130,10 @@ func appendMsgpackStr(dst []byte, s string) []byte {
 	case n < 256:
 		dst = append(dst, 0xd9, byte(n))
 	case n < 65536:
-		dst = append(dst, 0xda, byte(n>>8), byte(n))
+		dst = append(dst, 0xda, byte(n>>8), byte(n)) //nolint:gosec // G115: n < 256
 	default:
 		dst = append(dst, 0xdb)
-		dst = binary.BigEndian.AppendUint32(dst, uint32(n))
+		dst = binary.BigEndian.AppendUint32(dst, uint32(n)) //nolint:gosec // G115: the length of a string held in memory by a message, far below 4 GiB
 	}
 	return append(dst, s...)
 }
@@ -141,12 +141,12 @@ func appendMsgpackStr(dst []byte, s string) []byte {
 func appendMsgpackArrayHeader(dst []byte, n int) []byte {
 	switch {
 	case n < 16:
-		return append(dst, 0x90|byte(n))
+		return append(dst, 0x90|byte(n)) //nolint:gosec // G115: n < 16
 	case n < 65536:
-		return append(dst, 0xdc, byte(n>>8), byte(n))
+		return append(dst, 0xdc, byte(n>>8), byte(n)) //nolint:gosec // G115: n < 65536; byte() keeps the low byte on purpose (big-endian)
 	default:
 		dst = append(dst, 0xdd)
-		return binary.BigEndian.AppendUint32(dst, uint32(n))
+		return binary.BigEndian.AppendUint32(dst, uint32(n)) //nolint:gosec // G115: a count of items held in memory, far below 1<<32
 	}
 }
 

@@ -77,6 +77,7 @@ func appendMsgpackInt(dst []byte, n int64) []byte {
 	if n >= 0 && n < 128 {
 		return append(dst, byte(n))
 	}
-	u := uint64(n)
-	return append(dst, 0xd3, byte(u>>56), byte(u>>48), byte(u>>40), byte(u>>32), byte(u>>24), byte(u>>16), byte(u>>8), byte(u))
+	u := uint64(n) //nolint:gosec // G115: msgpack int64 is the two's-complement bit pattern
+	// Big-endian, most significant byte first.
+	return append(dst, 0xd3, byte(u>>56), byte(u>>48), byte(u>>40), byte(u>>32), byte(u>>24), byte(u>>16), byte(u>>8), byte(u)) //nolint:gosec // G115: byte() keeps the low byte on purpose (big-endian)
 }

@@ -122,13 +122,13 @@ func decodeRecoveryMsgpack(r *Request, fields map[string]msgpack.RawMessage, isN
 func unsigned(v any) (uint64, bool) {
 	switch x := v.(type) {
 	case int8:
-		return uint64(x), x >= 0
+		return uint64(x), x >= 0 //nolint:gosec // G115: the value is used only when x >= 0, the second result
 	case int16:
-		return uint64(x), x >= 0
+		return uint64(x), x >= 0 //nolint:gosec // G115: the value is used only when x >= 0, the second result
 	case int32:
-		return uint64(x), x >= 0
+		return uint64(x), x >= 0 //nolint:gosec // G115: the value is used only when x >= 0, the second result
 	case int64:
-		return uint64(x), x >= 0
+		return uint64(x), x >= 0 //nolint:gosec // G115: the value is used only when x >= 0, the second result
 	case uint8:
 		return uint64(x), true
 	case uint16:
@@ -183,7 +183,7 @@ func appendMsgpackUint(dst []byte, u uint64) []byte {
 	case u < 1<<8:
 		return append(dst, 0xcc, byte(u))
 	case u < 1<<16:
-		return append(dst, 0xcd, byte(u>>8), byte(u))
+		return append(dst, 0xcd, byte(u>>8), byte(u)) //nolint:gosec // G115: u < 1<<16; byte() keeps the low byte on purpose (big-endian)
 	case u < 1<<32:
 		dst = append(dst, 0xce)
 		return binary.BigEndian.AppendUint32(dst, uint32(u))
@@ -195,12 +195,12 @@ func appendMsgpackUint(dst []byte, u uint64) []byte {
 func appendMsgpackMapHeader(dst []byte, n int) []byte {
 	switch {
 	case n < 16:
-		return append(dst, 0x80|byte(n))
+		return append(dst, 0x80|byte(n)) //nolint:gosec // G115: n < 16
 	case n < 65536:
-		return append(dst, 0xde, byte(n>>8), byte(n))
+		return append(dst, 0xde, byte(n>>8), byte(n)) //nolint:gosec // G115: n < 65536; byte() keeps the low byte on purpose (big-endian)
 	default:
 		dst = append(dst, 0xdf)
-		return binary.BigEndian.AppendUint32(dst, uint32(n))
+		return binary.BigEndian.AppendUint32(dst, uint32(n)) //nolint:gosec // G115: a count of map entries held in memory, far below 1<<32
 	}
 }
 

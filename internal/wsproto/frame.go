@@ -138,9 +138,9 @@ func AppendHeader(dst []byte, op ws.OpCode, n int) []byte {
 	b0 := 0x80 | byte(op)
 	switch {
 	case n <= 125:
-		return append(dst, b0, byte(n))
+		return append(dst, b0, byte(n)) //nolint:gosec // G115: n <= 125
 	case n <= 0xffff:
-		return append(dst, b0, 126, byte(n>>8), byte(n))
+		return append(dst, b0, 126, byte(n>>8), byte(n)) //nolint:gosec // G115: n <= 0xffff; byte() keeps the low byte on purpose (big-endian)
 	default:
 		dst = append(dst, b0, 127)
 		return binary.BigEndian.AppendUint64(dst, uint64(n))
@@ -165,7 +165,7 @@ func AppendClose(dst []byte, code int, reason string) []byte {
 		}
 	}
 	dst = AppendHeader(dst, ws.OpClose, 2+len(reason))
-	dst = append(dst, byte(code>>8), byte(code))
+	dst = append(dst, byte(code>>8), byte(code)) //nolint:gosec // G115: byte() keeps the low byte of the 16-bit close code on purpose (big-endian)
 	return append(dst, reason...)
 }
 

@@ -271,7 +271,7 @@ func TestAppendFrame(t *testing.T) {
 		if string(got[:3]) != "pre" {
 			t.Fatalf("prefix lost")
 		}
-		f, err := ws.ReadFrame(bytes.NewReader(got[3:]))
+		f, err := ws.ReadFrame(bytes.NewReader(got[3:])) //nolint:staticcheck // SA1019: the reference decoder, on a bounded in-memory frame
 		if err != nil {
 			t.Fatalf("n=%d: %v", n, err)
 		}

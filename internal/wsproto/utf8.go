@@ -27,7 +27,7 @@ func (v *UTF8) Write(p []byte) bool {
 		}
 		p = p[k:]
 		if n < want {
-			v.n = uint8(copy(v.carry[:], seq[:n]))
+			v.n = uint8(copy(v.carry[:], seq[:n])) //nolint:gosec // G115: copy returns at most len(v.carry), which is 3
 			return true
 		}
 		v.n = 0
@@ -36,7 +36,7 @@ func (v *UTF8) Write(p []byte) bool {
 	if !ok {
 		return false
 	}
-	v.n = uint8(copy(v.carry[:], p[len(p)-tail:]))
+	v.n = uint8(copy(v.carry[:], p[len(p)-tail:])) //nolint:gosec // G115: copy returns at most len(v.carry), which is 3
 	return true
 }
 

@@ -283,7 +283,7 @@ func (l *link) read(ctx context.Context, ts *topicStream, q firetower.HistoryQue
 			limit = q.Options.Size
 		}
 	case limit > 0:
-		from = max(top-uint64(min(limit, q.Options.Size))+1, first, 1)
+		from = max(top-uint64(min(limit, q.Options.Size))+1, first, 1) //nolint:gosec // G115: limit > 0 in this case and Size > 0 (checked when the options are set)
 		if top < uint64(limit) {
 			from = max(first, 1)
 		}
@@ -291,7 +291,7 @@ func (l *link) read(ctx context.Context, ts *topicStream, q firetower.HistoryQue
 	if from > top || limit == 0 {
 		return r, nil
 	}
-	want := int(min(top-from+1, uint64(limit)))
+	want := int(min(top-from+1, uint64(limit))) //nolint:gosec // G115: at most limit, an int
 	c, err := ts.s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
 		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq:   from,
@@ -577,7 +577,7 @@ func (l *link) HistoryStats() firetower.HistoryStats {
 	defer l.h.smu.Unlock()
 	var b int64
 	for _, ts := range l.h.streams {
-		b += int64(ts.bytes)
+		b += int64(ts.bytes) //nolint:gosec // G115: bytes held in memory, far below 1<<63
 	}
 	return firetower.HistoryStats{Streams: int64(len(l.h.streams)), Bytes: b}
 }

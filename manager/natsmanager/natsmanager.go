@@ -260,7 +260,7 @@ func New(cfg Config) (*Manager, error) {
 		errs = append(errs, errors.New("give one of Token, User and Password, CredsFile"))
 	}
 	if cfg.Password != "" && cfg.User == "" {
-		errs = append(errs, errors.New("Password without User"))
+		errs = append(errs, errors.New("Password without User")) //nolint:staticcheck // ST1005: starts with the name of the field, Password
 	}
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("natsmanager: %w", errors.Join(errs...))
@@ -456,7 +456,7 @@ func (m *Manager) Stats() Stats {
 	s.Dropped += l.droppedGone
 	for _, sub := range l.subs {
 		if n, err := sub.Dropped(); err == nil {
-			s.Dropped += uint64(n)
+			s.Dropped += uint64(n) //nolint:gosec // G115: a count of dropped messages, never negative
 		}
 	}
 	l.applyMu.Unlock()
@@ -482,7 +482,7 @@ func (m *Manager) Join(ctx context.Context, n firetower.Node) (firetower.Link, e
 	l := &link{
 		m:          m,
 		node:       n,
-		boot:       rand.Uint64(),
+		boot:       rand.Uint64(), //nolint:gosec // G404: boot tells one run from the next; not a secret
 		local:      make(map[string]int64),
 		dirtySubs:  make(map[string]struct{}),
 		delta:      make(map[string]int64),
@@ -648,7 +648,7 @@ const (
 // previous report once every part has arrived. A delta carries absolute
 // counts (0: no more interest) and applies at once.
 type report struct {
-	_msgpack struct{} `msgpack:",as_array"`
+	_msgpack struct{} `msgpack:",as_array"` //nolint:unused // read through its tag: msgpack encodes the struct as an array
 	Kind     uint8
 	Node     uint16
 	Boot     uint64
@@ -727,7 +727,7 @@ func (l *link) apply() {
 			l.subs[t] = s
 		case !on && sub != nil:
 			if n, err := sub.Dropped(); err == nil {
-				l.droppedGone += uint64(n)
+				l.droppedGone += uint64(n) //nolint:gosec // G115: a count of dropped messages, never negative
 			}
 			if err := sub.Unsubscribe(); err != nil && !l.nc.IsClosed() {
 				l.m.log.Warn("natsmanager: unsubscribe", "topic", t, "err", err)
@@ -962,7 +962,7 @@ func (l *link) publishReport(r *report, counts map[string]int64) bool {
 		size += int64(len(t)) + 16
 	}
 	chunks = append(chunks, cur)
-	r.Parts = uint32(len(chunks))
+	r.Parts = uint32(len(chunks)) //nolint:gosec // G115: a count of chunks held in memory, far below 1<<32
 	for i, ch := range chunks {
 		r.Part, r.Counts = uint32(i), ch
 		b, err := msgpack.Marshal(r)
@@ -1003,10 +1003,10 @@ func decodeReport(data []byte, r *report) error {
 		switch i {
 		case 0:
 			v, err = bounded(0xff)
-			r.Kind = uint8(v)
+			r.Kind = uint8(v) //nolint:gosec // G115: bounded(0xff) checked v <= 0xff
 		case 1:
 			v, err = bounded(0xffff)
-			r.Node = uint16(v)
+			r.Node = uint16(v) //nolint:gosec // G115: bounded(0xffff) checked v <= 0xffff
 		case 2:
 			r.Boot, err = d.DecodeUint64()
 		case 3:
@@ -1017,10 +1017,10 @@ func decodeReport(data []byte, r *report) error {
 			r.Gen, err = d.DecodeUint64()
 		case 6:
 			v, err = bounded(1<<32 - 1)
-			r.Part = uint32(v)
+			r.Part = uint32(v) //nolint:gosec // G115: bounded(1<<32 - 1) checked v < 1<<32
 		case 7:
 			v, err = bounded(1<<32 - 1)
-			r.Parts = uint32(v)
+			r.Parts = uint32(v) //nolint:gosec // G115: bounded(1<<32 - 1) checked v < 1<<32
 		case 8:
 			r.Counts, err = decodeCounts(d)
 		default:
