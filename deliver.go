@@ -111,9 +111,9 @@ func (t *Tower) broadcast(subs *subscribers, frames [2]*transport.Frame) {
 			}
 		}
 	}
-	n := uint64(subs.count)
+	n := uint64(subs.count) //nolint:gosec // G115: a count of subscribers, never negative
 	if frames[protocol.Msgpack] == nil {
-		n -= uint64(subs.codecs[protocol.Msgpack])
+		n -= uint64(subs.codecs[protocol.Msgpack]) //nolint:gosec // G115: a count of subscribers, never negative
 	}
 	t.stats.deliveries.Add(n)
 }

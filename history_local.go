@@ -138,7 +138,8 @@ func (h *localHistory) append(s *stream, data []byte, opts HistoryOptions, now t
 // read answers q from s (the stripe locked, s evicted).
 func (s *stream) read(q HistoryQuery) HistoryResult {
 	r := HistoryResult{Topic: q.Topic, Top: Position{Offset: s.top, Epoch: s.epoch}}
-	first := s.top - uint64(s.n) + 1 // offset of the oldest entry held
+	// offset of the oldest entry held (s.n: entries held, 0 <= s.n <= len(s.ring))
+	first := s.top - uint64(s.n) + 1 //nolint:gosec // G115: s.n >= 0
 	from := s.top + 1                // first offset to return
 	limit := max(q.Limit, 0)
 	switch {
@@ -153,12 +154,13 @@ func (s *stream) read(q HistoryQuery) HistoryResult {
 			limit = s.n
 		}
 	case limit > 0:
-		from = s.top - uint64(min(limit, s.n)) + 1
+		from = s.top - uint64(min(limit, s.n)) + 1 //nolint:gosec // G115: limit > 0 and s.n >= 0 here
 	}
 	if from > s.top || limit == 0 {
 		return r
 	}
-	k := int(from - first) // index among the entries held
+	// index among the entries held: first <= from <= s.top, so k < s.n
+	k := int(from - first) //nolint:gosec // G115: bounded by s.n, an int
 	cnt := min(s.n-k, limit)
 	r.Publications = make([]Publication, 0, cnt)
 	for i := k; i < k+cnt; i++ {

@@ -12,7 +12,7 @@ import (
 )
 
 type counters struct {
-	connections, subscriptions            atomic.Int64
+	connections                           atomic.Int64
 	messagesIn, publishes, deliveries     atomic.Uint64
 	readDropped, slowDropped, errors      atomic.Uint64
 	remotePublishFailed, remoteDeliveries atomic.Uint64
