@@ -14,7 +14,7 @@ package firetower_test
 // connections (never a goroutine per connection), so the counts stay far below the
 // race detector's goroutine limit and the process's descriptor limit (~20,000: the
 // biggest case holds 2,000 client sockets and 2,000 server sockets at once). Under
-// -short every count is divided by 10.
+// -short, and unless FIRETOWER_FULL_TESTS=1 (harness_test.go), every count is divided by 10.
 //
 // Helpers in this file are prefixed "ab" so they cannot clash with other test files.
 
@@ -51,9 +51,10 @@ const abTimeout = 20 * time.Second
 
 const abWatchTopic = "/abuse/watch"
 
-// abScale divides a count by 10 under -short.
+// abScale divides a count by 10 under -short, and unless the full sizes are asked
+// for (fullTests, FIRETOWER_FULL_TESTS=1: .ci/run's -race step).
 func abScale(n int) int {
-	if testing.Short() {
+	if testing.Short() || !fullTests() {
 		return max(n/10, 1)
 	}
 	return n
@@ -62,21 +63,7 @@ func abScale(n int) int {
 // abServer starts a tower on a free loopback port and shuts it down at the end of the test.
 func abServer(t testing.TB, opts ...firetower.Option) *firetower.Tower {
 	t.Helper()
-	tw, err := firetower.New(append([]firetower.Option{firetower.WithAddr("127.0.0.1:0")}, opts...)...)
-	if err != nil {
-		t.Fatalf("firetower.New: %v", err)
-	}
-	if err := tw.Start(context.Background()); err != nil {
-		t.Fatalf("Start: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), abTimeout)
-		defer cancel()
-		if err := tw.Shutdown(ctx); err != nil && !errors.Is(err, firetower.ErrClosed) {
-			t.Errorf("Shutdown: %v", err)
-		}
-	})
-	return tw
+	return startTower(t, abTimeout, opts...)
 }
 
 // abHeap is the heap in use, after a collection when gc is set.

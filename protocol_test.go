@@ -43,22 +43,7 @@ const (
 // ptServer starts a tower on a free loopback port and shuts it down at the end of the test.
 func ptServer(t testing.TB, opts ...firetower.Option) *firetower.Tower {
 	t.Helper()
-	all := append([]firetower.Option{firetower.WithAddr("127.0.0.1:0")}, opts...)
-	tw, err := firetower.New(all...)
-	if err != nil {
-		t.Fatalf("firetower.New: %v", err)
-	}
-	if err := tw.Start(context.Background()); err != nil {
-		t.Fatalf("Start: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), ptTimeout)
-		defer cancel()
-		if err := tw.Shutdown(ctx); err != nil && !errors.Is(err, firetower.ErrClosed) {
-			t.Errorf("Shutdown: %v", err)
-		}
-	})
-	return tw
+	return startTower(t, ptTimeout, opts...)
 }
 
 // ptTower is a Tower as a listener variant serves it (variants_test.go):

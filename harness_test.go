@@ -1,0 +1,46 @@
+package firetower_test
+
+// Helpers shared by the root package's external test files (package
+// firetower_test), and the one switch between the quick and the full sizes of
+// the long tests.
+
+import (
+	"context"
+	"errors"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/firetower-go/firetower"
+)
+
+// fullTestsEnv is the switch of the long tests' sizes. Unset (plain
+// `go test ./...`, the README's command) the abuse counts, the soak's
+// duration and the RFC 6455 suite's time-bound cases run at a quick size;
+// FIRETOWER_FULL_TESTS=1 (what .ci/run sets for its -race step) runs them at
+// the full size. The sizes change, never the assertions. See CONTRIBUTING.md.
+const fullTestsEnv = "FIRETOWER_FULL_TESTS"
+
+// fullTests reports whether the long tests run at their full size.
+func fullTests() bool { return os.Getenv(fullTestsEnv) == "1" }
+
+// startTower starts a tower on a free loopback port and shuts it down at the
+// end of the test, waiting at most shutdown for it.
+func startTower(t testing.TB, shutdown time.Duration, opts ...firetower.Option) *firetower.Tower {
+	t.Helper()
+	tw, err := firetower.New(append([]firetower.Option{firetower.WithAddr("127.0.0.1:0")}, opts...)...)
+	if err != nil {
+		t.Fatalf("firetower.New: %v", err)
+	}
+	if err := tw.Start(context.Background()); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), shutdown)
+		defer cancel()
+		if err := tw.Shutdown(ctx); err != nil && !errors.Is(err, firetower.ErrClosed) {
+			t.Errorf("Shutdown: %v", err)
+		}
+	})
+	return tw
+}
