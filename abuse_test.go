@@ -126,26 +126,10 @@ func abPeak(stop <-chan struct{}) <-chan abPeaks {
 	return out
 }
 
-// abWaitFor polls cond until it holds or the deadline passes; it reports whether it held.
-func abWaitFor(d time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(d)
-	tick := time.NewTicker(2 * time.Millisecond) // polling interval
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		<-tick.C
-	}
-	return true
-}
-
 // abWaitStats polls the tower's counters until cond holds, or fails the test.
 func abWaitStats(t testing.TB, tw *firetower.Tower, what string, cond func(firetower.Stats) bool) {
 	t.Helper()
-	if !abWaitFor(abTimeout, func() bool { return cond(tw.Stats()) }) {
-		t.Fatalf("timed out waiting for %s: stats %+v", what, tw.Stats())
-	}
+	waitStats(t, tw, abTimeout, what, cond)
 }
 
 // abSettle waits until the server has exactly open connections (those of earlier
@@ -160,7 +144,7 @@ func abSettle(t testing.TB, tw *firetower.Tower, open int64) {
 // abWaitGoroutines waits until the number of goroutines is back to base.
 func abWaitGoroutines(t testing.TB, base int) {
 	t.Helper()
-	if !abWaitFor(abTimeout, func() bool { return runtime.NumGoroutine() <= base }) {
+	if !waitFor(abTimeout, func() bool { return runtime.NumGoroutine() <= base }) {
 		buf := make([]byte, 1<<20)
 		buf = buf[:runtime.Stack(buf, true)]
 		t.Fatalf("goroutines: %d, baseline %d\n%s", runtime.NumGoroutine(), base, buf)
@@ -479,7 +463,7 @@ func abWatch(t testing.TB, tw *firetower.Tower, query string) *abWatcher {
 	go w.read()
 	go w.publish()
 	// it is running once a first message went round
-	if !abWaitFor(abTimeout, func() bool { return w.received.Load() > 0 || w.failed() != nil }) {
+	if !waitFor(abTimeout, func() bool { return w.received.Load() > 0 || w.failed() != nil }) {
 		t.Fatal("watcher: no message within the deadline")
 	}
 	if err := w.failed(); err != nil {
@@ -574,7 +558,7 @@ func (w *abWatcher) finish(t testing.TB) {
 	t.Helper()
 	w.halt()
 	n := w.published.Load()
-	abWaitFor(abTimeout, func() bool { return w.received.Load() >= n || w.failed() != nil })
+	waitFor(abTimeout, func() bool { return w.received.Load() >= n || w.failed() != nil })
 	if err := w.failed(); err != nil {
 		t.Errorf("well-behaved client: %v", err)
 	} else if got := w.received.Load(); got != n {
@@ -1269,7 +1253,7 @@ func (fl *abFollower) stop() {
 func abFlood(t testing.TB, tw *firetower.Tower, fl *abFollower, seq *int, done func() bool) bool {
 	t.Helper()
 	var round []byte
-	return abWaitFor(abTimeout, func() bool {
+	return waitFor(abTimeout, func() bool {
 		if fl.last.Load() < int64(*seq) && fl.failed() == nil {
 			return false // the previous round is still on its way
 		}
@@ -1454,7 +1438,7 @@ func TestAbuseNonReaders(t *testing.T) {
 		// Frames already queued when the flood stopped may still be dropped:
 		// the two counts must meet once the loops are done with them (the
 		// transport counts a drop just before the Tower does).
-		if !abWaitFor(abTimeout, func() bool {
+		if !waitFor(abTimeout, func() bool {
 			s := tw.Stats()
 			return s.Transport.Dropped-st0.Transport.Dropped == s.SlowDropped-st0.SlowDropped
 		}) {
@@ -1532,7 +1516,7 @@ func TestAbuseNonReaders(t *testing.T) {
 				if err := tw.Publish(context.Background(), abFloodTopic, abFloodMsg(seq)); err != nil {
 					t.Fatal(err)
 				}
-				abWaitFor(abTimeout, func() bool { return fl.last.Load() == int64(seq) || fl.failed() != nil })
+				waitFor(abTimeout, func() bool { return fl.last.Load() == int64(seq) || fl.failed() != nil })
 				st := tw.Stats()
 				if err := fl.failed(); err != nil || fl.last.Load() != int64(seq) || st.SlowDropped != 0 || st.SlowClosed != 0 {
 					t.Errorf("policy %d, round %d: the reader got %d of %d (%v); SlowDropped %d, SlowClosed %d; want all and no drop: "+

@@ -44,3 +44,27 @@ func startTower(t testing.TB, shutdown time.Duration, opts ...firetower.Option) 
 	})
 	return tw
 }
+
+// waitFor polls cond until it holds or the deadline d passes; it reports
+// whether it held. d is a deadline, never a synchronisation.
+func waitFor(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	tick := time.NewTicker(2 * time.Millisecond) // polling interval
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		<-tick.C
+	}
+	return true
+}
+
+// waitStats polls the tower's counters until cond holds, or fails the test
+// once d has passed.
+func waitStats(t testing.TB, tw interface{ Stats() firetower.Stats }, d time.Duration, what string, cond func(firetower.Stats) bool) {
+	t.Helper()
+	if !waitFor(d, func() bool { return cond(tw.Stats()) }) {
+		t.Fatalf("timed out waiting for %s: stats %+v", what, tw.Stats())
+	}
+}

@@ -109,7 +109,7 @@ func (r *inReader) failed() error {
 // waitAll waits until r has n deliveries (and n acks when acks is set).
 func (r *inReader) waitAll(t *testing.T, what string, n int64, acks bool) {
 	t.Helper()
-	ok := abWaitFor(abTimeout, func() bool {
+	ok := waitFor(abTimeout, func() bool {
 		return r.failed() != nil || (r.deliveries.Load() == n && (!acks || r.acks.Load() == n))
 	})
 	if err := r.failed(); err != nil {

@@ -664,15 +664,7 @@ func ptRecv[T any](t testing.TB, ch <-chan T, what string) T {
 // ptWaitStats polls the tower's counters until cond holds, with the test deadline.
 func ptWaitStats(t testing.TB, tw interface{ Stats() firetower.Stats }, what string, cond func(firetower.Stats) bool) {
 	t.Helper()
-	deadline := time.Now().Add(ptTimeout)
-	tick := time.NewTicker(time.Millisecond)
-	defer tick.Stop()
-	for !cond(tw.Stats()) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s: stats %+v", what, tw.Stats())
-		}
-		<-tick.C // polling interval
-	}
+	waitStats(t, tw, ptTimeout, what, cond)
 }
 
 // tryNext is next without failing at the deadline: ok is false when no message came.

@@ -371,7 +371,7 @@ func soakRun(addr string, book *soakBook, rng *rand.Rand, id string, stop <-chan
 			if c.dirty.Load() {
 				wait = time.Second
 			}
-			abWaitFor(wait, func() bool {
+			waitFor(wait, func() bool {
 				c.mu.Lock()
 				defer c.mu.Unlock()
 				return len(c.pending) == 0 || c.closeCode != 0
@@ -657,7 +657,7 @@ func TestSoak(t *testing.T) {
 	}
 
 	// everyone is gone: the counters balance
-	abWaitFor(abTimeout, func() bool {
+	waitFor(abTimeout, func() bool {
 		s := tw.Stats()
 		return s.Connections == 0 && s.Transport.Open == 0 && disconnects.Load() == book.opened.Load()+soakSteady
 	})
