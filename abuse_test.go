@@ -428,8 +428,7 @@ type abWatcher struct {
 	maxLag    atomic.Int64 // nanoseconds, publish to receipt
 	closing   atomic.Bool
 
-	mu  sync.Mutex
-	err error
+	firstErr // the first failure
 }
 
 // abWatch connects a well-behaved client (query is the upgrade's query string) and
@@ -470,20 +469,6 @@ func abWatch(t testing.TB, tw *firetower.Tower, query string) *abWatcher {
 		t.Fatalf("watcher: %v", err)
 	}
 	return w
-}
-
-func (w *abWatcher) fail(err error) {
-	w.mu.Lock()
-	if w.err == nil {
-		w.err = err
-	}
-	w.mu.Unlock()
-}
-
-func (w *abWatcher) failed() error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.err
 }
 
 func (w *abWatcher) publish() {
@@ -1176,12 +1161,11 @@ func abFloodSeqs(b []byte) (seqs []int, end string, err error) {
 // abFollower is a well-behaved subscriber of abFloodTopic: it reads every flood
 // message, checks that they come in order without gaps, and paces the flood.
 type abFollower struct {
-	c       net.Conn
-	last    atomic.Int64
-	closing atomic.Bool
-	done    chan struct{}
-	mu      sync.Mutex
-	err     error
+	c        net.Conn
+	last     atomic.Int64
+	closing  atomic.Bool
+	done     chan struct{}
+	firstErr // the first failure
 }
 
 func abFollow(t testing.TB, tw *firetower.Tower) *abFollower {
@@ -1222,20 +1206,6 @@ func abFollow(t testing.TB, tw *firetower.Tower) *abFollower {
 	}()
 	t.Cleanup(fl.stop)
 	return fl
-}
-
-func (fl *abFollower) fail(err error) {
-	fl.mu.Lock()
-	if fl.err == nil {
-		fl.err = err
-	}
-	fl.mu.Unlock()
-}
-
-func (fl *abFollower) failed() error {
-	fl.mu.Lock()
-	defer fl.mu.Unlock()
-	return fl.err
 }
 
 func (fl *abFollower) stop() {

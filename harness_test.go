@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -67,4 +68,27 @@ func waitStats(t testing.TB, tw interface{ Stats() firetower.Stats }, d time.Dur
 	if !waitFor(d, func() bool { return cond(tw.Stats()) }) {
 		t.Fatalf("timed out waiting for %s: stats %+v", what, tw.Stats())
 	}
+}
+
+// firstErr keeps the first error a background reader or writer reports;
+// embed it to give a type fail and failed.
+type firstErr struct {
+	mu  sync.Mutex
+	err error
+}
+
+// fail records err unless an error was recorded before.
+func (f *firstErr) fail(err error) {
+	f.mu.Lock()
+	if f.err == nil {
+		f.err = err
+	}
+	f.mu.Unlock()
+}
+
+// failed is the first error recorded, nil when none was.
+func (f *firstErr) failed() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.err
 }
