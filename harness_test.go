@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/firetower-go/firetower"
+	"github.com/firetower-go/firetower/managertest"
 )
 
 // fullTestsEnv is the switch of the long tests' sizes. Unset (plain
@@ -91,4 +92,21 @@ func (f *firstErr) failed() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.err
+}
+
+// localCluster is the conformance suite's cluster of in-process
+// LocalManagers: every node shares one.
+func localCluster() managertest.Cluster {
+	return managertest.Cluster{
+		Name:  "local",
+		Exact: true,
+		Managers: func(t *testing.T, n int) []firetower.Manager {
+			m := firetower.NewLocalManager()
+			out := make([]firetower.Manager, n)
+			for i := range out {
+				out[i] = m
+			}
+			return out
+		},
+	}
 }
