@@ -1559,6 +1559,22 @@ func TestProtocolErrorRateLimited(t *testing.T) {
 	})
 }
 
+// ptExpectTooLarge expects c to be closed with 1009, after nothing or an
+// error message_too_large.
+func ptExpectTooLarge(t testing.TB, c *ptConn, what string) {
+	t.Helper()
+	code, _, before := c.expectClose(t)
+	for _, f := range before {
+		m, err := c.decode(f)
+		if err != nil || m.Type != "error" || m.Code != "message_too_large" {
+			t.Errorf("before the close: %q, want nothing or an error message_too_large", f.data)
+		}
+	}
+	if code != websocket.CloseMessageTooBig {
+		t.Fatalf("%s: close code %d, want 1009", what, code)
+	}
+}
+
 func TestProtocolErrorMessageTooLarge(t *testing.T) {
 	wsEach(t, func(t *testing.T, v wsVariant) {
 		tw := ptStart(t, v, firetower.WithMaxMessageSize(1024))
@@ -1573,16 +1589,7 @@ func TestProtocolErrorMessageTooLarge(t *testing.T) {
 		_ = c.ws.SetWriteDeadline(time.Now().Add(ptTimeout))
 		_ = c.ws.WriteMessage(websocket.TextMessage,
 			[]byte(`{"type":"publish","topic":"big","data":"`+strings.Repeat("b", 4096)+`","id":"L"}`))
-		code, _, before := c.expectClose(t)
-		for _, f := range before {
-			m, err := c.decode(f)
-			if err != nil || m.Type != "error" || m.Code != "message_too_large" {
-				t.Errorf("before the close: %q, want nothing or an error message_too_large", f.data)
-			}
-		}
-		if code != websocket.CloseMessageTooBig {
-			t.Fatalf("fragmented message: close code %d, want 1009", code)
-		}
+		ptExpectTooLarge(t, c, "fragmented message")
 
 		// the same in one unfragmented frame
 		d := ptDial(t, tw, "msgpack")
@@ -1590,16 +1597,7 @@ func TestProtocolErrorMessageTooLarge(t *testing.T) {
 		b, _ := msgpack.Marshal(map[string]any{"type": "publish", "topic": "big", "data": strings.Repeat("m", 2000)})
 		_ = d.ws.SetWriteDeadline(time.Now().Add(ptTimeout))
 		_ = d.ws.WriteMessage(websocket.BinaryMessage, b)
-		code, _, before = d.expectClose(t)
-		for _, f := range before {
-			m, err := d.decode(f)
-			if err != nil || m.Type != "error" || m.Code != "message_too_large" {
-				t.Errorf("before the close: %q, want nothing or an error message_too_large", f.data)
-			}
-		}
-		if code != websocket.CloseMessageTooBig {
-			t.Fatalf("single frame: close code %d, want 1009", code)
-		}
+		ptExpectTooLarge(t, d, "single frame")
 	})
 }
 
