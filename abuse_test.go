@@ -14,7 +14,7 @@ package firetower_test
 // connections (never a goroutine per connection), so the counts stay far below the
 // race detector's goroutine limit and the process's descriptor limit (~20,000: the
 // biggest case holds 2,000 client sockets and 2,000 server sockets at once). Under
-// -short every count is divided by 10.
+// -short, and unless FIRETOWER_FULL_TESTS=1 (harness_test.go), every count is divided by 10.
 //
 // Helpers in this file are prefixed "ab" so they cannot clash with other test files.
 
@@ -51,9 +51,10 @@ const abTimeout = 20 * time.Second
 
 const abWatchTopic = "/abuse/watch"
 
-// abScale divides a count by 10 under -short.
+// abScale divides a count by 10 under -short, and unless the full sizes are asked
+// for (fullTests, FIRETOWER_FULL_TESTS=1: .ci/run's -race step).
 func abScale(n int) int {
-	if testing.Short() {
+	if testing.Short() || !fullTests() {
 		return max(n/10, 1)
 	}
 	return n
@@ -62,21 +63,7 @@ func abScale(n int) int {
 // abServer starts a tower on a free loopback port and shuts it down at the end of the test.
 func abServer(t testing.TB, opts ...firetower.Option) *firetower.Tower {
 	t.Helper()
-	tw, err := firetower.New(append([]firetower.Option{firetower.WithAddr("127.0.0.1:0")}, opts...)...)
-	if err != nil {
-		t.Fatalf("firetower.New: %v", err)
-	}
-	if err := tw.Start(context.Background()); err != nil {
-		t.Fatalf("Start: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), abTimeout)
-		defer cancel()
-		if err := tw.Shutdown(ctx); err != nil && !errors.Is(err, firetower.ErrClosed) {
-			t.Errorf("Shutdown: %v", err)
-		}
-	})
-	return tw
+	return startTower(t, abTimeout, opts...)
 }
 
 // abHeap is the heap in use, after a collection when gc is set.
@@ -139,26 +126,10 @@ func abPeak(stop <-chan struct{}) <-chan abPeaks {
 	return out
 }
 
-// abWaitFor polls cond until it holds or the deadline passes; it reports whether it held.
-func abWaitFor(d time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(d)
-	tick := time.NewTicker(2 * time.Millisecond) // polling interval
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		<-tick.C
-	}
-	return true
-}
-
 // abWaitStats polls the tower's counters until cond holds, or fails the test.
 func abWaitStats(t testing.TB, tw *firetower.Tower, what string, cond func(firetower.Stats) bool) {
 	t.Helper()
-	if !abWaitFor(abTimeout, func() bool { return cond(tw.Stats()) }) {
-		t.Fatalf("timed out waiting for %s: stats %+v", what, tw.Stats())
-	}
+	waitStats(t, tw, abTimeout, what, cond)
 }
 
 // abSettle waits until the server has exactly open connections (those of earlier
@@ -173,7 +144,7 @@ func abSettle(t testing.TB, tw *firetower.Tower, open int64) {
 // abWaitGoroutines waits until the number of goroutines is back to base.
 func abWaitGoroutines(t testing.TB, base int) {
 	t.Helper()
-	if !abWaitFor(abTimeout, func() bool { return runtime.NumGoroutine() <= base }) {
+	if !waitFor(abTimeout, func() bool { return runtime.NumGoroutine() <= base }) {
 		buf := make([]byte, 1<<20)
 		buf = buf[:runtime.Stack(buf, true)]
 		t.Fatalf("goroutines: %d, baseline %d\n%s", runtime.NumGoroutine(), base, buf)
@@ -457,8 +428,7 @@ type abWatcher struct {
 	maxLag    atomic.Int64 // nanoseconds, publish to receipt
 	closing   atomic.Bool
 
-	mu  sync.Mutex
-	err error
+	firstErr // the first failure
 }
 
 // abWatch connects a well-behaved client (query is the upgrade's query string) and
@@ -492,27 +462,13 @@ func abWatch(t testing.TB, tw *firetower.Tower, query string) *abWatcher {
 	go w.read()
 	go w.publish()
 	// it is running once a first message went round
-	if !abWaitFor(abTimeout, func() bool { return w.received.Load() > 0 || w.failed() != nil }) {
+	if !waitFor(abTimeout, func() bool { return w.received.Load() > 0 || w.failed() != nil }) {
 		t.Fatal("watcher: no message within the deadline")
 	}
 	if err := w.failed(); err != nil {
 		t.Fatalf("watcher: %v", err)
 	}
 	return w
-}
-
-func (w *abWatcher) fail(err error) {
-	w.mu.Lock()
-	if w.err == nil {
-		w.err = err
-	}
-	w.mu.Unlock()
-}
-
-func (w *abWatcher) failed() error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.err
 }
 
 func (w *abWatcher) publish() {
@@ -587,7 +543,7 @@ func (w *abWatcher) finish(t testing.TB) {
 	t.Helper()
 	w.halt()
 	n := w.published.Load()
-	abWaitFor(abTimeout, func() bool { return w.received.Load() >= n || w.failed() != nil })
+	waitFor(abTimeout, func() bool { return w.received.Load() >= n || w.failed() != nil })
 	if err := w.failed(); err != nil {
 		t.Errorf("well-behaved client: %v", err)
 	} else if got := w.received.Load(); got != n {
@@ -1205,12 +1161,11 @@ func abFloodSeqs(b []byte) (seqs []int, end string, err error) {
 // abFollower is a well-behaved subscriber of abFloodTopic: it reads every flood
 // message, checks that they come in order without gaps, and paces the flood.
 type abFollower struct {
-	c       net.Conn
-	last    atomic.Int64
-	closing atomic.Bool
-	done    chan struct{}
-	mu      sync.Mutex
-	err     error
+	c        net.Conn
+	last     atomic.Int64
+	closing  atomic.Bool
+	done     chan struct{}
+	firstErr // the first failure
 }
 
 func abFollow(t testing.TB, tw *firetower.Tower) *abFollower {
@@ -1253,20 +1208,6 @@ func abFollow(t testing.TB, tw *firetower.Tower) *abFollower {
 	return fl
 }
 
-func (fl *abFollower) fail(err error) {
-	fl.mu.Lock()
-	if fl.err == nil {
-		fl.err = err
-	}
-	fl.mu.Unlock()
-}
-
-func (fl *abFollower) failed() error {
-	fl.mu.Lock()
-	defer fl.mu.Unlock()
-	return fl.err
-}
-
 func (fl *abFollower) stop() {
 	fl.closing.Store(true)
 	_ = fl.c.Close()
@@ -1282,7 +1223,7 @@ func (fl *abFollower) stop() {
 func abFlood(t testing.TB, tw *firetower.Tower, fl *abFollower, seq *int, done func() bool) bool {
 	t.Helper()
 	var round []byte
-	return abWaitFor(abTimeout, func() bool {
+	return waitFor(abTimeout, func() bool {
 		if fl.last.Load() < int64(*seq) && fl.failed() == nil {
 			return false // the previous round is still on its way
 		}
@@ -1467,7 +1408,7 @@ func TestAbuseNonReaders(t *testing.T) {
 		// Frames already queued when the flood stopped may still be dropped:
 		// the two counts must meet once the loops are done with them (the
 		// transport counts a drop just before the Tower does).
-		if !abWaitFor(abTimeout, func() bool {
+		if !waitFor(abTimeout, func() bool {
 			s := tw.Stats()
 			return s.Transport.Dropped-st0.Transport.Dropped == s.SlowDropped-st0.SlowDropped
 		}) {
@@ -1545,7 +1486,7 @@ func TestAbuseNonReaders(t *testing.T) {
 				if err := tw.Publish(context.Background(), abFloodTopic, abFloodMsg(seq)); err != nil {
 					t.Fatal(err)
 				}
-				abWaitFor(abTimeout, func() bool { return fl.last.Load() == int64(seq) || fl.failed() != nil })
+				waitFor(abTimeout, func() bool { return fl.last.Load() == int64(seq) || fl.failed() != nil })
 				st := tw.Stats()
 				if err := fl.failed(); err != nil || fl.last.Load() != int64(seq) || st.SlowDropped != 0 || st.SlowClosed != 0 {
 					t.Errorf("policy %d, round %d: the reader got %d of %d (%v); SlowDropped %d, SlowClosed %d; want all and no drop: "+

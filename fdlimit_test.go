@@ -124,7 +124,7 @@ func TestDescriptorExhaustion(t *testing.T) {
 		}
 		flood = append(flood, c)
 	}
-	if !abWaitFor(abTimeout, func() bool { return logged("out of file descriptors") }) {
+	if !waitFor(abTimeout, func() bool { return logged("out of file descriptors") }) {
 		logMu.Lock()
 		t.Fatalf("after %d connections the child never ran out of descriptors:\n%s", len(flood), logs.String())
 		logMu.Unlock()
@@ -140,7 +140,7 @@ func TestDescriptorExhaustion(t *testing.T) {
 	// backoff of at most a second; the flood's descriptors go as the
 	// server sees them close).
 	var nc net.Conn
-	if !abWaitFor(abTimeout, func() bool {
+	if !waitFor(abTimeout, func() bool {
 		c, err := abDial(addr)
 		if err != nil {
 			return false

@@ -37,8 +37,7 @@ func inPublishes(topic string, from, n, pad int) []byte {
 type inReader struct {
 	deliveries, acks atomic.Int64
 	errors           atomic.Int64
-	mu               sync.Mutex
-	fail             error
+	firstErr         // the first failure
 	done             chan struct{}
 }
 
@@ -50,7 +49,7 @@ func inRead(t *testing.T, c net.Conn, br *bufio.Reader, topic string) *inReader 
 		for {
 			f, err := abRead(br)
 			if err != nil {
-				r.setFail(err)
+				r.fail(err)
 				return
 			}
 			if f.op != 1 { // pings and pongs
@@ -62,28 +61,28 @@ func inRead(t *testing.T, c net.Conn, br *bufio.Reader, topic string) *inReader 
 				Data              struct{ Seq int64 }
 			}
 			if err := json.Unmarshal(f.payload, &m); err != nil {
-				r.setFail(fmt.Errorf("bad JSON %q: %v", f.payload, err))
+				r.fail(fmt.Errorf("bad JSON %q: %v", f.payload, err))
 				return
 			}
 			switch {
 			case m.Type == "publish" && m.Topic == topic:
 				if want := r.deliveries.Load(); m.Data.Seq != want {
-					r.setFail(fmt.Errorf("delivery %d carries seq %d", want, m.Data.Seq))
+					r.fail(fmt.Errorf("delivery %d carries seq %d", want, m.Data.Seq))
 					return
 				}
 				r.deliveries.Add(1)
 			case m.Type == "ack":
 				if want := strconv.FormatInt(r.acks.Load(), 10); string(m.ID) != want {
-					r.setFail(fmt.Errorf("ack %s after %d acks", m.ID, r.acks.Load()))
+					r.fail(fmt.Errorf("ack %s after %d acks", m.ID, r.acks.Load()))
 					return
 				}
 				r.acks.Add(1)
 			case m.Type == "error":
 				r.errors.Add(1)
-				r.setFail(fmt.Errorf("error frame %s", f.payload))
+				r.fail(fmt.Errorf("error frame %s", f.payload))
 				return
 			default:
-				r.setFail(fmt.Errorf("unexpected %s", f.payload))
+				r.fail(fmt.Errorf("unexpected %s", f.payload))
 				return
 			}
 		}
@@ -92,24 +91,10 @@ func inRead(t *testing.T, c net.Conn, br *bufio.Reader, topic string) *inReader 
 	return r
 }
 
-func (r *inReader) setFail(err error) {
-	r.mu.Lock()
-	if r.fail == nil {
-		r.fail = err
-	}
-	r.mu.Unlock()
-}
-
-func (r *inReader) failed() error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.fail
-}
-
 // waitAll waits until r has n deliveries (and n acks when acks is set).
 func (r *inReader) waitAll(t *testing.T, what string, n int64, acks bool) {
 	t.Helper()
-	ok := abWaitFor(abTimeout, func() bool {
+	ok := waitFor(abTimeout, func() bool {
 		return r.failed() != nil || (r.deliveries.Load() == n && (!acks || r.acks.Load() == n))
 	})
 	if err := r.failed(); err != nil {

@@ -43,22 +43,7 @@ const (
 // ptServer starts a tower on a free loopback port and shuts it down at the end of the test.
 func ptServer(t testing.TB, opts ...firetower.Option) *firetower.Tower {
 	t.Helper()
-	all := append([]firetower.Option{firetower.WithAddr("127.0.0.1:0")}, opts...)
-	tw, err := firetower.New(all...)
-	if err != nil {
-		t.Fatalf("firetower.New: %v", err)
-	}
-	if err := tw.Start(context.Background()); err != nil {
-		t.Fatalf("Start: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), ptTimeout)
-		defer cancel()
-		if err := tw.Shutdown(ctx); err != nil && !errors.Is(err, firetower.ErrClosed) {
-			t.Errorf("Shutdown: %v", err)
-		}
-	})
-	return tw
+	return startTower(t, ptTimeout, opts...)
 }
 
 // ptTower is a Tower as a listener variant serves it (variants_test.go):
@@ -679,15 +664,7 @@ func ptRecv[T any](t testing.TB, ch <-chan T, what string) T {
 // ptWaitStats polls the tower's counters until cond holds, with the test deadline.
 func ptWaitStats(t testing.TB, tw interface{ Stats() firetower.Stats }, what string, cond func(firetower.Stats) bool) {
 	t.Helper()
-	deadline := time.Now().Add(ptTimeout)
-	tick := time.NewTicker(time.Millisecond)
-	defer tick.Stop()
-	for !cond(tw.Stats()) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s: stats %+v", what, tw.Stats())
-		}
-		<-tick.C // polling interval
-	}
+	waitStats(t, tw, ptTimeout, what, cond)
 }
 
 // tryNext is next without failing at the deadline: ok is false when no message came.
@@ -1582,6 +1559,22 @@ func TestProtocolErrorRateLimited(t *testing.T) {
 	})
 }
 
+// ptExpectTooLarge expects c to be closed with 1009, after nothing or an
+// error message_too_large.
+func ptExpectTooLarge(t testing.TB, c *ptConn, what string) {
+	t.Helper()
+	code, _, before := c.expectClose(t)
+	for _, f := range before {
+		m, err := c.decode(f)
+		if err != nil || m.Type != "error" || m.Code != "message_too_large" {
+			t.Errorf("before the close: %q, want nothing or an error message_too_large", f.data)
+		}
+	}
+	if code != websocket.CloseMessageTooBig {
+		t.Fatalf("%s: close code %d, want 1009", what, code)
+	}
+}
+
 func TestProtocolErrorMessageTooLarge(t *testing.T) {
 	wsEach(t, func(t *testing.T, v wsVariant) {
 		tw := ptStart(t, v, firetower.WithMaxMessageSize(1024))
@@ -1596,16 +1589,7 @@ func TestProtocolErrorMessageTooLarge(t *testing.T) {
 		_ = c.ws.SetWriteDeadline(time.Now().Add(ptTimeout))
 		_ = c.ws.WriteMessage(websocket.TextMessage,
 			[]byte(`{"type":"publish","topic":"big","data":"`+strings.Repeat("b", 4096)+`","id":"L"}`))
-		code, _, before := c.expectClose(t)
-		for _, f := range before {
-			m, err := c.decode(f)
-			if err != nil || m.Type != "error" || m.Code != "message_too_large" {
-				t.Errorf("before the close: %q, want nothing or an error message_too_large", f.data)
-			}
-		}
-		if code != websocket.CloseMessageTooBig {
-			t.Fatalf("fragmented message: close code %d, want 1009", code)
-		}
+		ptExpectTooLarge(t, c, "fragmented message")
 
 		// the same in one unfragmented frame
 		d := ptDial(t, tw, "msgpack")
@@ -1613,16 +1597,7 @@ func TestProtocolErrorMessageTooLarge(t *testing.T) {
 		b, _ := msgpack.Marshal(map[string]any{"type": "publish", "topic": "big", "data": strings.Repeat("m", 2000)})
 		_ = d.ws.SetWriteDeadline(time.Now().Add(ptTimeout))
 		_ = d.ws.WriteMessage(websocket.BinaryMessage, b)
-		code, _, before = d.expectClose(t)
-		for _, f := range before {
-			m, err := d.decode(f)
-			if err != nil || m.Type != "error" || m.Code != "message_too_large" {
-				t.Errorf("before the close: %q, want nothing or an error message_too_large", f.data)
-			}
-		}
-		if code != websocket.CloseMessageTooBig {
-			t.Fatalf("single frame: close code %d, want 1009", code)
-		}
+		ptExpectTooLarge(t, d, "single frame")
 	})
 }
 

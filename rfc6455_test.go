@@ -1007,12 +1007,37 @@ func rfcUTF8Case(name string, fs ...rfcF) rfcCase {
 	return rfcCase{name: name, steps: []rfcStep{{send: fs}}, close: []int{1007}}
 }
 
+// rfcTimeBound are the cases that wait out a server timeout (the handshake
+// timeout, the ping interval): seconds each. Unless FIRETOWER_FULL_TESTS=1
+// (harness_test.go) they run on the native variant only; every other case
+// runs on every variant either way.
+func rfcTimeBound(name string) bool {
+	switch name {
+	case "handshake_trickled_slowloris_tcp_closed",
+		"handshake_nothing_sent_tcp_closed",
+		"handshake_never_completed_tcp_closed",
+		"client_answering_pings_stays_open",
+		"idle_client_pinged_then_closed_1001":
+		return true
+	}
+	return false
+}
+
 func TestRFC6455(t *testing.T) {
 	cases := rfcCases()
 	if len(cases) < 45 {
 		t.Fatalf("only %d cases", len(cases))
 	}
 	seen := map[string]bool{}
+	bound := 0
+	for _, tc := range cases {
+		if rfcTimeBound(tc.name) {
+			bound++
+		}
+	}
+	if bound != 5 {
+		t.Fatalf("rfcTimeBound names %d cases, want 5 (a case was renamed?)", bound)
+	}
 	for _, tc := range cases {
 		if seen[tc.name] {
 			t.Fatalf("duplicate case %s", tc.name)
@@ -1024,6 +1049,9 @@ func TestRFC6455(t *testing.T) {
 		for _, tc := range cases {
 			tc.v = v
 			t.Run(tc.name, func(t *testing.T) {
+				if v.name != "native" && rfcTimeBound(tc.name) && !fullTests() {
+					t.Skip("time-bound case: runs on the native variant only, on every variant with " + fullTestsEnv + "=1")
+				}
 				if v.deflate && (tc.name == "permessage_deflate_declined_and_connection_works" || tc.name == "rsv1_is_1002") {
 					// RSV1 and the extension are the compressed variant's own
 					// rules: TestCompressionNegotiation, TestCompressionProtocolErrors

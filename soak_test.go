@@ -42,8 +42,9 @@ const (
 	soakTopics  = 16
 	soakSteady  = 4 // steady listeners
 	soakLimit   = 64 << 10
-	soakBurst   = 300 // pipelined publishes of a flooding client
-	soakDefault = 20 * time.Second
+	soakBurst   = 300              // pipelined publishes of a flooding client
+	soakDefault = 20 * time.Second // with FIRETOWER_FULL_TESTS=1 (harness_test.go)
+	soakQuick   = 4 * time.Second  // without it
 )
 
 func soakTopic(i int) string { return "/soak/t" + strconv.Itoa(i) }
@@ -370,7 +371,7 @@ func soakRun(addr string, book *soakBook, rng *rand.Rand, id string, stop <-chan
 			if c.dirty.Load() {
 				wait = time.Second
 			}
-			abWaitFor(wait, func() bool {
+			waitFor(wait, func() bool {
 				c.mu.Lock()
 				defer c.mu.Unlock()
 				return len(c.pending) == 0 || c.closeCode != 0
@@ -480,7 +481,10 @@ func TestSoak(t *testing.T) {
 	if testing.Short() {
 		t.Skip("soak test: skipped under -short")
 	}
-	dur := soakDefault
+	dur := soakQuick
+	if fullTests() {
+		dur = soakDefault
+	}
 	if s := os.Getenv("SOAK_DURATION"); s != "" {
 		d, err := time.ParseDuration(s)
 		if err != nil || d <= 0 {
@@ -653,7 +657,7 @@ func TestSoak(t *testing.T) {
 	}
 
 	// everyone is gone: the counters balance
-	abWaitFor(abTimeout, func() bool {
+	waitFor(abTimeout, func() bool {
 		s := tw.Stats()
 		return s.Connections == 0 && s.Transport.Open == 0 && disconnects.Load() == book.opened.Load()+soakSteady
 	})
