@@ -22,7 +22,7 @@ type testIndex struct {
 
 func newTestIndex(conns []*transport.Conn, loops int, rng *rand.Rand) *testIndex {
 	ti := &testIndex{index: newIndex(), loops: map[*transport.Conn]int{}, codec: map[*transport.Conn]protocol.Codec{}}
-	ti.index.loop = func(c *transport.Conn) int { return ti.loops[c] }
+	ti.loop = func(c *transport.Conn) int { return ti.loops[c] }
 	for _, c := range conns {
 		ti.loops[c] = rng.IntN(loops)
 		if rng.IntN(4) == 0 {

@@ -667,26 +667,6 @@ func ptWaitStats(t testing.TB, tw interface{ Stats() firetower.Stats }, what str
 	waitStats(t, tw, ptTimeout, what, cond)
 }
 
-// tryNext is next without failing at the deadline: ok is false when no message came.
-func (c *ptConn) tryNext(t testing.TB) (ptMsg, bool) {
-	t.Helper()
-	timer := time.NewTimer(ptTimeout)
-	defer timer.Stop()
-	select {
-	case f, open := <-c.frames:
-		if !open {
-			return ptMsg{}, false
-		}
-		m, err := c.decode(f)
-		if err != nil {
-			t.Fatalf("undecodable server message %q: %v", f.data, err)
-		}
-		return m, true
-	case <-timer.C:
-		return ptMsg{}, false
-	}
-}
-
 // ptHook is middleware that runs fn and continues the chain when fn returns nil.
 func ptHook(fn func(c *firetower.Context) error) firetower.Middleware {
 	return func(next firetower.Handler) firetower.Handler {

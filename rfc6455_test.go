@@ -88,7 +88,7 @@ func (s *rfcServer) newReq() *rfcReq {
 // variants_test.go); the Tower is shut down at the end of the test.
 func rfcStartServer(t *testing.T, v wsVariant, opts ...firetower.Option) *rfcServer {
 	t.Helper()
-	var h slog.Handler = slog.DiscardHandler
+	h := slog.DiscardHandler
 	if os.Getenv("RFC_LOG") != "" {
 		h = slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})
 	}

@@ -381,7 +381,7 @@ func soakRun(addr string, book *soakBook, rng *rand.Rand, id string, stop <-chan
 			_ = c.write(abFrame(ws.OpClose, true, []byte{0x03, 0xe8}))
 			<-c.done // until the server closes TCP (the read deadline bounds it)
 			c.mu.Lock()
-			if c.closeCode != 1000 && c.closeCode != 1008 && !(c.closeCode == 0 && c.dirty.Load()) {
+			if c.closeCode != 1000 && c.closeCode != 1008 && (c.closeCode != 0 || !c.dirty.Load()) {
 				book.fail("%s: close handshake answered with %d", id, c.closeCode)
 			}
 			if !c.dirty.Load() && c.closeCode == 1000 && len(c.pending) > 0 {
