@@ -13,7 +13,7 @@ const (
 	DefaultCompressionLevel = 1
 	// DefaultCompressionMinSize is the smallest payload compressed when
 	// minSize is 0.
-	DefaultCompressionMinSize = transport.DefaultMinSize
+	DefaultCompressionMinSize = 128 // the transport's default too (TestDefaultCompressionMinSize)
 )
 
 // WithCompression turns on permessage-deflate (RFC 7692) for the clients

@@ -13,7 +13,7 @@ import (
 // Compression configures permessage-deflate (RFC 7692). With Enabled, a
 // client that offers it gets it; the server's answer always carries
 // server_no_context_takeover and client_no_context_takeover
-// (wsproto.DeflateResponse), so:
+// (the response header is fixed), so:
 //
 //   - Outbound, the compressed bytes of a message depend only on the
 //     message: a Frame is compressed at most once, on the first event loop
