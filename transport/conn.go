@@ -164,13 +164,10 @@ func (c *Conn) queue(f *Frame) {
 		s.c.discarded.Add(1) // closing or gone: counted, not sent
 		return
 	}
-	b := f.B
+	b, zipped := f.B, false
 	if c.deflate {
 		if z := f.compressed(c.l); z != nil {
-			c.l.zFrames++
-			c.l.zFrameIn += uint64(len(b))
-			c.l.zFrameOut += uint64(len(z))
-			b = z
+			b, zipped = z, true
 		}
 	}
 	n := len(b)
@@ -208,6 +205,12 @@ func (c *Conn) queue(f *Frame) {
 	if len(c.out) == 0 {
 		c.l.dirty = append(c.l.dirty, c)
 		c.oldest = f.born
+	}
+	if zipped {
+		// a compressed frame, counted once it is queued (not when dropped)
+		c.l.zFrames++
+		c.l.zFrameIn += uint64(len(f.B))
+		c.l.zFrameOut += uint64(n)
 	}
 	c.out = append(c.out, b)
 	c.outBytes += n
