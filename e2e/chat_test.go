@@ -145,45 +145,49 @@ func buildServer(t *testing.T) string {
 	return bin
 }
 
+// newBrowser starts headless Chromium for one test (skipping the test where
+// there is none), with the flags every browser test uses and extra ones of
+// its own, and returns its browser context. Tabs opened from it stay at full
+// speed in the background (several are live at once).
+func newBrowser(t *testing.T, extra ...chromedp.ExecAllocatorOption) context.Context {
+	t.Helper()
+	chrome := chromiumPath()
+	if chrome == "" {
+		t.Skip("chromium not installed: apt-get install chromium")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	t.Cleanup(cancel)
+	browserLog := &lockedBuffer{}
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx, append([]chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(chrome),
+		chromedp.Flag("headless", true),
+		chromedp.Flag("no-sandbox", true),
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("no-first-run", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-background-timer-throttling", true),
+		chromedp.Flag("disable-renderer-backgrounding", true),
+		chromedp.Flag("disable-backgrounding-occluded-windows", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.CombinedOutput(browserLog),
+	}, extra...)...)
+	t.Cleanup(cancelAlloc) // runs after the tabs' cleanups, before TempDir's removal
+	browser, cancelBrowser := chromedp.NewContext(allocCtx)
+	t.Cleanup(cancelBrowser)
+	if err := chromedp.Do(browser); err != nil {
+		t.Fatalf("starting %s: %v\n%s", chrome, err, browserLog.String())
+	}
+	return browser
+}
+
 // startServer runs `firetower serve` on the given addresses and waits for it
 // to print both listen addresses.
 func startServer(t *testing.T, bin, wsAddr, httpAddr string) *server {
 	t.Helper()
-	s := &server{stdout: newListenWatcher(), stderr: &lockedBuffer{}, done: make(chan struct{})}
-	s.cmd = exec.Command(bin, "serve", "--ws-addr", wsAddr, "--http-addr", httpAddr)
-	s.cmd.Stdout = s.stdout
-	s.cmd.Stderr = s.stderr
-	if err := s.cmd.Start(); err != nil {
-		t.Fatalf("starting %s: %v", bin, err)
-	}
-	go func() {
-		s.waitErr = s.cmd.Wait()
-		close(s.done)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-s.done:
-		default:
-			_ = s.cmd.Process.Kill()
-			<-s.done
-		}
-		if t.Failed() {
-			t.Logf("server output:\n%s", s.output())
-		}
-	})
-
-	timer := time.NewTimer(30 * time.Second)
-	defer timer.Stop()
-	for s.wsURL == "" || s.httpURL == "" {
-		select {
-		case s.wsURL = <-s.stdout.ws:
-		case s.httpURL = <-s.stdout.http:
-		case <-s.done:
-			t.Fatalf("server exited (%v) before printing both listen lines", s.waitErr)
-		case <-timer.C:
-			t.Fatalf("server printed no `websocket listening on ws://…` and `http listening on http://…` lines on stdout within 30s (got ws=%q http=%q)", s.wsURL, s.httpURL)
-		}
-	}
+	s := startServerArgs(t, bin, "serve", "--ws-addr", wsAddr, "--http-addr", httpAddr)
 	t.Logf("server: websocket %s, http %s", s.wsURL, s.httpURL)
 	return s
 }
@@ -542,32 +546,7 @@ func TestChatTwoBrowsers(t *testing.T) {
 	srv := startServer(t, bin, "127.0.0.1:0", "127.0.0.1:0")
 	checkHTTP(t, srv)
 
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	t.Cleanup(cancel)
-	browserLog := &lockedBuffer{}
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx,
-		chromedp.ExecPath(chrome),
-		chromedp.Flag("headless", true),
-		chromedp.Flag("no-sandbox", true),
-		chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("no-first-run", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		// Two tabs are live at once: keep the one in the background at full speed.
-		chromedp.Flag("disable-background-timer-throttling", true),
-		chromedp.Flag("disable-renderer-backgrounding", true),
-		chromedp.Flag("disable-backgrounding-occluded-windows", true),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.CombinedOutput(browserLog),
-	)
-	t.Cleanup(cancelAlloc) // runs after the tabs' cleanups, before TempDir's removal
-	browser, cancelBrowser := chromedp.NewContext(allocCtx)
-	t.Cleanup(cancelBrowser)
-	if err := chromedp.Do(browser); err != nil {
-		t.Fatalf("starting %s: %v\n%s", chrome, err, browserLog.String())
-	}
+	browser := newBrowser(t)
 
 	stamp := strconv.FormatInt(time.Now().UnixNano(), 36)
 	alice := openPage(t, browser, "A", srv.httpURL)

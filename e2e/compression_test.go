@@ -68,26 +68,9 @@ func TestCompressionChromium(t *testing.T) {
 		_, _ = w.Write([]byte(html))
 	})
 
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	t.Cleanup(cancel)
-	browserLog := &lockedBuffer{}
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx,
-		chromedp.ExecPath(chrome),
-		chromedp.Flag("headless", true),
-		chromedp.Flag("no-sandbox", true),
-		chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("no-first-run", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.CombinedOutput(browserLog),
-	)
-	t.Cleanup(cancelAlloc)
-	browser, cancelBrowser := chromedp.NewContext(allocCtx)
-	t.Cleanup(cancelBrowser)
+	browser := newBrowser(t)
 	if err := chromedp.Do(browser, chromedp.Navigate(page.URL+"/")); err != nil {
-		t.Fatalf("starting %s and loading the page: %v\n%s", chrome, err, browserLog.String())
+		t.Fatalf("loading the page: %v", err)
 	}
 	wait := func(what, expr string) {
 		t.Helper()

@@ -47,8 +47,8 @@ ws.onmessage = function (e) {
 </html>
 `
 
-// startServerArgs runs the firetower binary with args and waits for both
-// listen lines (startServer with flags of one's own).
+// startServerArgs runs the firetower binary with args and waits for it to
+// print both listen lines (startServer: `serve` on two addresses).
 func startServerArgs(t *testing.T, bin string, args ...string) *server {
 	t.Helper()
 	s := &server{stdout: newListenWatcher(), stderr: &lockedBuffer{}, done: make(chan struct{})}
@@ -82,40 +82,10 @@ func startServerArgs(t *testing.T, bin string, args ...string) *server {
 		case <-s.done:
 			t.Fatalf("server exited (%v) before printing both listen lines", s.waitErr)
 		case <-timer.C:
-			t.Fatalf("no listen lines within 30s (ws=%q http=%q)", s.wsURL, s.httpURL)
+			t.Fatalf("server printed no `websocket listening on ws://…` and `http listening on http://…` lines on stdout within 30s (got ws=%q http=%q)", s.wsURL, s.httpURL)
 		}
 	}
 	return s
-}
-
-// newPresenceBrowser starts headless Chromium for the test.
-func newPresenceBrowser(t *testing.T, chrome string) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	t.Cleanup(cancel)
-	browserLog := &lockedBuffer{}
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx,
-		chromedp.ExecPath(chrome),
-		chromedp.Flag("headless", true),
-		chromedp.Flag("no-sandbox", true),
-		chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("no-first-run", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-background-timer-throttling", true),
-		chromedp.Flag("disable-renderer-backgrounding", true),
-		chromedp.Flag("disable-backgrounding-occluded-windows", true),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.CombinedOutput(browserLog),
-	)
-	t.Cleanup(cancelAlloc)
-	browser, cancelBrowser := chromedp.NewContext(allocCtx)
-	t.Cleanup(cancelBrowser)
-	if err := chromedp.Do(browser); err != nil {
-		t.Fatalf("starting %s: %v\n%s", chrome, err, browserLog.String())
-	}
-	return browser
 }
 
 // evalUntil evaluates a JavaScript predicate on the page every 50ms until
@@ -167,7 +137,7 @@ func TestPresenceV04PageLegacy(t *testing.T) {
 		"--legacy-delivery", "--allowed-origins", site.URL)
 	wsURL = srv.wsURL
 
-	browser := newPresenceBrowser(t, chrome)
+	browser := newBrowser(t)
 	a := openPage(t, browser, "A", site.URL)
 	a.online(t, "1") // the server's onSubscribe after A's subscribe
 	b := openPage(t, browser, "B", site.URL)

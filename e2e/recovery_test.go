@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -14,42 +13,6 @@ import (
 
 	"github.com/chromedp/chromedp"
 )
-
-// newBrowser starts headless Chromium for one test (skipping the test where
-// there is none) and returns its browser context.
-func newBrowser(t *testing.T) context.Context {
-	t.Helper()
-	chrome := chromiumPath()
-	if chrome == "" {
-		t.Skip("chromium not installed: apt-get install chromium")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	t.Cleanup(cancel)
-	browserLog := &lockedBuffer{}
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx,
-		chromedp.ExecPath(chrome),
-		chromedp.Flag("headless", true),
-		chromedp.Flag("no-sandbox", true),
-		chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("no-first-run", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-background-timer-throttling", true),
-		chromedp.Flag("disable-renderer-backgrounding", true),
-		chromedp.Flag("disable-backgrounding-occluded-windows", true),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.CombinedOutput(browserLog),
-	)
-	t.Cleanup(cancelAlloc)
-	browser, cancelBrowser := chromedp.NewContext(allocCtx)
-	t.Cleanup(cancelBrowser)
-	if err := chromedp.Do(browser); err != nil {
-		t.Fatalf("starting %s: %v\n%s", chrome, err, browserLog.String())
-	}
-	return browser
-}
 
 // waitMessageOnce waits until exactly one chat message from name with text
 // shows (a message replayed and also delivered live would show twice).
