@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -347,141 +346,10 @@ func TestHistoryTTLEviction(t *testing.T) {
 	}
 }
 
-// TestHistorySeamConcurrent: a goroutine publishes continuously while clients keep
-// reconnecting with since; every client sees one gap-free, duplicate-free sequence.
-// On one Tower, and with the publisher on another Tower of the same LocalManager.
-func TestHistorySeamConcurrent(t *testing.T) {
-	t.Run("one tower", func(t *testing.T) {
-		tw := ptServer(t, firetower.WithHistory(100000, time.Hour))
-		htSeam(t, tw, tw)
-	})
-	t.Run("two towers", func(t *testing.T) {
-		m := firetower.NewLocalManager()
-		a := ptServer(t, firetower.WithManager(m), firetower.WithNodeID(1), firetower.WithHistory(100000, time.Hour))
-		b := ptServer(t, firetower.WithManager(m), firetower.WithNodeID(2), firetower.WithHistory(100000, time.Hour))
-		htSeam(t, a, b)
-	})
-}
-
-// htSeam: clients on tw, the publisher on pub.
-func htSeam(t *testing.T, tw, pub *firetower.Tower) {
-	const (
-		topic      = "seam"
-		clients    = 4
-		reconnects = 25
-	)
-	htPublish(t, pub, topic, 0) // the stream exists: its epoch is known from here on
-	var (
-		top     atomic.Uint64 // offset of the latest publish
-		pubErr  error
-		stopped = make(chan struct{}) // the publisher is done; top is final
-		stop    = make(chan struct{})
-	)
-	top.Store(1)
-	go func() {
-		defer close(stopped)
-		for i := 1; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			p, err := pub.PublishOffset(context.Background(), topic, []byte(strconv.Itoa(i)))
-			if err != nil {
-				pubErr = err
-				return
-			}
-			top.Store(p.Offset)
-			if i%4 == 0 {
-				// Pacing, not synchronisation: it keeps the publisher from
-				// outrunning the readers by far, so the test stays short.
-				time.Sleep(50 * time.Microsecond)
-			}
-		}
-	}()
-	var cycles, all sync.WaitGroup
-	errs := make(chan error, clients)
-	for k := range clients {
-		codec := []string{"json", "msgpack"}[k%2]
-		cycles.Add(1)
-		all.Add(1)
-		go func() {
-			defer all.Done()
-			errs <- htSeamClient(t, tw, topic, codec, reconnects, 7+k*5, cycles.Done, stopped, &top)
-		}()
-	}
-	cycles.Wait()
-	close(stop)
-	all.Wait()
-	if pubErr != nil {
-		t.Fatal(pubErr)
-	}
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Error(err)
-		}
-	}
-}
-
-// htSeamClient subscribes, then reconnects with since `reconnects` times, reading
-// `every` messages between two; then it calls cycled, waits for the publisher to stop
-// and reads up to the last offset. It reports the first gap or duplicate.
-// It may not call t.Fatal (another goroutine), so a failed wait ends it with an error.
-func htSeamClient(t *testing.T, tw *firetower.Tower, topic, codec string, reconnects, every int,
-	cycled func(), stopped chan struct{}, top *atomic.Uint64) (err error) {
-	once := sync.OnceFunc(cycled)
-	defer once()
-	var last uint64 // everything after it must come, once, in order
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("%s client: %v (last %d top %d)", codec, r, last, top.Load())
-		}
-	}()
-	ft := &htPanicTB{T: t}
-	c := ptDial(ft, tw, codec)
-	defer func() { c.close() }()
-	pos := htSubscribe(ft, c, topic, nil)[topic]
-	last = pos.offset
-	read := func() error {
-		o, d := c.htDelivery(ft, topic)
-		if o != last+1 {
-			return fmt.Errorf("%s client: offset %d after %d", codec, o, last)
-		}
-		if d != strconv.FormatUint(o-1, 10) {
-			return fmt.Errorf("%s client: offset %d carries %s", codec, o, d)
-		}
-		last = o
-		return nil
-	}
-	for range reconnects {
-		for range every {
-			if err := read(); err != nil {
-				return err
-			}
-		}
-		c.close()
-		c = ptDial(ft, tw, codec)
-		p := htSubscribe(ft, c, topic, htSince(topic, htPos{epoch: pos.epoch, offset: last}))[topic]
-		if !p.recovered || p.offset < last {
-			return fmt.Errorf("%s client: not recovered from %d: %+v", codec, last, p)
-		}
-	}
-	once()
-	<-stopped // then top is final (what waits meanwhile stays queued for the client)
-	for last < top.Load() {
-		if err := read(); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// htPanicTB turns Fatalf into a panic, for helpers run off the test goroutine.
-type htPanicTB struct{ *testing.T }
-
-func (p *htPanicTB) Fatalf(format string, args ...any) { panic(fmt.Sprintf(format, args...)) }
-func (p *htPanicTB) Fatal(args ...any)                 { panic(fmt.Sprint(args...)) }
+// The seam under concurrent publishing (clients reconnecting with since
+// while a publisher never stops, on one Tower and across two) is
+// managertest's SeamOneGateway and SeamTwoGateways, which
+// TestLocalManagerHistoryConformance runs on the LocalManager.
 
 func TestHistoryBadRequests(t *testing.T) {
 	tw := ptServer(t, firetower.WithHistory(10, time.Hour))
