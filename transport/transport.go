@@ -484,7 +484,16 @@ func (s *Server) Start(ctx context.Context) error {
 	case <-ctx.Done():
 		closeListener(ln)
 		close(s.acceptDone)
-		go func() { <-s.booted; _ = s.eng.Stop(context.Background()) }() //nolint:gosec // G118: ctx is already done here; Stop needs a context that is not
+		// Stop the engine once it runs (Stop needs a running engine); if it
+		// ends before booting, there is nothing to stop. Either way this
+		// goroutine ends with the engine.
+		go func() { //nolint:gosec // G118: ctx is already done here; Stop needs a context that is not
+			select {
+			case <-s.booted:
+				_ = s.eng.Stop(context.Background())
+			case <-s.runDone:
+			}
+		}()
 		return ctx.Err()
 	}
 }
