@@ -1215,36 +1215,68 @@ func (fl *abFollower) stop() {
 }
 
 // abFlood publishes flood messages from a client, the follower itself (it is
-// subscribed, so it may publish there), at up to 10,000 a second: a round of 20
-// every 2 ms, each round once the follower has received the one before. It
-// goes on until done holds and reports whether done held before the deadline.
-// *seq is the number of the last message published. Every publish goes through
-// the client protocol; an error frame would end the follower with a failure.
+// subscribed, so it may publish there), at abFloodRate a second: round k of
+// abFloodRound messages is due at start + k x abFloodRound/abFloodRate (one
+// write per round), sent late only if the follower has fallen more than
+// abFloodLag messages behind (it would otherwise become a slow consumer
+// itself) or TCP slows the write. It goes on until done holds, then waits for
+// the follower to have everything, and reports whether that happened before
+// the deadline. *seq is the number of the last message published. Every
+// publish goes through the client protocol; an error frame would end the
+// follower with a failure. The rate reached is logged.
 func abFlood(t testing.TB, tw *firetower.Tower, fl *abFollower, seq *int, done func() bool) bool {
 	t.Helper()
-	var round []byte
-	return waitFor(abTimeout, func() bool {
-		if fl.last.Load() < int64(*seq) && fl.failed() == nil {
-			return false // the previous round is still on its way
-		}
+	start := time.Now()
+	deadline := start.Add(abTimeout)
+	first := *seq
+	defer func() {
+		el := time.Since(start)
+		t.Logf("flood: %d messages from a client in %v (%.0f/s; the pace is %d/s)",
+			*seq-first, el.Round(time.Millisecond), float64(*seq-first)/el.Seconds(), abFloodRate)
+	}()
+	check := func() {
 		if err := fl.failed(); err != nil {
 			t.Fatalf("well-behaved flood subscriber: %v", err)
 		}
+	}
+	var round []byte
+	for k := 0; ; k++ {
+		check()
 		if done() {
-			return true
+			ok := waitFor(time.Until(deadline), func() bool { return fl.last.Load() >= int64(*seq) || fl.failed() != nil })
+			check()
+			return ok
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		if due := time.Until(start.Add(time.Duration(k) * abFloodRound * time.Second / abFloodRate)); due > 0 {
+			time.Sleep(due) // the pace, not a synchronisation
+		}
+		if !waitFor(time.Until(deadline), func() bool {
+			return fl.last.Load() >= int64(*seq-abFloodLag) || fl.failed() != nil
+		}) {
+			return false
 		}
 		round = round[:0]
-		for range 20 {
+		for range abFloodRound {
 			*seq++
 			round = append(round, abText(`{"type":"publish","topic":"`+abFloodTopic+`","data":`+string(abFloodMsg(*seq))+`}`)...)
 		}
-		_ = fl.c.SetWriteDeadline(time.Now().Add(abTimeout))
+		_ = fl.c.SetWriteDeadline(deadline)
 		if _, err := fl.c.Write(round); err != nil {
 			t.Fatalf("publish: %v", err)
 		}
-		return false
-	})
+	}
 }
+
+// The flood's pace (messages a second), its rounds (messages a write), and how
+// far the follower may fall behind before the next round waits for it.
+const (
+	abFloodRate  = 10000
+	abFloodRound = 20
+	abFloodLag   = 200
+)
 
 // abCheckNonReaderHeap checks the live heap's peak growth (live0 before, pk during
 // the flood) against n non-readers x limit x 3, and logs it. The documented cost
@@ -1263,10 +1295,10 @@ func abCheckNonReaderHeap(t *testing.T, n, limit int, live0 uint64, pk abPeaks) 
 	}
 }
 
-// TestAbuseNonReaders: 1,000 clients subscribe to a topic and never read while it is
-// flooded with 1 KiB messages, as fast as a client that reads can take them (a second
-// well-behaved client follows the flood itself and must get every flood message in
-// order); the outbound limit is 64 KiB.
+// TestAbuseNonReaders: 1,000 clients subscribe to a topic and never read while a
+// client publishes 1 KiB messages to it at 10,000 a second (abFlood; that client also
+// follows the flood and must get every flood message in order); the outbound limit
+// is 64 KiB.
 //
 // SlowClose (the default policy): each is closed as a slow consumer (SlowClosed counts
 // all of them), memory stays far below 1,000 x limit x 2, and what each one finds when

@@ -77,7 +77,7 @@ func BenchmarkCompression(b *testing.B) {
 					}
 					var m0, m1 runtime.MemStats
 					runtime.ReadMemStats(&m0)
-					cpu0, d0 := selfCPU(), r.delivered()
+					cpu0, d0, w0 := selfCPU(), r.delivered(), r.writes()
 					b.ResetTimer()
 					for range b.N {
 						for range zBurst {
@@ -97,6 +97,9 @@ func BenchmarkCompression(b *testing.B) {
 					b.ReportMetric(float64(cpu1-cpu0)/d, "cpu-ns/delivery")
 					b.ReportMetric(float64(wire1-wire0)/d, "wire-B/delivery")
 					b.ReportMetric(float64(m1.Mallocs-m0.Mallocs)/d, "allocs/delivery")
+					if _, ok := r.srv.(writeCounter); ok {
+						b.ReportMetric(float64(r.writes()-w0)/d, "writes/delivery")
+					}
 				})
 				if r != nil {
 					r.close()

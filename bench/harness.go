@@ -28,10 +28,21 @@ const maxConnsPerChild = 10000
 // runChild runs the role named by FTBENCH_ROLE; ok is false when there is
 // none (the process is the benchmark itself).
 func runChild() (code int, ok bool) {
-	var err error
-	switch os.Getenv("FTBENCH_ROLE") {
-	case "":
+	role := os.Getenv("FTBENCH_ROLE")
+	if role == "" {
 		return 0, false
+	}
+	// FTBENCH_CPUPROFILE=prefix (diagnostics): each child writes the CPU
+	// profile of its whole life to prefix.<role>.<pid>.
+	if prefix := os.Getenv("FTBENCH_CPUPROFILE"); prefix != "" {
+		if f, perr := os.Create(fmt.Sprintf("%s.%s.%d", prefix, role, os.Getpid())); perr == nil {
+			if pprof.StartCPUProfile(f) == nil {
+				defer func() { pprof.StopCPUProfile(); _ = f.Close() }()
+			}
+		}
+	}
+	var err error
+	switch role {
 	case "clients":
 		err = runLoadGen(os.Stdin, os.Stdout)
 	case "publishers":
