@@ -22,7 +22,14 @@ type centrifugeServer struct {
 }
 
 func newCentrifugeServer() (*centrifugeServer, error) {
-	return newCentrifugeServerConfig(centrifuge.WebsocketConfig{})
+	return newCentrifugeServerConfig(centrifuge.WebsocketConfig{}, 0)
+}
+
+// newCentrifugeServerDelay is centrifuge with its per-connection WriteDelay
+// (ConnectReply.WriteDelay): its writer collects what is queued for a
+// connection for up to d before it writes, every other option at its default.
+func newCentrifugeServerDelay(d time.Duration) (*centrifugeServer, error) {
+	return newCentrifugeServerConfig(centrifuge.WebsocketConfig{}, d)
 }
 
 // newCentrifugeServerCompressed is centrifuge with permessage-deflate at
@@ -32,16 +39,16 @@ func newCentrifugeServerCompressed(level, minSize int) (*centrifugeServer, error
 	return newCentrifugeServerConfig(centrifuge.WebsocketConfig{
 		Compression: true, CompressionLevel: level, CompressionMinSize: minSize,
 		CompressionPreparedMessageCacheSize: 16 << 20,
-	})
+	}, 0)
 }
 
-func newCentrifugeServerConfig(wcfg centrifuge.WebsocketConfig) (*centrifugeServer, error) {
+func newCentrifugeServerConfig(wcfg centrifuge.WebsocketConfig, writeDelay time.Duration) (*centrifugeServer, error) {
 	node, err := centrifuge.New(centrifuge.Config{LogLevel: centrifuge.LogLevelNone})
 	if err != nil {
 		return nil, err
 	}
 	node.OnConnecting(func(context.Context, centrifuge.ConnectEvent) (centrifuge.ConnectReply, error) {
-		return centrifuge.ConnectReply{Credentials: &centrifuge.Credentials{}}, nil
+		return centrifuge.ConnectReply{Credentials: &centrifuge.Credentials{}, WriteDelay: writeDelay}, nil
 	})
 	node.OnConnect(func(c *centrifuge.Client) {
 		c.OnSubscribe(func(_ centrifuge.SubscribeEvent, cb centrifuge.SubscribeCallback) {
