@@ -5,7 +5,8 @@
 // keepalive and timeouts from the engine's one ticker, and delivers outbound
 // frames in batches: every frame queued for a loop is applied in one loop
 // task, and each connection gets one write per task, however many frames it
-// was sent.
+// was sent. With Config.WriteDelay a connection's frames are held across
+// tasks, up to that delay, and leave in one write.
 //
 // Concurrency: every Server and Conn method says where it may be called
 // from: "any goroutine" (concurrently, event loops included), or "only on
