@@ -27,7 +27,12 @@ const ingestWindow = 64
 // eachPubServer runs body as a sub-benchmark per server, on a fresh server
 // per call of the sub-benchmark's function.
 func eachPubServer(b *testing.B, body func(b *testing.B, kind string, srv server)) {
-	for _, kind := range kinds() {
+	eachPubServerOf(b, kinds(), body)
+}
+
+// eachPubServerOf is eachPubServer on the servers ks.
+func eachPubServerOf(b *testing.B, ks []string, body func(b *testing.B, kind string, srv server)) {
+	for _, kind := range ks {
 		b.Run(kind, func(b *testing.B) {
 			srv, err := newServer(kind)
 			if err != nil {
@@ -143,7 +148,8 @@ func chatConfigs() []chatConfig {
 // BenchmarkChat: rooms x members connections; every member is subscribed to
 // its room and publishes to it at a steady rate (the members' phases spread
 // evenly), so every member receives the whole room, its own messages
-// included. The clients run in one load-generator process up to 10,000
+// included. Besides the servers of every scenario it runs firetower-delay,
+// firetower with WithWriteDelay(10ms) (chatKinds). The clients run in one load-generator process up to 10,000
 // connections (1000x10 holds 10,000 descriptors there and 10,000 in this
 // process, under the limit of ~19,990 each).
 //
@@ -151,6 +157,8 @@ func chatConfigs() []chatConfig {
 //	expected-deliveries/s  deliveries due / the schedule's length (the offered load)
 //	p50-ns, p99-ns, max-ns publish (a timestamp in the payload) to receive, every delivery
 //	cpu-ns/delivery        server CPU time / deliveries received
+//	writes/delivery        socket writes / deliveries received (firetower, firetower-delay
+//	                       and the floor, which count their writes; subscribe acks included)
 //	lost                   deliveries due minus received; error-frames; closed-conns
 func BenchmarkChat(b *testing.B) {
 	stall := time.Duration(size(5, 2)) * time.Second
@@ -158,10 +166,18 @@ func BenchmarkChat(b *testing.B) {
 		b.Run(fmt.Sprintf("rooms=%dx%d/rate=%g", cfg.rooms, cfg.members, cfg.rate), func(b *testing.B) {
 			period := time.Duration(float64(time.Second) / cfg.rate)
 			conns := cfg.rooms * cfg.members
-			eachPubServer(b, func(b *testing.B, kind string, srv server) {
+			eachPubServerOf(b, chatKinds(), func(b *testing.B, kind string, srv server) {
+				wc, counts := srv.(writeCounter)
+				var w0 uint64
+				if counts {
+					w0 = wc.Writes()
+				}
 				tot, cpu := pubRuns(b, kind, srv, conns, cfg.rooms, func(cl *clients) (pubResult, error) {
 					return cl.chat(time.Now().Add(200*time.Millisecond), period, cfg.msgs, stall)
 				})
+				if counts && tot.recv > 0 {
+					b.ReportMetric(float64(wc.Writes()-w0)/float64(tot.recv), "writes/delivery")
+				}
 				n := float64(b.N)
 				if tot.elapsed > 0 {
 					b.ReportMetric(float64(tot.recv)/tot.elapsed.Seconds(), "deliveries/s")

@@ -34,6 +34,14 @@ type writeCounter interface {
 // serverKinds are the servers every scenario runs against, in table order.
 var serverKinds = []string{"firetower", "gorilla", "centrifuge", "floor"}
 
+// chatKinds are BenchmarkChat's servers: serverKinds with firetower-delay
+// (firetower with WithWriteDelay) after firetower; all, or those named in
+// BENCH_SERVERS.
+func chatKinds() []string {
+	all := append([]string{serverKinds[0], "firetower-delay"}, serverKinds[1:]...)
+	return filterKinds(all)
+}
+
 func newServer(kind string) (server, error) {
 	switch kind {
 	case "firetower":
@@ -44,6 +52,8 @@ func newServer(kind string) (server, error) {
 		return newCentrifugeServer()
 	case "floor":
 		return newFloorServer()
+	case "firetower-delay": // not in serverKinds: only BenchmarkChat runs it (chatKinds)
+		return newFiretowerDelay()
 	case "firetower-mounted": // issue 14; not in serverKinds: BenchmarkMount runs it
 		return newFiretowerMounted(nil)
 	case "firetower-tls", "gorilla-tls": // issue 14; BenchmarkTLS runs them

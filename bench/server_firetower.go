@@ -42,6 +42,15 @@ func (s *firetowerServer) Publish(topic string, data []byte) error {
 	return s.t.Publish(context.Background(), topic, data)
 }
 
+// chatWriteDelay is the firetower-delay server's WithWriteDelay.
+const chatWriteDelay = 10 * time.Millisecond
+
+// newFiretowerDelay is firetower as in BenchmarkChat with its writes to a
+// client coalesced over up to chatWriteDelay (the firetower-delay kind).
+func newFiretowerDelay() (*firetowerServer, error) {
+	return newFiretowerServerOpts(firetower.WithWriteDelay(chatWriteDelay))
+}
+
 // firetowerCompression is firetower's permessage-deflate option.
 func firetowerCompression(level, minSize int) firetower.Option {
 	return firetower.WithCompression(level, minSize)

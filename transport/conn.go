@@ -27,6 +27,10 @@ const maxIovecs = 1024
 // maxScratch is the largest write buffer a loop keeps between writes.
 const maxScratch = 1 << 20
 
+// maxHeldKept is the largest held-frames buffer a connection keeps between
+// writes under Config.WriteDelay.
+const maxHeldKept = 4 << 10
+
 // Conn is one client connection. Its fields are owned by its event loop;
 // only the methods documented "any goroutine" may be called elsewhere. A
 // *Conn may be kept after the connection closed: its methods then do
@@ -57,7 +61,13 @@ type Conn struct {
 	outBytes  int
 	oldest    int64 // birth of the oldest frame in out
 	out       [][]byte
-	frag      []byte
+	// Under Config.WriteDelay, queued frames are copied into held (heldN
+	// of them, outBytes bytes) instead of out, until due (monotonic) or a
+	// close frame; 0 while nothing is held.
+	held  []byte
+	heldN int
+	due   int64
+	frag  []byte
 	// partChecked is how many payload bytes of the text frame at the head
 	// of the inbound buffer, not yet whole, went through utf8.
 	partChecked int
@@ -177,7 +187,7 @@ func (c *Conn) queue(f *Frame) {
 		// the batch grows, keeps what gnet buffers for a client that does
 		// not read under the limit plus one frame, however many frames a
 		// loop turn gathers when the loop runs late.
-		if len(c.out) > 0 {
+		if c.pending() {
 			c.flush()
 			if !c.sending() {
 				s.c.discarded.Add(1)
@@ -202,15 +212,19 @@ func (c *Conn) queue(f *Frame) {
 			}
 		}
 	}
-	if len(c.out) == 0 {
-		c.l.dirty = append(c.l.dirty, c)
-		c.oldest = f.born
-	}
 	if zipped {
 		// a compressed frame, counted once it is queued (not when dropped)
 		c.l.zFrames++
 		c.l.zFrameIn += uint64(len(f.B))
 		c.l.zFrameOut += uint64(n)
+	}
+	if c.l.delay > 0 {
+		c.hold(f, b)
+		return
+	}
+	if len(c.out) == 0 {
+		c.l.dirty = append(c.l.dirty, c)
+		c.oldest = f.born
 	}
 	c.out = append(c.out, b)
 	c.outBytes += n
@@ -219,8 +233,33 @@ func (c *Conn) queue(f *Frame) {
 	}
 }
 
-// flush writes the queued frames with one call.
+// hold copies frame b (of f) into the frames held under Config.WriteDelay.
+// The first one makes the connection's write due one delay from now.
+// Copied, the frame's bytes need no reference past this loop task.
+func (c *Conn) hold(f *Frame, b []byte) {
+	l := c.l
+	if c.heldN == 0 {
+		c.oldest = f.born
+		c.due = l.now + l.delay
+		l.due = append(l.due, dueConn{at: c.due, c: c})
+	}
+	c.held = append(c.held, b...)
+	c.heldN++
+	c.outBytes += len(b)
+	if c.heldN >= maxIovecs || len(c.held) >= maxScratch {
+		c.flush()
+	}
+}
+
+// pending reports whether frames wait to be written by flush.
+func (c *Conn) pending() bool { return len(c.out) > 0 || c.heldN > 0 }
+
+// flush writes the queued (or held) frames with one call.
 func (c *Conn) flush() {
+	if c.heldN > 0 {
+		c.flushHeld()
+		return
+	}
 	if len(c.out) == 0 {
 		return
 	}
@@ -261,6 +300,40 @@ func (c *Conn) flush() {
 		return
 	}
 	c.out = out[:0]
+	c.written()
+}
+
+// flushHeld writes the frames held under Config.WriteDelay with one call.
+func (c *Conn) flushHeld() {
+	s := c.server()
+	held, frames, n := c.held, c.heldN, c.outBytes
+	c.heldN, c.outBytes, c.due = 0, 0, 0
+	if !c.sending() {
+		s.c.discarded.Add(uint64(frames)) //nolint:gosec // G115: a count, never negative
+		c.held = held[:0]
+		return
+	}
+	s.c.writes.Add(1)
+	s.c.bytesOut.Add(uint64(n)) //nolint:gosec // G115: a sum of frame lengths, never negative
+	if c.l.now != 0 {
+		s.observe(c.l.now - c.oldest)
+	}
+	// gnet copies what the socket does not take: held is free again.
+	_, _ = c.gc.Write(held)
+	if c.state == stClosed { // the write failed and gnet closed it
+		return
+	}
+	if cap(held) > maxHeldKept {
+		c.held = nil
+	} else {
+		c.held = held[:0]
+	}
+	c.written()
+}
+
+// written applies the slow-consumer policy after a write.
+func (c *Conn) written() {
+	s := c.server()
 	// (A failing connection sends its own close frame soon, after the
 	// answers it still owes.)
 	if c.state == stOpen && s.cfg.SlowPolicy == SlowClose && c.gc.OutboundBuffered() > s.cfg.OutboundLimit {

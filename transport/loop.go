@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/panjf2000/gnet/v2"
 )
@@ -20,6 +21,7 @@ const (
 	opShutdown               // close everything with 1001
 	opResume                 // resume reading c (Conn.ResumeReading)
 	opFail                   // send failing c's close frame (see Conn.fail)
+	opDue                    // the write-delay timer fired: write the connections due
 )
 
 type op struct {
@@ -62,6 +64,18 @@ type loop struct {
 	failing map[*Conn]failure
 	scratch []byte // a coalesced write being built
 
+	// Config.WriteDelay, when set: delay in nanoseconds; due lists, from
+	// dueHead on, the connections holding frames with the time their write
+	// is due (the delay is constant, so in the order they started
+	// holding: a FIFO, no heap); timer wakes the loop when the first is
+	// due, armed (armed) only while a connection holds frames.
+	delay   int64
+	due     []dueConn
+	dueHead int
+	timer   *time.Timer
+	armed   bool
+	wakes   int // the timer's wake-ups run (for tests)
+
 	// permessage-deflate: this loop's compressor and inflater (made on
 	// first use), and compression counters added to the Server's at the
 	// end of each flush.
@@ -70,6 +84,17 @@ type loop struct {
 	zMsgs, zMsgIn, zMsgOut       uint64
 	zFrames, zFrameIn, zFrameOut uint64
 }
+
+// dueConn is a connection whose held frames are due at at (monotonic). The
+// entry is stale once the connection wrote or closed: its Conn.due then
+// differs from at.
+type dueConn struct {
+	at int64
+	c  *Conn
+}
+
+// live reports whether e's connection still holds the frames e is about.
+func (e dueConn) live() bool { return e.c.heldN > 0 && e.c.due == e.at }
 
 // failure is why a connection failed: its close frame's code and reason.
 type failure struct {
@@ -105,6 +130,9 @@ func (l *loop) drop() {
 	q := l.q
 	l.q = nil
 	l.mu.Unlock()
+	if l.timer != nil {
+		l.timer.Stop()
+	}
 	for _, o := range q {
 		if o.f != nil {
 			o.f.Release()
@@ -125,7 +153,13 @@ func (l *loop) run(context.Context) error {
 	for i := range q {
 		l.apply(&q[i])
 	}
+	if l.delay > 0 {
+		l.takeDue()
+	}
 	l.flush()
+	if l.delay > 0 {
+		l.arm()
+	}
 	for i := range q {
 		if q[i].f != nil {
 			q[i].f.Release()
@@ -157,6 +191,9 @@ func (l *loop) apply(o *op) {
 		}
 	case opFail:
 		o.c.finishFail()
+	case opDue:
+		l.armed = false // run takes the due connections after the queue
+		l.wakes++
 	case opAccept:
 		if o.c.state == stUpgrading {
 			key := l.pendingKeys[o.c]
@@ -222,6 +259,57 @@ func (l *loop) flush() {
 	}
 	l.dirty = l.dirty[:0]
 	l.flushCounters()
+}
+
+// wake asks the loop to write its due connections; the write-delay timer's
+// function, on the timer's goroutine.
+func (l *loop) wake() { l.enqueue(op{kind: opDue}) }
+
+// takeDue moves the connections whose held frames are due into dirty, for
+// flush to write. Nothing is written here: a write may close a connection.
+func (l *loop) takeDue() {
+	now := l.s.mono()
+	i := l.dueHead
+	for ; i < len(l.due) && l.due[i].at <= now; i++ {
+		if e := l.due[i]; e.live() {
+			l.dirty = append(l.dirty, e.c)
+		}
+		l.due[i] = dueConn{}
+	}
+	l.dueHead = i
+	l.compactDue()
+}
+
+// compactDue reuses the due list's room: all of it once it is empty, the
+// front once the entries taken fill half of it.
+func (l *loop) compactDue() {
+	switch {
+	case l.dueHead == len(l.due):
+		l.due, l.dueHead = l.due[:0], 0
+	case l.dueHead >= 64 && 2*l.dueHead >= len(l.due):
+		n := copy(l.due, l.due[l.dueHead:])
+		clear(l.due[n:])
+		l.due, l.dueHead = l.due[:n], 0
+	}
+}
+
+// arm sets the write-delay timer for the first connection still holding
+// frames, unless it is set already (a timer that fires early for an entry
+// gone stale only costs one more pass).
+func (l *loop) arm() {
+	if l.armed {
+		return
+	}
+	for l.dueHead < len(l.due) && !l.due[l.dueHead].live() {
+		l.due[l.dueHead] = dueConn{}
+		l.dueHead++
+	}
+	l.compactDue()
+	if l.dueHead == len(l.due) {
+		return
+	}
+	l.armed = true
+	l.timer.Reset(time.Duration(max(l.due[l.dueHead].at-l.s.mono(), 0)))
 }
 
 // flushCounters adds the loop's compression counters to the Server's.

@@ -33,11 +33,17 @@ func (h *burstHandler) Message(c *Conn, _ ws.OpCode, payload []byte) int {
 // as a slow consumer before its outbound buffer takes more than the limit
 // plus one frame, even when one loop turn queues far more than the limit for
 // it. Before the check moved ahead of the batch, the whole turn's batch (here
-// 64 MiB against a 256 KiB limit) was handed to gnet's buffer first.
+// 64 MiB against a 256 KiB limit) was handed to gnet's buffer first. Frames
+// held under a write delay count toward the limit the same way.
 func TestSlowCloseBoundsOneTurnsBatch(t *testing.T) {
+	t.Run("delay=0", func(t *testing.T) { testSlowCloseBoundsOneTurnsBatch(t, 0) })
+	t.Run("delay=1h", func(t *testing.T) { testSlowCloseBoundsOneTurnsBatch(t, time.Hour) })
+}
+
+func testSlowCloseBoundsOneTurnsBatch(t *testing.T, delay time.Duration) {
 	const burst, size, limit = 1024, 64 << 10, 256 << 10
 	h := &burstHandler{echoHandler: *newEchoHandler(), burst: burst, size: size}
-	h.s = newTestServer(Config{OutboundLimit: limit, MaxMessageSize: 1 << 20}, h)
+	h.s = newTestServer(Config{OutboundLimit: limit, MaxMessageSize: 1 << 20, WriteDelay: delay}, h)
 	startServer(t, h.s)
 	c := dial(t, h.s)
 	c.write(clientFrame(true, 0, ws.OpBinary, []byte("go")))

@@ -5,7 +5,8 @@
 // keepalive and timeouts from the engine's one ticker, and delivers outbound
 // frames in batches: every frame queued for a loop is applied in one loop
 // task, and each connection gets one write per task, however many frames it
-// was sent.
+// was sent. With Config.WriteDelay a connection's frames are held across
+// tasks, up to that delay, and leave in one write.
 //
 // Concurrency: every Server and Conn method says where it may be called
 // from: "any goroutine" (concurrently, event loops included), or "only on
@@ -128,7 +129,16 @@ type Config struct {
 	PausedBufferLimit int
 	// Compression is permessage-deflate; off by default (see Compression).
 	Compression Compression
-	_           [0]func() // not comparable
+	// WriteDelay holds a connection's outgoing frames for up to this long,
+	// so that the frames queued meanwhile leave in one write: fewer write
+	// calls for up to WriteDelay more latency. The first frame queued for
+	// a connection with nothing held makes its write due WriteDelay later.
+	// Close frames do not wait: they go out at once, behind what is held.
+	// Websocket pings and pongs are written at once as ever. 0 (the
+	// default): each connection's frames are written at the end of the
+	// loop task that queued them, with no timer.
+	WriteDelay time.Duration
+	_          [0]func() // not comparable
 }
 
 // Decision is a Handler's answer to an upgrade request (Handler.Handshake).
@@ -392,6 +402,7 @@ func New(cfg Config, h Handler) *Server {
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
 	}
+	cfg.WriteDelay = max(cfg.WriteDelay, 0)
 	if cfg.Compression.Level <= 0 {
 		cfg.Compression.Level = 1
 	}
@@ -765,6 +776,13 @@ func (s *Server) loopFor(el gnet.EventLoop) *loop {
 		old := s.loopList()
 		l = &loop{s: s, idx: len(old), el: el, epfd: epollFD(el), pendingKeys: make(map[*Conn]string), failing: make(map[*Conn]failure)}
 		l.task = gnet.RunnableFunc(l.run)
+		if d := s.cfg.WriteDelay; d > 0 {
+			l.delay = int64(d)
+			// Made stopped, with the loop: Reset arms it on the loop,
+			// drop stops it from any goroutine.
+			l.timer = time.AfterFunc(d, l.wake)
+			l.timer.Stop()
+		}
 		next := append(append(make([]*loop, 0, len(old)+1), old...), l)
 		s.loops.Store(&next)
 		s.byEL[el] = l
@@ -813,8 +831,9 @@ func (s *Server) OnClose(gc gnet.Conn, err error) gnet.Action {
 	delete(l.pendingKeys, c)
 	delete(l.failing, c)
 	c.state = stClosed
-	s.c.discarded.Add(uint64(len(c.out)))
-	c.out = nil
+	s.c.discarded.Add(uint64(len(c.out) + c.heldN)) //nolint:gosec // G115: counts, never negative
+	c.out, c.held = nil, nil
+	c.heldN, c.outBytes, c.due = 0, 0, 0 // a stale entry in the loop's due list now matches nothing
 	if c.frag != nil {
 		s.bufs.Put(c.frag)
 		c.frag = nil

@@ -22,7 +22,7 @@ func TestHelpListsEverySubcommand(t *testing.T) {
 			"firetower serve", "firetower manager", "firetower help",
 			// serve's flags
 			"-ws-addr", "-http-addr", "-node-id", "-manager", "-nats", "-legacy-delivery", "-allowed-origins",
-			"-presence", "-wildcards",
+			"-presence", "-wildcards", "-write-delay",
 			// manager's own flag
 			"  -addr string",
 			// both

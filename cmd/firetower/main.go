@@ -159,7 +159,8 @@ type serveFlags struct {
 	listen                                                           *listenFlags
 	presence                                                         presenceFlags
 	wildcards                                                        wildcardFlags
-	compression                                                      *bool // compression.go
+	compression                                                      *bool          // compression.go
+	writeDelay                                                       *time.Duration // writedelay.go
 }
 
 func newServeFlags() (*flag.FlagSet, *serveFlags) {
@@ -184,6 +185,7 @@ func newServeFlags() (*flag.FlagSet, *serveFlags) {
 	f.presence = addPresenceFlags(fs)
 	f.wildcards = addWildcardFlags(fs)
 	f.compression = addCompressionFlags(fs)
+	f.writeDelay = addWriteDelayFlag(fs)
 	return fs, f
 }
 
@@ -270,6 +272,12 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	opts = append(opts, f.presence.options()...) // presence.go
 	opts = append(opts, f.wildcards.options()...)
 	opts = append(opts, compressionOptions(*f.compression)...)
+	wopts, err := writeDelayOptions(*f.writeDelay)
+	if err != nil {
+		_, _ = fmt.Fprintln(stderr, "firetower serve:", err)
+		return 2
+	}
+	opts = append(opts, wopts...)
 	if *natsURLs != "" {
 		ncfg, err := cluster.natsConfig(splitList(*natsURLs), log)
 		if err != nil {

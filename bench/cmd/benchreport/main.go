@@ -7,7 +7,8 @@
 // their ratios to the single node, and, when they include the scenarios
 // where clients publish (BenchmarkIngest, BenchmarkChat), a table of those
 // with issue 10's targets (losses and error frames judged on the worst
-// run, not the median).
+// run, not the median). BenchmarkChat's firetower-delay (firetower with
+// WithWriteDelay) gets a column of that table and ratios with no target.
 //
 //	go run ./cmd/benchreport -readme README.md [-benchstat file] [-command text] run-1.txt run-2.txt ...
 //
@@ -34,6 +35,15 @@ import (
 )
 
 var servers = []string{"firetower", "gorilla", "centrifuge", "floor"}
+
+// delayServer is firetower with a write delay (WithWriteDelay), which only
+// BenchmarkChat runs: a column of the client-publish table, when the runs
+// have it, and ratios of its own with no target.
+const delayServer = "firetower-delay"
+
+// pubServers are the client-publish table's columns when the runs include
+// delayServer.
+var pubServers = []string{"firetower", delayServer, "gorilla", "centrifuge", "floor"}
 
 // clusterKinds are BenchmarkCluster's deployments (its last name element,
 // where the other benchmarks have a server).
@@ -65,7 +75,7 @@ func parse(files []string) (*parsed, error) {
 			}
 			name := procSuffix.ReplaceAllString(fields[0], "")
 			i := strings.LastIndexByte(name, '/')
-			if i < 0 || !slices.Contains(servers, name[i+1:]) && !slices.Contains(clusterKinds, name[i+1:]) {
+			if i < 0 || !slices.Contains(pubServers, name[i+1:]) && !slices.Contains(clusterKinds, name[i+1:]) {
 				continue
 			}
 			scen, srv := name[:i], name[i+1:]
@@ -123,7 +133,7 @@ func values(m map[int]float64) []float64 {
 
 // units shown in the results tables, in order.
 var tableUnits = []string{"publishes/s", "deliveries/s", "expected-deliveries/s", "cpu-ns/publish", "cpu-ns/delivery",
-	"p50-ns", "p99-ns", "bytes/conn", "bytes/sub", "allocs/delivery", "B/delivery", "lost", "error-frames", "closed-conns"}
+	"writes/delivery", "p50-ns", "p99-ns", "bytes/conn", "bytes/sub", "allocs/delivery", "B/delivery", "lost", "error-frames", "closed-conns"}
 
 func format(unit string, v float64) string {
 	switch unit {
@@ -146,6 +156,8 @@ func format(unit string, v float64) string {
 		return fmt.Sprintf("%.0f B", v)
 	case "allocs/delivery":
 		return fmt.Sprintf("%.4f", v)
+	case "writes/delivery":
+		return fmt.Sprintf("%.3f", v)
 	case "lost", "error-frames", "closed-conns":
 		return fmt.Sprintf("%.0f", v)
 	}
@@ -233,6 +245,13 @@ var extras10 = []target{
 	{prefix: "^BenchmarkChat/", unit: "p99-ns", other: "floor", atMost: true, bound: math.NaN(), label: "p99: firetower / floor"},
 }
 
+// extrasDelay are delayServer's ratios (delayServer in place of firetower),
+// with no target: the issue 10 targets stay about default firetower.
+var extrasDelay = []target{
+	{prefix: "^BenchmarkChat/", unit: "cpu-ns/delivery", other: "gorilla", atMost: true, bound: math.NaN(), label: "server CPU per delivery: firetower-delay / gorilla hub"},
+	{prefix: "^BenchmarkChat/", unit: "p99-ns", other: "gorilla", atMost: true, bound: math.NaN(), label: "p99: firetower-delay / gorilla hub"},
+}
+
 // clientPublish reports the scenarios where clients publish (issue 10),
 // which have tables of their own.
 func clientPublish(scen string) bool {
@@ -254,13 +273,18 @@ var extras = []target{
 }
 
 func (p *parsed) ratioRows(ts []target, withVerdict bool) []string {
+	return p.ratioRowsOf("firetower", ts, withVerdict)
+}
+
+// ratioRowsOf is ratioRows with subject in firetower's place.
+func (p *parsed) ratioRowsOf(subject string, ts []target, withVerdict bool) []string {
 	var rows []string
 	for _, t := range ts {
 		for _, scen := range p.scenarios {
 			if !t.matches(scen) {
 				continue
 			}
-			ft := p.res[scen]["firetower"][t.unit]
+			ft := p.res[scen][subject][t.unit]
 			var per []float64
 			if t.other == "" {
 				per = values(ft)
@@ -476,17 +500,25 @@ func main() {
 		out = append(out, "| scenario | ratio | measured |", "|---|---|---|")
 		out = append(out, p.ratioRows(extras, false)...)
 	}
-	if p.has(servers, clientPublish) {
+	if p.has(servers, clientPublish) || p.has([]string{delayServer}, clientPublish) {
+		cols := servers
+		withDelay := p.has([]string{delayServer}, clientPublish)
+		if withDelay {
+			cols = pubServers
+		}
 		out = append(out, "", "### Client publishes (issue 10; median, min – max over the runs)", "",
 			"Clients publish through each server's protocol (see \"Client publishes\" above); lost, error-frames",
 			"and closed-conns are per run. cpu-ns is the server's CPU time alone.", "")
-		out = append(out, p.table(servers, clientPublish)...)
+		out = append(out, p.table(cols, clientPublish)...)
 		out = append(out, "", "### Targets of issue 10 (ratio within each run; median, min – max over the runs)", "")
 		out = append(out, "| scenario | target | measured | verdict |", "|---|---|---|---|")
 		out = append(out, p.ratioRows(targets10, true)...)
 		out = append(out, "", "### Other ratios of the client-publish scenarios (no target)", "")
 		out = append(out, "| scenario | ratio | measured |", "|---|---|---|")
 		out = append(out, p.ratioRows(extras10, false)...)
+		if withDelay {
+			out = append(out, p.ratioRowsOf(delayServer, extrasDelay, false)...)
+		}
 	}
 	if p.has(clusterKinds, func(string) bool { return true }) {
 		out = append(out, "", "### Cross-node (issue 4; median, min – max over the runs)", "",
