@@ -149,8 +149,9 @@ func chatConfigs() []chatConfig {
 // its room and publishes to it at a steady rate (the members' phases spread
 // evenly), so every member receives the whole room, its own messages
 // included. Besides the servers of every scenario it runs firetower-delay,
-// firetower with WithWriteDelay(10ms) (chatKinds). The clients run in one load-generator process up to 10,000
-// connections (1000x10 holds 10,000 descriptors there and 10,000 in this
+// firetower with WithWriteDelay(10ms), and centrifuge-delay, centrifuge with
+// its WriteDelay of 10 ms (chatKinds). The clients run in one load-generator
+// process up to 10,000 connections (1000x10 holds 10,000 descriptors there and 10,000 in this
 // process, under the limit of ~19,990 each).
 //
 //	deliveries/s           deliveries received / time from the start to the last delivery

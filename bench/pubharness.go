@@ -15,11 +15,12 @@ import (
 // centrifuge answers every publish command with a reply (or an error); the
 // gorilla hub and the floor answer nothing, so there a publisher counts its
 // own delivery of its message (it is subscribed to the topic it publishes
-// to) as the acknowledgement. firetower-delay is firetower (its acks wait
-// with its deliveries). That spares those two servers a write per
+// to) as the acknowledgement. firetower-delay and centrifuge-delay are
+// firetower and centrifuge (their answers wait with their deliveries). That spares those two servers a write per
 // publish that firetower makes, which can only flatter them.
 func ackOf(kind string) string {
-	if kind == "firetower" || kind == "firetower-delay" || kind == "centrifuge" {
+	switch kind {
+	case "firetower", "firetower-delay", "centrifuge", "centrifuge-delay":
 		return "reply"
 	}
 	return "delivery"

@@ -35,11 +35,11 @@ type writeCounter interface {
 var serverKinds = []string{"firetower", "gorilla", "centrifuge", "floor"}
 
 // chatKinds are BenchmarkChat's servers: serverKinds with firetower-delay
-// (firetower with WithWriteDelay) after firetower; all, or those named in
-// BENCH_SERVERS.
+// (firetower with WithWriteDelay) after firetower and centrifuge-delay
+// (centrifuge with its WriteDelay, the same delay) after centrifuge; all, or
+// those named in BENCH_SERVERS.
 func chatKinds() []string {
-	all := append([]string{serverKinds[0], "firetower-delay"}, serverKinds[1:]...)
-	return filterKinds(all)
+	return filterKinds([]string{"firetower", "firetower-delay", "gorilla", "centrifuge", "centrifuge-delay", "floor"})
 }
 
 func newServer(kind string) (server, error) {
@@ -54,6 +54,8 @@ func newServer(kind string) (server, error) {
 		return newFloorServer()
 	case "firetower-delay": // not in serverKinds: only BenchmarkChat runs it (chatKinds)
 		return newFiretowerDelay()
+	case "centrifuge-delay": // the same, for centrifuge
+		return newCentrifugeServerDelay(chatWriteDelay)
 	case "firetower-mounted": // issue 14; not in serverKinds: BenchmarkMount runs it
 		return newFiretowerMounted(nil)
 	case "firetower-tls", "gorilla-tls": // issue 14; BenchmarkTLS runs them
@@ -72,7 +74,7 @@ func newServer(kind string) (server, error) {
 
 // flavourOf is the client protocol of a server kind.
 func flavourOf(kind string) string {
-	if kind == "centrifuge" {
+	if kind == "centrifuge" || kind == "centrifuge-delay" {
 		return flavourCentrifuge
 	}
 	return flavourFiretower

@@ -8,7 +8,8 @@
 // where clients publish (BenchmarkIngest, BenchmarkChat), a table of those
 // with issue 10's targets (losses and error frames judged on the worst
 // run, not the median). BenchmarkChat's firetower-delay (firetower with
-// WithWriteDelay) gets a column of that table and ratios with no target.
+// WithWriteDelay) and centrifuge-delay (centrifuge with its WriteDelay) get
+// columns of that table, and firetower-delay ratios with no target.
 //
 //	go run ./cmd/benchreport -readme README.md [-benchstat file] [-command text] run-1.txt run-2.txt ...
 //
@@ -41,9 +42,13 @@ var servers = []string{"firetower", "gorilla", "centrifuge", "floor"}
 // have it, and ratios of its own with no target.
 const delayServer = "firetower-delay"
 
+// delayCentrifuge is centrifuge with its own WriteDelay (the same delay),
+// beside delayServer in BenchmarkChat.
+const delayCentrifuge = "centrifuge-delay"
+
 // pubServers are the client-publish table's columns when the runs include
 // delayServer.
-var pubServers = []string{"firetower", delayServer, "gorilla", "centrifuge", "floor"}
+var pubServers = []string{"firetower", delayServer, "gorilla", "centrifuge", delayCentrifuge, "floor"}
 
 // clusterKinds are BenchmarkCluster's deployments (its last name element,
 // where the other benchmarks have a server).
@@ -250,6 +255,8 @@ var extras10 = []target{
 var extrasDelay = []target{
 	{prefix: "^BenchmarkChat/", unit: "cpu-ns/delivery", other: "gorilla", atMost: true, bound: math.NaN(), label: "server CPU per delivery: firetower-delay / gorilla hub"},
 	{prefix: "^BenchmarkChat/", unit: "p99-ns", other: "gorilla", atMost: true, bound: math.NaN(), label: "p99: firetower-delay / gorilla hub"},
+	{prefix: "^BenchmarkChat/", unit: "cpu-ns/delivery", other: delayCentrifuge, atMost: true, bound: math.NaN(), label: "server CPU per delivery: firetower-delay / centrifuge-delay"},
+	{prefix: "^BenchmarkChat/", unit: "p99-ns", other: delayCentrifuge, atMost: true, bound: math.NaN(), label: "p99: firetower-delay / centrifuge-delay"},
 }
 
 // clientPublish reports the scenarios where clients publish (issue 10),
