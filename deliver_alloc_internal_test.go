@@ -219,3 +219,61 @@ func dialDeflate(t *testing.T, ctx context.Context, addr string) net.Conn {
 	}
 	return nc
 }
+
+// TestDeliverLocalAllocsWriteDelayBursts: under WithWriteDelay, bursts of 10
+// publishes of 1 KiB (10 KiB held per subscriber, more than a connection
+// could keep for itself) reuse the loop's held buffers: no allocation per
+// subscriber, only the loop tasks of the publishes and the timer's wake-up.
+func TestDeliverLocalAllocsWriteDelayBursts(t *testing.T) {
+	const subscribers, burst = 20, 10
+	tw, err := New(WithAddr("127.0.0.1:0"), WithEventLoops(1), WithStatsInterval(0), WithWriteDelay(time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := tw.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tw.Shutdown(ctx) }()
+	conns := make([]net.Conn, subscribers)
+	for i := range conns {
+		nc, _, _, err := ws.Dial(ctx, "ws://"+tw.Addr()+"/ws")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		if err := wsutil.WriteClientText(nc, []byte(`{"type":"subscribe","topics":["/a"]}`)); err != nil {
+			t.Fatal(err)
+		}
+		conns[i] = nc
+	}
+	for s := tw.index.get("/a"); s == nil || s.count < subscribers; s = tw.index.get("/a") {
+		if ctx.Err() != nil {
+			t.Fatal("the subscriptions never reached the index")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	data := []byte(`"` + strings.Repeat("x", 1024) + `"`)
+	frame := len(`{"type":"publish","topic":"/a","data":}`) + len(data) + 4 // unmasked, 16-bit length
+	buf := make([]byte, frame*burst)
+	publish := func() {
+		for range burst {
+			tw.deliverLocal("/a", data, data)
+		}
+		for _, nc := range conns {
+			if _, err := io.ReadFull(nc, buf); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for range 50 { // warm the pools, the loop's queue and its held buffers
+		publish()
+	}
+	n := testing.AllocsPerRun(100, publish)
+	t.Logf("allocations per burst of %d publishes to %d subscribers: %v", burst, subscribers, n)
+	if most := float64(2*burst + 4); n > most && !raceEnabled {
+		t.Errorf("a burst of %d publishes to %d subscribers: %v allocations, want at most %v (the loop tasks and the timer), none per subscriber",
+			burst, subscribers, n, most)
+	}
+}

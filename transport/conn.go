@@ -27,9 +27,15 @@ const maxIovecs = 1024
 // maxScratch is the largest write buffer a loop keeps between writes.
 const maxScratch = 1 << 20
 
-// maxHeldKept is the largest held-frames buffer a connection keeps between
-// writes under Config.WriteDelay.
-const maxHeldKept = 4 << 10
+// Under Config.WriteDelay a connection holds its frames in a buffer taken
+// from its loop's free list (none while it holds nothing); a written
+// buffer goes back to the list unless the list has maxHeldFree buffers or
+// the buffer grew over maxHeldKept (then it is left to the collector), so
+// a loop keeps at most maxHeldFree x maxHeldKept bytes for reuse.
+const (
+	maxHeldKept = 256 << 10
+	maxHeldFree = 64
+)
 
 // Conn is one client connection. Its fields are owned by its event loop;
 // only the methods documented "any goroutine" may be called elsewhere. A
@@ -242,6 +248,9 @@ func (c *Conn) hold(f *Frame, b []byte) {
 		c.oldest = f.born
 		c.due = l.now + l.delay
 		l.due = append(l.due, dueConn{at: c.due, c: c})
+		if c.held == nil {
+			c.held = l.takeHeld()
+		}
 	}
 	c.held = append(c.held, b...)
 	c.heldN++
@@ -308,9 +317,10 @@ func (c *Conn) flushHeld() {
 	s := c.server()
 	held, frames, n := c.held, c.heldN, c.outBytes
 	c.heldN, c.outBytes, c.due = 0, 0, 0
+	c.held = nil
 	if !c.sending() {
 		s.c.discarded.Add(uint64(frames)) //nolint:gosec // G115: a count, never negative
-		c.held = held[:0]
+		c.l.giveHeld(held)
 		return
 	}
 	s.c.writes.Add(1)
@@ -320,13 +330,9 @@ func (c *Conn) flushHeld() {
 	}
 	// gnet copies what the socket does not take: held is free again.
 	_, _ = c.gc.Write(held)
+	c.l.giveHeld(held)
 	if c.state == stClosed { // the write failed and gnet closed it
 		return
-	}
-	if cap(held) > maxHeldKept {
-		c.held = nil
-	} else {
-		c.held = held[:0]
 	}
 	c.written()
 }

@@ -69,12 +69,13 @@ type loop struct {
 	// is due (the delay is constant, so in the order they started
 	// holding: a FIFO, no heap); timer wakes the loop when the first is
 	// due, armed (armed) only while a connection holds frames.
-	delay   int64
-	due     []dueConn
-	dueHead int
-	timer   *time.Timer
-	armed   bool
-	wakes   int // the timer's wake-ups run (for tests)
+	delay    int64
+	due      []dueConn
+	dueHead  int
+	timer    *time.Timer
+	armed    bool
+	wakes    int      // the timer's wake-ups run (for tests)
+	heldFree [][]byte // written held buffers, for reuse (see maxHeldFree)
 
 	// permessage-deflate: this loop's compressor and inflater (made on
 	// first use), and compression counters added to the Server's at the
@@ -259,6 +260,26 @@ func (l *loop) flush() {
 	}
 	l.dirty = l.dirty[:0]
 	l.flushCounters()
+}
+
+// takeHeld returns an empty buffer for a connection's held frames: a
+// reused one when the loop has one.
+func (l *loop) takeHeld() []byte {
+	if n := len(l.heldFree); n > 0 {
+		b := l.heldFree[n-1]
+		l.heldFree[n-1] = nil
+		l.heldFree = l.heldFree[:n-1]
+		return b
+	}
+	return nil
+}
+
+// giveHeld takes back a held buffer that was written (or discarded).
+func (l *loop) giveHeld(b []byte) {
+	if cap(b) == 0 || cap(b) > maxHeldKept || len(l.heldFree) >= maxHeldFree {
+		return
+	}
+	l.heldFree = append(l.heldFree, b[:0])
 }
 
 // wake asks the loop to write its due connections; the write-delay timer's

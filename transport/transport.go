@@ -832,6 +832,7 @@ func (s *Server) OnClose(gc gnet.Conn, err error) gnet.Action {
 	delete(l.failing, c)
 	c.state = stClosed
 	s.c.discarded.Add(uint64(len(c.out) + c.heldN)) //nolint:gosec // G115: counts, never negative
+	l.giveHeld(c.held)
 	c.out, c.held = nil, nil
 	c.heldN, c.outBytes, c.due = 0, 0, 0 // a stale entry in the loop's due list now matches nothing
 	if c.frag != nil {
