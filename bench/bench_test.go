@@ -317,6 +317,13 @@ func BenchmarkIdleMemory(b *testing.B) {
 					}
 					b.ReportMetric(float64(after-base)/float64(n), "bytes/conn")
 					b.ReportMetric(float64(after)/(1<<20), "rss-MiB")
+					if os.Getenv("FTBENCH_IDLEGC") != "" { // diagnostics: what is left after a collection
+						gc, err := sp.rssAfterGC()
+						if err != nil {
+							b.Fatal(err)
+						}
+						b.ReportMetric(float64(gc-base)/float64(n), "gc-bytes/conn")
+					}
 					b.ReportMetric(0, "ns/op")
 				})
 			}

@@ -82,6 +82,12 @@ func runServerChild(stdin io.Reader, stdout io.Writer) error {
 		}
 		if cmd == "gc" { // before a memory reading: collect, return free memory to the OS
 			debug.FreeOSMemory()
+			if path := os.Getenv("FTBENCH_HEAPPROFILE"); path != "" {
+				if f, err := os.Create(path + ".open"); err == nil {
+					_ = pprof.WriteHeapProfile(f)
+					_ = f.Close()
+				}
+			}
 			fmt.Fprintln(stdout, "ok")
 		}
 	}
