@@ -185,16 +185,29 @@ func (c *Conn) reply(build func(r protocol.Reply, dst []byte) []byte) {
 	if c.gone.Load() {
 		return
 	}
-	var buf [256]byte
-	p := build(protocol.Reply{Codec: c.codec}, buf[:0])
+	rb, _ := c.t.replyBufs.Get().(*replyBuf)
+	if rb == nil {
+		rb = &replyBuf{b: make([]byte, 0, 256)}
+	}
+	p := build(protocol.Reply{Codec: c.codec}, rb.b[:0])
 	op := ws.OpText
 	if c.codec == protocol.Msgpack {
 		op = ws.OpBinary
 	}
-	f := c.t.srv.NewMessageFrame(op, p)
+	f := c.t.srv.NewMessageFrame(op, p) // copies p
+	if cap(p) <= maxReplyBuf {
+		rb.b = p[:0]
+		c.t.replyBufs.Put(rb)
+	}
 	c.tc.Send(f)
 	f.Release()
 }
+
+// replyBuf is a buffer of Tower.replyBufs; one that grew past maxReplyBuf
+// is let go.
+type replyBuf struct{ b []byte }
+
+const maxReplyBuf = 4 << 10
 
 func (c *Conn) sendError(id []byte, e *Error) {
 	c.t.stats.errors.Add(1)

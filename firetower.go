@@ -56,21 +56,24 @@ import (
 //     not from those declared with WithNonBlockingHooks, which run on an
 //     event loop.
 type Tower struct {
-	cfg    config
-	log    *slog.Logger
-	srv    *transport.Server
-	index  *index
-	conns  *registry
-	work   workers
-	chains chains
-	mgr    Manager
-	link   Link
-	hist   *towerHistory // history.go; nil without WithHistory
-	pres   *presence     // presence.go; nil without WithPresence
-	pats   *patternIndex // wildcard.go; nil without WithWildcards
-	bootID string
-	nextID atomic.Uint64
-	stats  counters
+	cfg config
+	log *slog.Logger
+	srv *transport.Server
+	// replyBufs holds *replyBuf: where Conn.reply builds an answer (a
+	// buffer on the stack would escape through the builder).
+	replyBufs sync.Pool
+	index     *index
+	conns     *registry
+	work      workers
+	chains    chains
+	mgr       Manager
+	link      Link
+	hist      *towerHistory // history.go; nil without WithHistory
+	pres      *presence     // presence.go; nil without WithPresence
+	pats      *patternIndex // wildcard.go; nil without WithWildcards
+	bootID    string
+	nextID    atomic.Uint64
+	stats     counters
 	// inbound is the total budget of queued client requests (inbound.go).
 	inbound inboundBudget
 

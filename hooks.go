@@ -146,6 +146,12 @@ func (ch *chains) nonBlocking(h Hook) bool { return !ch.mayBlock[h.index()] }
 
 // run runs hook h's chain. A panic in hook code does not take the server
 // down: it is logged, counted, and becomes an internal error.
+// hooked reports whether hook h has a chain to run for connection c, so
+// that callers build no Context for nothing.
+func (t *Tower) hooked(h Hook, c *Conn) bool {
+	return t.chains.h[h.index()] != nil && (c == nil || !c.system)
+}
+
 func (t *Tower) run(h Hook, c *Context) (err error) {
 	fn := t.chains.h[h.index()]
 	if fn == nil || (c.conn != nil && c.conn.system) {

@@ -116,16 +116,19 @@ func (t *Tower) subscribe(c *Conn, req *protocol.Request) {
 		c.sendError(req.ID, e)
 		return
 	}
-	cx := &Context{conn: c, topics: req.Topics}
 	if e := systemTopicsAllowed(c, req.Topics); e != nil {
 		c.sendError(req.ID, e)
 		return
 	}
-	if err := t.run(HookBeforeSubscribe, cx); err != nil {
-		c.sendError(req.ID, asError(err, CodeForbidden))
-		return
+	topics := req.Topics
+	if t.hooked(HookBeforeSubscribe, c) {
+		cx := &Context{conn: c, topics: req.Topics}
+		if err := t.run(HookBeforeSubscribe, cx); err != nil {
+			c.sendError(req.ID, asError(err, CodeForbidden))
+			return
+		}
+		topics = cx.topics
 	}
-	topics := cx.topics
 	if e := validTopics(topics); e != nil {
 		c.sendError(req.ID, e)
 		return
@@ -156,7 +159,9 @@ func (t *Tower) subscribe(c *Conn, req *protocol.Request) {
 		if qs := t.historyQueries(req, topics); len(qs) > 0 {
 			if t.subscribeHistory(c, req, topics, added, qs) && len(added) > 0 {
 				t.presenceChange(c, added, true)
-				_ = t.run(HookSubscribe, &Context{conn: c, topics: added})
+				if t.hooked(HookSubscribe, c) {
+					_ = t.run(HookSubscribe, &Context{conn: c, topics: added})
+				}
 			}
 			return
 		}
@@ -176,7 +181,9 @@ func (t *Tower) subscribe(c *Conn, req *protocol.Request) {
 	}
 	if len(added) > 0 {
 		t.presenceChange(c, added, true)
-		_ = t.run(HookSubscribe, &Context{conn: c, topics: added})
+		if t.hooked(HookSubscribe, c) {
+			_ = t.run(HookSubscribe, &Context{conn: c, topics: added})
+		}
 	}
 }
 

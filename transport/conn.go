@@ -52,33 +52,39 @@ type Conn struct {
 
 	idx       int
 	state     connState
-	deflate   bool // permessage-deflate negotiated (or, before accept, to be)
-	zCounted  bool // counted in Stats.Compression.Conns
-	fragZ     bool // the fragmented message being read is compressed
+	closeCode uint16 // the code the connection was closed with (1000-4999), for Handler.Closed
+	deflate   bool   // permessage-deflate negotiated (or, before accept, to be)
+	zCounted  bool   // counted in Stats.Compression.Conns
+	fragZ     bool   // the fragmented message being read is compressed
 	fragOp    ws.OpCode
 	paused    bool         // PauseReading: frames wait unparsed
 	overflow  bool         // paused too long or too full: read on, into Handler.Overflow
 	utf8      wsproto.UTF8 // the text message being read, as far as it was checked
 	pausedAt  int64        // when reading was paused
-	closeCode int
-	since     int64 // when the connection opened (before upgrade), failed, or sent its close frame
+	since     int64        // when the connection opened (before upgrade), failed, or sent its close frame
 	lastRead  int64
 	lastPing  int64
 	outBytes  int
 	oldest    int64 // birth of the oldest frame in out
 	out       [][]byte
-	// Under Config.WriteDelay, queued frames are copied into held (heldN
-	// of them, outBytes bytes) instead of out, until due (monotonic) or a
-	// close frame; 0 while nothing is held.
-	held  []byte
-	heldN int
-	due   int64
-	frag  []byte
+	// Under Config.WriteDelay, queued frames are copied into held (taken
+	// from the loop while the connection holds frames, nil otherwise)
+	// instead of out, until due or a close frame.
+	held *heldFrames
+	frag []byte
 	// partChecked is how many payload bytes of the text frame at the head
 	// of the inbound buffer, not yet whole, went through utf8.
 	partChecked int
 	remote      net.Addr
-	handoff     *handoff // a connection from ServeHTTP, until its handshake is parsed (mount.go)
+}
+
+// heldFrames are the frames a connection holds under Config.WriteDelay:
+// n frames in b (the connection's outBytes), to be written at due
+// (monotonic).
+type heldFrames struct {
+	b   []byte
+	n   int
+	due int64
 }
 
 // Loop is the index of the connection's event loop (for Server.Broadcast).
@@ -244,28 +250,27 @@ func (c *Conn) queue(f *Frame) {
 // Copied, the frame's bytes need no reference past this loop task.
 func (c *Conn) hold(f *Frame, b []byte) {
 	l := c.l
-	if c.heldN == 0 {
+	if c.held == nil {
+		c.held = l.takeHeld()
 		c.oldest = f.born
-		c.due = l.now + l.delay
-		l.due = append(l.due, dueConn{at: c.due, c: c})
-		if c.held == nil {
-			c.held = l.takeHeld()
-		}
+		c.held.due = l.now + l.delay
+		l.due = append(l.due, dueConn{at: c.held.due, c: c})
 	}
-	c.held = append(c.held, b...)
-	c.heldN++
+	h := c.held
+	h.b = append(h.b, b...)
+	h.n++
 	c.outBytes += len(b)
-	if c.heldN >= maxIovecs || len(c.held) >= maxScratch {
+	if h.n >= maxIovecs || len(h.b) >= maxScratch {
 		c.flush()
 	}
 }
 
 // pending reports whether frames wait to be written by flush.
-func (c *Conn) pending() bool { return len(c.out) > 0 || c.heldN > 0 }
+func (c *Conn) pending() bool { return len(c.out) > 0 || c.held != nil }
 
 // flush writes the queued (or held) frames with one call.
 func (c *Conn) flush() {
-	if c.heldN > 0 {
+	if c.held != nil {
 		c.flushHeld()
 		return
 	}
@@ -315,11 +320,10 @@ func (c *Conn) flush() {
 // flushHeld writes the frames held under Config.WriteDelay with one call.
 func (c *Conn) flushHeld() {
 	s := c.server()
-	held, frames, n := c.held, c.heldN, c.outBytes
-	c.heldN, c.outBytes, c.due = 0, 0, 0
-	c.held = nil
+	held, n := c.held, c.outBytes
+	c.held, c.outBytes = nil, 0
 	if !c.sending() {
-		s.c.discarded.Add(uint64(frames)) //nolint:gosec // G115: a count, never negative
+		s.c.discarded.Add(uint64(held.n)) //nolint:gosec // G115: a count, never negative
 		c.l.giveHeld(held)
 		return
 	}
@@ -329,7 +333,7 @@ func (c *Conn) flushHeld() {
 		s.observe(c.l.now - c.oldest)
 	}
 	// gnet copies what the socket does not take: held is free again.
-	_, _ = c.gc.Write(held)
+	_, _ = c.gc.Write(held.b)
 	c.l.giveHeld(held)
 	if c.state == stClosed { // the write failed and gnet closed it
 		return
@@ -388,7 +392,7 @@ func (c *Conn) sendClose(code int, reason string) {
 		return
 	}
 	var buf [128]byte
-	c.closeCode = code
+	c.closeCode = uint16(code) //nolint:gosec // G115: a close code, 1000-4999
 	_, _ = c.gc.Write(wsproto.AppendClose(buf[:0], code, reason))
 	if c.sending() {
 		c.state = stClosing
@@ -417,7 +421,7 @@ func (c *Conn) readHandshake() gnet.Action {
 		c.reject(431, "request header too large")
 		return gnet.Close
 	}
-	parsed, herr := wsproto.ParseHandshake(buf[:end], wsproto.PathMatcher(s.cfg.Served))
+	parsed, herr := c.l.hsParser.Parse(buf[:end], wsproto.PathMatcher(s.cfg.Served))
 	c.consumeHandshake(end)
 	if herr != nil {
 		c.reject(herr.Status, herr.Reason)
@@ -454,8 +458,12 @@ func (c *Conn) reject(status int, reason string) {
 
 func (c *Conn) accept(key, protocol string) {
 	s := c.server()
-	var buf [320]byte
-	_, _ = c.gc.Write(wsproto.AppendAcceptExt(buf[:0], key, protocol, c.extensions()))
+	// the loop's scratch buffer (a local array would escape through Write)
+	buf := wsproto.AppendAcceptExt(c.l.scratch[:0], key, protocol, c.extensions())
+	_, _ = c.gc.Write(buf)
+	if cap(buf) <= maxScratch {
+		c.l.scratch = buf[:0]
+	}
 	if c.state == stClosed {
 		return
 	}
@@ -655,7 +663,7 @@ func (c *Conn) frame(h wsproto.Header, p []byte) gnet.Action {
 				code = 0
 			}
 			c.sendClose(code, "")
-			c.closeCode = code
+			c.closeCode = uint16(code) //nolint:gosec // G115: a close code, 1000-4999
 		}
 		return gnet.Close
 	case ws.OpText, ws.OpBinary:

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
+
+	"github.com/firetower-go/firetower/internal/wsproto"
 )
 
 type opKind uint8
@@ -62,7 +64,10 @@ type loop struct {
 	// failing holds the close code and reason of connections that failed
 	// and have not yet sent their close frame (stFailing).
 	failing map[*Conn]failure
-	scratch []byte // a coalesced write being built
+	scratch []byte // a coalesced write being built (or a handshake's answer)
+
+	hsParser wsproto.HandshakeParser // parses the upgrade requests read on this loop
+	handoffs map[*Conn]*handoff      // connections from ServeHTTP, until their handshake is parsed (mount.go)
 
 	// Config.WriteDelay, when set: delay in nanoseconds; due lists, from
 	// dueHead on, the connections holding frames with the time their write
@@ -74,8 +79,8 @@ type loop struct {
 	dueHead  int
 	timer    *time.Timer
 	armed    bool
-	wakes    int      // the timer's wake-ups run (for tests)
-	heldFree [][]byte // written held buffers, for reuse (see maxHeldFree)
+	wakes    int           // the timer's wake-ups run (for tests)
+	heldFree []*heldFrames // written held buffers, for reuse (see maxHeldFree)
 
 	// permessage-deflate: this loop's compressor and inflater (made on
 	// first use), and compression counters added to the Server's at the
@@ -95,7 +100,7 @@ type dueConn struct {
 }
 
 // live reports whether e's connection still holds the frames e is about.
-func (e dueConn) live() bool { return e.c.heldN > 0 && e.c.due == e.at }
+func (e dueConn) live() bool { return e.c.held != nil && e.c.held.due == e.at }
 
 // failure is why a connection failed: its close frame's code and reason.
 type failure struct {
@@ -262,24 +267,25 @@ func (l *loop) flush() {
 	l.flushCounters()
 }
 
-// takeHeld returns an empty buffer for a connection's held frames: a
-// reused one when the loop has one.
-func (l *loop) takeHeld() []byte {
+// takeHeld returns an empty heldFrames for a connection that starts
+// holding frames: a reused one, buffer included, when the loop has one.
+func (l *loop) takeHeld() *heldFrames {
 	if n := len(l.heldFree); n > 0 {
-		b := l.heldFree[n-1]
+		h := l.heldFree[n-1]
 		l.heldFree[n-1] = nil
 		l.heldFree = l.heldFree[:n-1]
-		return b
+		return h
 	}
-	return nil
+	return &heldFrames{}
 }
 
-// giveHeld takes back a held buffer that was written (or discarded).
-func (l *loop) giveHeld(b []byte) {
-	if cap(b) == 0 || cap(b) > maxHeldKept || len(l.heldFree) >= maxHeldFree {
+// giveHeld takes back held frames that were written (or discarded).
+func (l *loop) giveHeld(h *heldFrames) {
+	if h == nil || cap(h.b) > maxHeldKept || len(l.heldFree) >= maxHeldFree {
 		return
 	}
-	l.heldFree = append(l.heldFree, b[:0])
+	h.b, h.n, h.due = h.b[:0], 0, 0
+	l.heldFree = append(l.heldFree, h)
 }
 
 // wake asks the loop to write its due connections; the write-delay timer's

@@ -155,7 +155,10 @@ func (s *Server) enroll(c net.Conn, h *handoff) {
 // it records the client's address and parses the request head it brought,
 // if any, with the native handshake parser.
 func (c *Conn) openHandoff(h *handoff) gnet.Action {
-	c.handoff = h
+	if c.l.handoffs == nil {
+		c.l.handoffs = make(map[*Conn]*handoff)
+	}
+	c.l.handoffs[c] = h
 	c.remote = h.remote
 	if h.head == nil {
 		return gnet.None // the head comes through the proxy's socket
@@ -163,10 +166,19 @@ func (c *Conn) openHandoff(h *handoff) gnet.Action {
 	return c.readHandshake()
 }
 
+// handoff is what ServeHTTP handed over with c (its loop keeps it until
+// the handshake is parsed), or nil.
+func (c *Conn) handoff() *handoff {
+	if len(c.l.handoffs) == 0 {
+		return nil
+	}
+	return c.l.handoffs[c]
+}
+
 // handshakeBytes is what readHandshake parses: what the socket brought,
 // or the head a mounted connection carried in.
 func (c *Conn) handshakeBytes() []byte {
-	if h := c.handoff; h != nil && h.head != nil {
+	if h := c.handoff(); h != nil && h.head != nil {
 		return h.head
 	}
 	buf, _ := c.gc.Peek(-1)
@@ -176,7 +188,7 @@ func (c *Conn) handshakeBytes() []byte {
 // consumeHandshake drops the n bytes of the request head readHandshake
 // parsed.
 func (c *Conn) consumeHandshake(n int) {
-	if h := c.handoff; h != nil && h.head != nil {
+	if h := c.handoff(); h != nil && h.head != nil {
 		h.head = nil
 		return
 	}
@@ -190,8 +202,10 @@ func (c *Conn) adopt(req *http.Request) *http.Request {
 	if c.remote == nil {
 		c.remote = c.gc.RemoteAddr()
 	}
-	h := c.handoff
-	c.handoff = nil
+	h := c.handoff()
+	if h != nil {
+		delete(c.l.handoffs, c)
+	}
 	if h != nil && h.req != nil {
 		req = req.WithContext(h.req.Context())
 		req.TLS = h.req.TLS

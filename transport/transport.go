@@ -830,11 +830,16 @@ func (s *Server) OnClose(gc gnet.Conn, err error) gnet.Action {
 	wasWS := c.state >= stUpgrading
 	delete(l.pendingKeys, c)
 	delete(l.failing, c)
+	delete(l.handoffs, c)
 	c.state = stClosed
-	s.c.discarded.Add(uint64(len(c.out) + c.heldN)) //nolint:gosec // G115: counts, never negative
+	held := 0
+	if c.held != nil {
+		held = c.held.n
+	}
+	s.c.discarded.Add(uint64(len(c.out) + held)) //nolint:gosec // G115: counts, never negative
 	l.giveHeld(c.held)
-	c.out, c.held = nil, nil
-	c.heldN, c.outBytes, c.due = 0, 0, 0 // a stale entry in the loop's due list now matches nothing
+	c.out, c.held = nil, nil // a stale entry in the loop's due list now matches nothing
+	c.outBytes = 0
 	if c.frag != nil {
 		s.bufs.Put(c.frag)
 		c.frag = nil
@@ -848,7 +853,7 @@ func (s *Server) OnClose(gc gnet.Conn, err error) gnet.Action {
 		s.c.zConns.Add(-1)
 	}
 	if wasWS {
-		s.h.Closed(c, c.closeCode, err)
+		s.h.Closed(c, int(c.closeCode), err)
 	}
 	if s.c.open.Add(-1) == 0 && s.closing.Load() {
 		s.drainOne.Do(func() { close(s.drained) })

@@ -51,10 +51,39 @@ type PathMatcher func(path string) bool
 // and checks it is a valid RFC 6455 upgrade. served says which request paths
 // are upgraded; nil serves every path.
 func ParseHandshake(head []byte, served PathMatcher) (*Handshake, *HandshakeError) {
-	req, err := http.ReadRequest(bufio.NewReaderSize(bytes.NewReader(head), len(head)+16))
+	var p HandshakeParser
+	return p.Parse(head, served)
+}
+
+// HandshakeParser is ParseHandshake with readers kept for the next request:
+// one per goroutine that parses (an event loop), so that a handshake leaves
+// no reader behind as garbage. The zero value is ready.
+type HandshakeParser struct {
+	rd bytes.Reader
+	br *bufio.Reader
+}
+
+// handshakeReadBuf is HandshakeParser's buffer: a longer header line is
+// still read whole (textproto joins the pieces).
+const handshakeReadBuf = 4 << 10
+
+// Parse is ParseHandshake. The request it returns refers to nothing of the
+// parser's: its Body is http.NoBody (an upgrade request's bytes past the
+// head are websocket frames, not a body).
+func (p *HandshakeParser) Parse(head []byte, served PathMatcher) (*Handshake, *HandshakeError) {
+	p.rd.Reset(head)
+	if p.br == nil {
+		p.br = bufio.NewReaderSize(&p.rd, handshakeReadBuf)
+	} else {
+		p.br.Reset(&p.rd)
+	}
+	req, err := http.ReadRequest(p.br)
+	p.br.Reset(nil)
+	p.rd.Reset(nil)
 	if err != nil {
 		return nil, &HandshakeError{http.StatusBadRequest, "malformed HTTP request"}
 	}
+	req.Body = http.NoBody
 	if req.ProtoMajor != 1 || req.ProtoMinor < 1 {
 		return nil, &HandshakeError{http.StatusBadRequest, "websocket needs HTTP/1.1 or later"}
 	}
@@ -82,7 +111,7 @@ func ParseHandshake(head []byte, served PathMatcher) (*Handshake, *HandshakeErro
 	}
 	hs := &Handshake{Request: req, Key: strings.TrimSpace(keys[0])}
 	for _, v := range req.Header.Values("Sec-Websocket-Protocol") {
-		for _, p := range strings.Split(v, ",") {
+		for p := range strings.SplitSeq(v, ",") {
 			if p = strings.TrimSpace(p); p != "" {
 				hs.Protocols = append(hs.Protocols, p)
 			}
@@ -104,7 +133,7 @@ func validKey(k string) bool {
 // name equals token, ignoring case.
 func headerHasToken(h http.Header, name, token string) bool {
 	for _, v := range h.Values(name) {
-		for _, t := range strings.Split(v, ",") {
+		for t := range strings.SplitSeq(v, ",") {
 			if strings.EqualFold(strings.TrimSpace(t), token) {
 				return true
 			}
