@@ -385,3 +385,31 @@ func TestRefusalRoundTrip(t *testing.T) {
 		t.Fatalf("got %d %q", resp.StatusCode, resp.Header.Get("Sec-WebSocket-Version"))
 	}
 }
+
+// TestHandshakeParserReuse: one parser, two requests; the first request
+// keeps its own values after the second parse, and neither refers to the
+// parser's reader (its Body is http.NoBody even with a Content-Length).
+func TestHandshakeParserReuse(t *testing.T) {
+	req := func(path, key, extra string) []byte {
+		return []byte("GET " + path + " HTTP/1.1\r\nHost: example.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+			"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: " + key + "\r\nX-Long: " + strings.Repeat("v", 5000) + "\r\n" + extra + "\r\n")
+	}
+	var p HandshakeParser
+	a, err := p.Parse(req("/ws?a=1", "dGhlIHNhbXBsZSBub25jZQ==", "Content-Length: 5\r\n"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := p.Parse(req("/other", "AQIDBAUGBwgJCgsMDQ4PEA==", ""), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Request.URL.Path != "/ws" || a.Request.URL.RawQuery != "a=1" || a.Key != "dGhlIHNhbXBsZSBub25jZQ==" || len(a.Request.Header.Get("X-Long")) != 5000 {
+		t.Errorf("first request changed by the second parse: %s %q key %q", a.Request.URL, a.Request.URL.RawQuery, a.Key)
+	}
+	if b.Request.URL.Path != "/other" || b.Key != "AQIDBAUGBwgJCgsMDQ4PEA==" {
+		t.Errorf("second request: %s key %q", b.Request.URL, b.Key)
+	}
+	if a.Request.Body != http.NoBody || b.Request.Body != http.NoBody {
+		t.Error("a parsed request's Body is not http.NoBody")
+	}
+}
