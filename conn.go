@@ -27,6 +27,13 @@ type Conn struct {
 	// system: upgraded with a valid SystemToken; no hooks run for it and
 	// it may subscribe only to StatsTopic.
 	system bool
+	// guarded by imu (see the inbox below), kept here with the other flags
+	// so that they share one word
+	busy       bool
+	paused     bool // reading paused for the inbound budget
+	waiting    bool // in the Tower's list of connections waiting for the total budget
+	slowQueued bool
+	flooding   bool // closed for flooding: further messages are dropped
 
 	id  string
 	ip  string        // remote IP, only when the per-IP cap is on
@@ -53,15 +60,11 @@ type Conn struct {
 	// imu). Nothing else is taken under imu: the transport calls
 	// (PauseReading, ResumeReading) and the workers' queue come after it
 	// is released.
-	imu        sync.Mutex
-	inbox      fifo[item]
-	busy       bool
-	inBytes    int  // budget held by requests in inbox (see requestCost)
-	paused     bool // reading paused for the inbound budget
-	waiting    bool // in the Tower's list of connections waiting for the total budget
-	timeouts   int  // read-timeout items in inbox
-	slowQueued bool
-	flooding   bool // closed for flooding: further messages are dropped
+	imu      sync.Mutex
+	inbox    fifo[item]
+	inBytes  int // budget held by requests in inbox (see requestCost)
+	timeouts int // read-timeout items in inbox
+	// (busy, paused, waiting, slowQueued and flooding, above, are imu's too)
 }
 
 type itemKind uint8
