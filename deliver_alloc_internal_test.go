@@ -32,34 +32,7 @@ func TestDeliverLocalAllocsWriteDelay(t *testing.T) {
 
 func testDeliverLocalAllocs(t *testing.T, most float64, what string, opts ...Option) {
 	const subscribers = 20
-	tw, err := New(append([]Option{WithAddr("127.0.0.1:0"), WithEventLoops(1), WithStatsInterval(0)}, opts...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := tw.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = tw.Shutdown(ctx) }()
-	conns := make([]net.Conn, subscribers)
-	for i := range conns {
-		nc, _, _, err := ws.Dial(ctx, "ws://"+tw.Addr()+"/ws")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer nc.Close()
-		if err := wsutil.WriteClientText(nc, []byte(`{"type":"subscribe","topics":["/a"]}`)); err != nil {
-			t.Fatal(err)
-		}
-		conns[i] = nc
-	}
-	for s := tw.index.get("/a"); s == nil || s.count < subscribers; s = tw.index.get("/a") {
-		if ctx.Err() != nil {
-			t.Fatal("the subscriptions never reached the index")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	tw, conns := allocSubscribers(t, subscribers, opts...)
 	data := []byte(`{"n":1}`)
 	frame := len(`{"type":"publish","topic":"/a","data":{"n":1}}`) + 2 // unmasked, short header
 	buf := make([]byte, frame)
@@ -226,34 +199,7 @@ func dialDeflate(t *testing.T, ctx context.Context, addr string) net.Conn {
 // subscriber, only the loop tasks of the publishes and the timer's wake-up.
 func TestDeliverLocalAllocsWriteDelayBursts(t *testing.T) {
 	const subscribers, burst = 20, 10
-	tw, err := New(WithAddr("127.0.0.1:0"), WithEventLoops(1), WithStatsInterval(0), WithWriteDelay(time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := tw.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = tw.Shutdown(ctx) }()
-	conns := make([]net.Conn, subscribers)
-	for i := range conns {
-		nc, _, _, err := ws.Dial(ctx, "ws://"+tw.Addr()+"/ws")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer nc.Close()
-		if err := wsutil.WriteClientText(nc, []byte(`{"type":"subscribe","topics":["/a"]}`)); err != nil {
-			t.Fatal(err)
-		}
-		conns[i] = nc
-	}
-	for s := tw.index.get("/a"); s == nil || s.count < subscribers; s = tw.index.get("/a") {
-		if ctx.Err() != nil {
-			t.Fatal("the subscriptions never reached the index")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	tw, conns := allocSubscribers(t, subscribers, WithWriteDelay(time.Millisecond))
 	data := []byte(`"` + strings.Repeat("x", 1024) + `"`)
 	frame := len(`{"type":"publish","topic":"/a","data":}`) + len(data) + 4 // unmasked, 16-bit length
 	buf := make([]byte, frame*burst)
@@ -276,4 +222,44 @@ func TestDeliverLocalAllocsWriteDelayBursts(t *testing.T) {
 		t.Errorf("a burst of %d publishes to %d subscribers: %v allocations, want at most %v (the loop tasks and the timer), none per subscriber",
 			burst, subscribers, n, most)
 	}
+}
+
+// allocSubscribers starts a Tower on one event loop with opts and n
+// subscribers of "/a" (plain websocket clients), and waits until the index
+// has them all. The Tower and the connections end with the test.
+func allocSubscribers(t *testing.T, n int, opts ...Option) (*Tower, []net.Conn) {
+	t.Helper()
+	tw, err := New(append([]Option{WithAddr("127.0.0.1:0"), WithEventLoops(1), WithStatsInterval(0)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := tw.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer scancel()
+		_ = tw.Shutdown(sctx)
+	})
+	conns := make([]net.Conn, n)
+	for i := range conns {
+		nc, _, _, err := ws.Dial(ctx, "ws://"+tw.Addr()+"/ws")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = nc.Close() })
+		if err := wsutil.WriteClientText(nc, []byte(`{"type":"subscribe","topics":["/a"]}`)); err != nil {
+			t.Fatal(err)
+		}
+		conns[i] = nc
+	}
+	for s := tw.index.get("/a"); s == nil || s.count < int64(n); s = tw.index.get("/a") {
+		if ctx.Err() != nil {
+			t.Fatal("the subscriptions never reached the index")
+		}
+		time.Sleep(time.Millisecond) // polling the index: there is no event to wait for
+	}
+	return tw, conns
 }

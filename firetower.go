@@ -60,7 +60,8 @@ type Tower struct {
 	log *slog.Logger
 	srv *transport.Server
 	// replyBufs holds *replyBuf: where Conn.reply builds an answer (a
-	// buffer on the stack would escape through the builder).
+	// buffer on the stack would escape through the builder, and the
+	// transport's GetBuffer/PutBuffer pool boxes every slice put back).
 	replyBufs sync.Pool
 	index     *index
 	conns     *registry

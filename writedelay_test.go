@@ -70,15 +70,9 @@ func readMessages(t *testing.T, nc net.Conn, topic string, from, to int) {
 // order, in one write, followed by the close frame.
 func TestWriteDelayHoldsUntilShutdown(t *testing.T) {
 	const n = 50
-	tw, err := firetower.New(firetower.WithAddr("127.0.0.1:0"), firetower.WithWriteDelay(time.Hour), firetower.WithStatsInterval(0))
-	if err != nil {
-		t.Fatal(err)
-	}
+	tw := startTower(t, 10*time.Second, firetower.WithWriteDelay(time.Hour), firetower.WithStatsInterval(0))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := tw.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
 	nc := dialSubscribed(t, tw, "room")
 	for i := range n {
 		if err := tw.Publish(ctx, "room", fmt.Append(nil, i)); err != nil {
@@ -93,7 +87,7 @@ func TestWriteDelayHoldsUntilShutdown(t *testing.T) {
 		t.Fatalf("Shutdown: %v", err)
 	}
 	readMessages(t, nc, "room", 0, n)
-	_, err = wsutil.ReadServerText(nc)
+	_, err := wsutil.ReadServerText(nc)
 	var ce wsutil.ClosedError
 	if !errors.As(err, &ce) || ce.Code != ws.StatusGoingAway {
 		t.Fatalf("after the messages: %v, want a close frame with 1001", err)
