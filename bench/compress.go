@@ -148,8 +148,9 @@ func (in *inflater) inflate(dst, z []byte) ([]byte, error) {
 }
 
 // zKinds are the servers of the compression scenario: each with
-// compression on, and firetower without it (its CPU reference).
-var zKinds = []string{"firetower", "firetower-plain", "gorilla", "centrifuge"}
+// compression on, firetower without it (its CPU reference), and the floor
+// compressing each publish once (the ceiling of this machine and rig).
+var zKinds = []string{"firetower", "firetower-plain", "gorilla", "centrifuge", "floor"}
 
 // newZServer starts a server of the compression scenario: compression at
 // level 1 for messages of 128 bytes and more, the way each server offers it.
@@ -163,6 +164,8 @@ func newZServer(kind string) (server, error) {
 		return newGorillaHubCompressed(1)
 	case "centrifuge":
 		return newCentrifugeServerCompressed(1, 128)
+	case "floor":
+		return newFloorServerDeflate()
 	}
 	return nil, fmt.Errorf("bench: unknown compression server %q", kind)
 }

@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/klauspost/compress/flate"
 	"github.com/panjf2000/gnet/v2"
 )
 
@@ -30,6 +31,12 @@ import (
 // and written with one write). No hooks, no limits, no keepalive, no
 // validation: what the machine allows for the same frames on the same
 // sockets.
+//
+// With deflate (newFloorServerDeflate, the compression scenario's floor) it
+// also accepts a permessage-deflate offer (answering with both
+// no_context_takeover parameters) and compresses each publish once at level
+// 1, sending the same compressed frame to every connection that
+// negotiated it.
 type floorServer struct {
 	gnet.BuiltinEventEngine
 
@@ -48,6 +55,11 @@ type floorServer struct {
 
 	writes atomic.Uint64
 	writev bool // FTBENCH_FLOOR_WRITEV: gnet's Writev instead of copy+Write (diagnostics)
+
+	deflate bool          // accept permessage-deflate offers
+	zmu     sync.Mutex    // guards zw and zbuf (Publish may be called from any goroutine)
+	zw      *flate.Writer // level 1, reset per publish (no context takeover)
+	zbuf    bytes.Buffer
 }
 
 type floorTopic struct {
@@ -69,14 +81,16 @@ type floorLoop struct {
 }
 
 type floorItem struct {
-	frame []byte
-	conns []*floorConn
+	frame  []byte
+	zframe []byte // the compressed frame (deflate floor), nil otherwise
+	conns  []*floorConn
 }
 
 type floorConn struct {
 	gc       gnet.Conn
 	loop     *floorLoop
 	upgraded bool
+	deflate  bool // negotiated permessage-deflate
 	closed   bool
 	topic    string
 	out      [][]byte
@@ -87,13 +101,26 @@ var floorAck = func() []byte {
 	return append([]byte{0x81, byte(len(p))}, p...)
 }()
 
-func newFloorServer() (*floorServer, error) {
+func newFloorServer() (*floorServer, error) { return startFloor(false) }
+
+// newFloorServerDeflate is the floor of the compression scenario.
+func newFloorServerDeflate() (*floorServer, error) { return startFloor(true) }
+
+func startFloor(deflate bool) (*floorServer, error) {
 	s := &floorServer{
+		deflate: deflate,
 		booted:  make(chan struct{}),
 		stopped: make(chan struct{}),
 		byEL:    make(map[gnet.EventLoop]*floorLoop),
 		topics:  make(map[string]*floorTopic),
 		writev:  os.Getenv("FTBENCH_FLOOR_WRITEV") != "",
+	}
+	if deflate {
+		zw, err := flate.NewWriter(nil, 1)
+		if err != nil {
+			return nil, err
+		}
+		s.zw = zw
 	}
 	go func() {
 		defer close(s.stopped)
@@ -203,6 +230,10 @@ func (s *floorServer) OnTraffic(gc gnet.Conn) gnet.Action {
 		resp := make([]byte, 0, 160)
 		resp = append(resp, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "...)
 		resp = base64.StdEncoding.AppendEncode(resp, h.Sum(nil))
+		if s.deflate && bytes.Contains(bytes.ToLower(headerValue(buf[:end], "sec-websocket-extensions")), []byte("permessage-deflate")) {
+			c.deflate = true
+			resp = append(resp, "\r\nSec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; client_no_context_takeover"...)
+		}
 		resp = append(resp, "\r\n\r\n"...)
 		_, _ = gc.Write(resp)
 		_, _ = gc.Discard(end + 4)
@@ -369,25 +400,48 @@ func (s *floorServer) Publish(topic string, data []byte) error {
 		return nil
 	}
 	n := len(`{"type":"publish","topic":"","data":}`) + len(topic) + len(data)
-	frame := make([]byte, 0, n+10)
-	frame = append(frame, 0x81)
-	switch {
-	case n < 126:
-		frame = append(frame, byte(n))
-	case n < 1<<16:
-		frame = append(frame, 126, byte(n>>8), byte(n))
-	default:
-		frame = append(frame, 127)
-		frame = binary.BigEndian.AppendUint64(frame, uint64(n))
-	}
+	frame := appendFloorHeader(make([]byte, 0, n+10), 0x81, n)
 	frame = appendDelivery(frame, topic, data)
+	var zframe []byte
+	if s.deflate {
+		zframe = s.compress(frame[len(frame)-n:])
+	}
 	loops := *s.loops.Load()
 	for li, conns := range *p {
 		if len(conns) > 0 {
-			loops[li].enqueue(floorItem{frame: frame, conns: conns})
+			loops[li].enqueue(floorItem{frame: frame, zframe: zframe, conns: conns})
 		}
 	}
 	return nil
+}
+
+// appendFloorHeader appends a server frame header: first byte b0, payload
+// length n.
+func appendFloorHeader(frame []byte, b0 byte, n int) []byte {
+	frame = append(frame, b0)
+	switch {
+	case n < 126:
+		return append(frame, byte(n))
+	case n < 1<<16:
+		return append(frame, 126, byte(n>>8), byte(n))
+	default:
+		frame = append(frame, 127)
+		return binary.BigEndian.AppendUint64(frame, uint64(n))
+	}
+}
+
+// compress returns the compressed text frame (RSV1) of payload p: deflated
+// at level 1 from a fresh window, the final empty block's 00 00 ff ff cut
+// off (RFC 7692 section 7.2.1).
+func (s *floorServer) compress(p []byte) []byte {
+	s.zmu.Lock()
+	defer s.zmu.Unlock()
+	s.zbuf.Reset()
+	s.zw.Reset(&s.zbuf)
+	_, _ = s.zw.Write(p)
+	_ = s.zw.Flush()
+	z := bytes.TrimSuffix(s.zbuf.Bytes(), deflateTail)
+	return append(appendFloorHeader(make([]byte, 0, len(z)+10), 0xc1, len(z)), z...)
 }
 
 func (l *floorLoop) enqueue(it floorItem) {
@@ -417,7 +471,11 @@ func (l *floorLoop) run(context.Context) error {
 			if len(c.out) == 0 {
 				l.dirty = append(l.dirty, c)
 			}
-			c.out = append(c.out, it.frame)
+			if c.deflate && it.zframe != nil {
+				c.out = append(c.out, it.zframe)
+			} else {
+				c.out = append(c.out, it.frame)
+			}
 			if len(c.out) == 1024 {
 				c.flush()
 			}

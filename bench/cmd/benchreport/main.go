@@ -80,7 +80,7 @@ func parse(files []string) (*parsed, error) {
 			}
 			name := procSuffix.ReplaceAllString(fields[0], "")
 			i := strings.LastIndexByte(name, '/')
-			if i < 0 || !slices.Contains(pubServers, name[i+1:]) && !slices.Contains(clusterKinds, name[i+1:]) {
+			if i < 0 || !slices.Contains(pubServers, name[i+1:]) && !slices.Contains(clusterKinds, name[i+1:]) && name[i+1:] != plainServer {
 				continue
 			}
 			scen, srv := name[:i], name[i+1:]
@@ -138,7 +138,7 @@ func values(m map[int]float64) []float64 {
 
 // units shown in the results tables, in order.
 var tableUnits = []string{"publishes/s", "deliveries/s", "expected-deliveries/s", "cpu-ns/publish", "cpu-ns/delivery",
-	"writes/delivery", "p50-ns", "p99-ns", "bytes/conn", "bytes/sub", "allocs/delivery", "B/delivery", "lost", "error-frames", "closed-conns"}
+	"writes/delivery", "p50-ns", "p99-ns", "bytes/conn", "bytes/sub", "allocs/delivery", "B/delivery", "wire-B/delivery", "lost", "error-frames", "closed-conns"}
 
 func format(unit string, v float64) string {
 	switch unit {
@@ -159,6 +159,8 @@ func format(unit string, v float64) string {
 		return fmt.Sprintf("%.0f ns", v)
 	case "bytes/conn", "bytes/sub", "B/delivery":
 		return fmt.Sprintf("%.0f B", v)
+	case "wire-B/delivery":
+		return fmt.Sprintf("%.1f B", v)
 	case "allocs/delivery":
 		return fmt.Sprintf("%.4f", v)
 	case "writes/delivery":
@@ -257,6 +259,41 @@ var extrasDelay = []target{
 	{prefix: "^BenchmarkChat/", unit: "p99-ns", other: "gorilla", atMost: true, bound: math.NaN(), label: "p99: firetower-delay / gorilla hub"},
 	{prefix: "^BenchmarkChat/", unit: "cpu-ns/delivery", other: delayCentrifuge, atMost: true, bound: math.NaN(), label: "server CPU per delivery: firetower-delay / centrifuge-delay"},
 	{prefix: "^BenchmarkChat/", unit: "p99-ns", other: delayCentrifuge, atMost: true, bound: math.NaN(), label: "p99: firetower-delay / centrifuge-delay"},
+}
+
+// extrasFloor10 are the floor's own ratios in Chat (the floor in
+// firetower's place): what a server that does no protocol work and writes
+// each delivery as it comes can reach against the others, the bound of any
+// server that does not hold messages back.
+var extrasFloor10 = []target{
+	{prefix: "^BenchmarkChat/", unit: "cpu-ns/delivery", other: "gorilla", atMost: true, bound: math.NaN(), label: "server CPU per delivery: floor / gorilla hub"},
+	{prefix: "^BenchmarkChat/", unit: "cpu-ns/delivery", other: "centrifuge", atMost: true, bound: math.NaN(), label: "server CPU per delivery: floor / centrifuge"},
+}
+
+// plainServer is firetower without compression in the compression
+// scenario: the reference for its CPU and bytes.
+const plainServer = "firetower-plain"
+
+// compression is the prefix of issue 13's scenario.
+const compression = "^BenchmarkCompression/"
+
+// targets13 are issue 13's targets (compression).
+var targets13 = []target{
+	{prefix: compression, unit: "deliveries/s", other: "centrifuge", bound: 5, label: "deliveries/s: firetower / centrifuge ≥ 5×"},
+	{prefix: compression, unit: "cpu-ns/delivery", other: plainServer, atMost: true, bound: 1.5, label: "server CPU per delivery: with compression / without ≤ 1.5×"},
+}
+
+// extras13 are informational ratios of the compression scenario.
+var extras13 = []target{
+	{prefix: compression, unit: "deliveries/s", other: "floor", bound: math.NaN(), label: "deliveries/s: firetower / floor"},
+	{prefix: compression, unit: "cpu-ns/delivery", other: "centrifuge", inverse: true, bound: math.NaN(), label: "server CPU per delivery: centrifuge / firetower"},
+	{prefix: compression, unit: "wire-B/delivery", other: plainServer, atMost: true, bound: math.NaN(), label: "bytes on the wire: with compression / without"},
+}
+
+// extrasFloor13 are the floor's ratios in the compression scenario: the
+// ceiling this machine and load generator allow any server.
+var extrasFloor13 = []target{
+	{prefix: compression, unit: "deliveries/s", other: "centrifuge", bound: math.NaN(), label: "deliveries/s: floor / centrifuge"},
 }
 
 // clientPublish reports the scenarios where clients publish (issue 10),
@@ -500,12 +537,16 @@ func main() {
 	if p.has(servers, func(s string) bool { return !clientPublish(s) }) {
 		out = append(out, "", "### Results (median, min – max over the runs)", "")
 		out = append(out, p.table(servers, func(s string) bool { return !clientPublish(s) })...)
-		out = append(out, "", "### Targets of issue 3 (ratio within each run; median, min – max over the runs)", "")
-		out = append(out, "| scenario | target | measured | verdict |", "|---|---|---|---|")
-		out = append(out, p.ratioRows(targets, true)...)
-		out = append(out, "", "### Other ratios (no target)", "")
-		out = append(out, "| scenario | ratio | measured |", "|---|---|---|")
-		out = append(out, p.ratioRows(extras, false)...)
+		if rows := p.ratioRows(targets, true); len(rows) > 0 {
+			out = append(out, "", "### Targets of issue 3 (ratio within each run; median, min – max over the runs)", "")
+			out = append(out, "| scenario | target | measured | verdict |", "|---|---|---|---|")
+			out = append(out, rows...)
+		}
+		if rows := p.ratioRows(extras, false); len(rows) > 0 {
+			out = append(out, "", "### Other ratios (no target)", "")
+			out = append(out, "| scenario | ratio | measured |", "|---|---|---|")
+			out = append(out, rows...)
+		}
 	}
 	if p.has(servers, clientPublish) || p.has([]string{delayServer}, clientPublish) {
 		cols := servers
@@ -526,6 +567,16 @@ func main() {
 		if withDelay {
 			out = append(out, p.ratioRowsOf(delayServer, extrasDelay, false)...)
 		}
+		out = append(out, p.ratioRowsOf("floor", extrasFloor10, false)...)
+	}
+	isCompression := func(s string) bool { return strings.HasPrefix(s, "BenchmarkCompression/") }
+	if p.has([]string{"firetower"}, isCompression) {
+		out = append(out, "", "### Targets of issue 13 (compression; ratio within each run; median, min – max over the runs)", "")
+		out = append(out, "| scenario | target | measured | verdict |", "|---|---|---|---|")
+		out = append(out, p.ratioRows(targets13, true)...)
+		out = append(out, "", "| scenario | ratio (no target) | measured |", "|---|---|---|")
+		out = append(out, p.ratioRows(extras13, false)...)
+		out = append(out, p.ratioRowsOf("floor", extrasFloor13, false)...)
 	}
 	if p.has(clusterKinds, func(string) bool { return true }) {
 		out = append(out, "", "### Cross-node (issue 4; median, min – max over the runs)", "",
