@@ -290,8 +290,9 @@ var extras13 = []target{
 	{prefix: compression, unit: "wire-B/delivery", other: plainServer, atMost: true, bound: math.NaN(), label: "bytes on the wire: with compression / without"},
 }
 
-// extrasFloor13 are the floor's ratios in the compression scenario: the
-// ceiling this machine and load generator allow any server.
+// extrasFloor13 are the floor's ratios in the compression scenario: what a
+// server that only compresses each publish once and writes it reaches on
+// this machine, with the load generator beside it.
 var extrasFloor13 = []target{
 	{prefix: compression, unit: "deliveries/s", other: "centrifuge", bound: math.NaN(), label: "deliveries/s: floor / centrifuge"},
 }
