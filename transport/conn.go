@@ -237,6 +237,9 @@ func (c *Conn) queue(f *Frame) {
 	if len(c.out) == 0 {
 		c.l.dirty = append(c.l.dirty, c)
 		c.oldest = f.born
+		if c.out == nil {
+			c.out = c.l.takeOut()
+		}
 	}
 	c.out = append(c.out, b)
 	c.outBytes += n
@@ -282,7 +285,7 @@ func (c *Conn) flush() {
 	if !c.sending() {
 		c.server().c.discarded.Add(uint64(len(out)))
 		clear(out)
-		c.out = out[:0]
+		c.l.giveOut(c, out)
 		return
 	}
 	s := c.server()
@@ -313,7 +316,7 @@ func (c *Conn) flush() {
 	if c.state == stClosed { // the write failed and gnet closed it
 		return
 	}
-	c.out = out[:0]
+	c.l.giveOut(c, out)
 	c.written()
 }
 

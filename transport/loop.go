@@ -56,8 +56,14 @@ type loop struct {
 	now   int64   // monotonic time of the running task's flush
 	conns []*Conn // every TCP connection on this loop; Conn.idx is its index
 	dirty []*Conn // connections with frames in out
-	sweep []*Conn // scratch for closes decided during a scan
-	pings []*Conn // scratch for pings decided during a scan
+	// outFree holds emptied Conn.out lists: a connection takes one when
+	// it queues a frame and gives it back when it has written, so an idle
+	// connection keeps no list (its array: 24 bytes for one frame) and a
+	// busy one allocates none. Past maxOutFree a connection keeps its own,
+	// so a broadcast to every connection leaves no more behind than before.
+	outFree [][][]byte
+	sweep   []*Conn // scratch for closes decided during a scan
+	pings   []*Conn // scratch for pings decided during a scan
 	// pendingKeys holds the Sec-WebSocket-Key of upgrades waiting for a
 	// decision (OnConnect), so open connections carry no key.
 	pendingKeys map[*Conn]string
@@ -277,6 +283,33 @@ func (l *loop) takeHeld() *heldFrames {
 		return h
 	}
 	return &heldFrames{}
+}
+
+// maxOutFree bounds loop.outFree.
+const maxOutFree = 1024
+
+// takeOut returns an empty frame list for a connection to queue on (nil
+// when the loop has none: append makes one).
+func (l *loop) takeOut() [][]byte {
+	n := len(l.outFree)
+	if n == 0 {
+		return nil
+	}
+	out := l.outFree[n-1]
+	l.outFree[n-1] = nil
+	l.outFree = l.outFree[:n-1]
+	return out
+}
+
+// giveOut takes back c's written (or discarded) frame list, its entries
+// cleared, or leaves it to c when the loop has enough.
+func (l *loop) giveOut(c *Conn, out [][]byte) {
+	if len(l.outFree) >= maxOutFree {
+		c.out = out[:0]
+		return
+	}
+	c.out = nil
+	l.outFree = append(l.outFree, out[:0])
 }
 
 // giveHeld takes back held frames that were written (or discarded).
