@@ -64,39 +64,16 @@ func testDeliverLocalAllocs(t *testing.T, most float64, what string, opts ...Opt
 // the compression nor any delivery allocates.
 func TestDeliverLocalAllocsCompressed(t *testing.T) {
 	const subscribers = 20
-	tw, err := New(WithAddr("127.0.0.1:0"), WithEventLoops(1), WithStatsInterval(0), WithCompression(1, 64))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := tw.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = tw.Shutdown(ctx) }()
-	conns := make([]net.Conn, subscribers)
-	for i := range conns {
-		var nc net.Conn
+	// half the subscribers offer permessage-deflate
+	tw, conns := allocSubscribersDial(t, subscribers, func(ctx context.Context, i int, addr string) (net.Conn, error) {
 		if i%2 == 0 {
-			nc = dialDeflate(t, ctx, tw.Addr())
-		} else {
-			nc, _, _, err = ws.Dial(ctx, "ws://"+tw.Addr()+"/ws")
-			if err != nil {
-				t.Fatal(err)
-			}
+			return dialDeflate(t, ctx, addr), nil
 		}
-		defer nc.Close()
-		if err := wsutil.WriteClientText(nc, []byte(`{"type":"subscribe","topics":["/a"]}`)); err != nil {
-			t.Fatal(err)
-		}
-		conns[i] = nc
-	}
-	for s := tw.index.get("/a"); s == nil || s.count < subscribers; s = tw.index.get("/a") {
-		if ctx.Err() != nil {
-			t.Fatal("the subscriptions never reached the index")
-		}
-		time.Sleep(time.Millisecond)
-	}
+		nc, _, _, err := ws.Dial(ctx, "ws://"+addr+"/ws")
+		return nc, err
+	}, WithCompression(1, 64))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second) // bounds the waits for the counters
+	defer cancel()
 	data := []byte(`{"rows":[` + strings.Repeat(`{"symbol":"EURUSD","bid":1.0812,"ask":1.0814},`, 8) + `{}]}`)
 	var hdr [10]byte
 	buf := make([]byte, 4096)
@@ -229,6 +206,16 @@ func TestDeliverLocalAllocsWriteDelayBursts(t *testing.T) {
 // has them all. The Tower and the connections end with the test.
 func allocSubscribers(t *testing.T, n int, opts ...Option) (*Tower, []net.Conn) {
 	t.Helper()
+	return allocSubscribersDial(t, n, func(ctx context.Context, _ int, addr string) (net.Conn, error) {
+		nc, _, _, err := ws.Dial(ctx, "ws://"+addr+"/ws")
+		return nc, err
+	}, opts...)
+}
+
+// allocSubscribersDial is allocSubscribers with subscriber i connected by
+// dial.
+func allocSubscribersDial(t *testing.T, n int, dial func(ctx context.Context, i int, addr string) (net.Conn, error), opts ...Option) (*Tower, []net.Conn) {
+	t.Helper()
 	tw, err := New(append([]Option{WithAddr("127.0.0.1:0"), WithEventLoops(1), WithStatsInterval(0)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
@@ -245,7 +232,7 @@ func allocSubscribers(t *testing.T, n int, opts ...Option) (*Tower, []net.Conn) 
 	})
 	conns := make([]net.Conn, n)
 	for i := range conns {
-		nc, _, _, err := ws.Dial(ctx, "ws://"+tw.Addr()+"/ws")
+		nc, err := dial(ctx, i, tw.Addr())
 		if err != nil {
 			t.Fatal(err)
 		}
